@@ -1,0 +1,6 @@
+"""ViT-Ti/16: timm's ``vit_tiny_patch16_224`` (DeiT-Ti: embed_dim=192, depth=12, num_heads=3)."""
+
+from configs.models.vit_small_p16 import model
+
+model.hidden_dim = 192
+model.block_cfg.mixer.num_heads = 3

@@ -1,0 +1,128 @@
+"""Load a config from a Python (or YAML) file, and save one as YAML.
+
+A Python config file is ordinary code (detectron2's LazyConfig files): its module-level configs
+(``model``, ``data``, ``optim``, ``train``, ...) become the top-level keys. An experiment imports a
+base config and edits attributes. Config files are code: they are only loaded from paths a user names.
+
+Imports inside a config file resolve from the directory above the file's top-level package, so
+``experiments/foo.py`` can say ``from configs.models.hybrid_small_p16 import model``. Every load runs
+the imported base files afresh, so an experiment that edits ``model`` never leaks into the next load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+__all__ = ["load_config", "save_config"]
+
+_counter = itertools.count()
+
+
+def _import_root(path: Path) -> Path:
+    """The directory that makes the file's package importable (parent of its top-level package)."""
+    folder = path.parent
+    while (folder / "__init__.py").exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def _is_under(module: Any, root: Path) -> bool:
+    """Whether ``module`` is a config module importable from ``root`` (a package or file directly in it)."""
+    if module is None:
+        return False
+    top = module.__name__.split(".")[0]
+    if top == "vitlab" or not ((root / top / "__init__.py").exists() or (root / f"{top}.py").exists()):
+        return False
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    try:
+        return Path(file).resolve().is_relative_to(root)
+    except OSError:
+        return False
+
+
+def _exec_python(path: Path) -> dict[str, Any]:
+    root = _import_root(path)
+    saved = {name: mod for name, mod in list(sys.modules.items()) if _is_under(mod, root)}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(root))
+    try:
+        spec = importlib.util.spec_from_file_location(f"_vitlab_config_{next(_counter)}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(root))
+        for name, mod in list(sys.modules.items()):
+            if _is_under(mod, root):
+                del sys.modules[name]
+        sys.modules.update(saved)
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if not name.startswith("_") and isinstance(value, (DictConfig, ListConfig, dict))
+    }
+
+
+def load_config(path: str | Path) -> DictConfig:
+    """Load a config file: Python (module-level configs become keys) or YAML.
+
+    Args:
+        path: a ``.py`` or ``.yaml``/``.yml`` file.
+
+    Returns:
+        A ``DictConfig`` with one key per top-level config (``model``, ``train``, ...).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {str(path)!r}")
+    path = path.resolve()
+    if path.suffix == ".py":
+        content = _exec_python(path)
+        if not content:
+            raise ValueError(f"config file {str(path)!r} defines no config (no module-level L(...) or dict)")
+        allow_objects = any(
+            isinstance(v, DictConfig) and v._get_flag("allow_objects") for v in content.values()
+        )
+        return DictConfig(content, flags={"allow_objects": True} if allow_objects else None)
+    if path.suffix in (".yaml", ".yml"):
+        cfg = OmegaConf.load(path)
+        if not isinstance(cfg, DictConfig):
+            raise ValueError(f"config file {str(path)!r} must hold a mapping at the top, got a list")
+        return cfg
+    raise ValueError(f"config file {str(path)!r} must end in .py, .yaml or .yml")
+
+
+def _check_plain(node: Any, key: str) -> None:
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            _check_plain(node._get_node(k)._value() if node._get_node(k) is not None else None,
+                         f"{key}.{k}" if key else str(k))
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            _check_plain(node._get_node(i)._value(), f"{key}[{i}]")
+    elif not (node is None or isinstance(node, (str, int, float, bool))) and not OmegaConf.is_config(node):
+        if hasattr(node, "_value"):
+            return
+        raise ValueError(
+            f"config key '{key}' holds {node!r}, which YAML cannot store "
+            "(a class defined inside a function?); define it at module level so it imports by name"
+        )
+
+
+def save_config(cfg: DictConfig, path: str | Path) -> Path:
+    """Write ``cfg`` as YAML that ``load_config`` reads back to an equal config."""
+    _check_plain(cfg, "")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=False))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,81 @@
+"""Command-line overrides (``model.num_registers=4``) parsed by hydra's override grammar."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+__all__ = ["apply_overrides", "parse_sweep", "config_keys"]
+
+_MISSING = object()
+
+
+def config_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every dotted key in ``cfg``, depth first."""
+    keys = []
+    if isinstance(cfg, DictConfig):
+        items = ((str(k), cfg._get_node(k)) for k in cfg.keys())
+    elif isinstance(cfg, ListConfig):
+        items = ((str(i), cfg._get_node(i)) for i in range(len(cfg)))
+    else:
+        return keys
+    for k, node in items:
+        full = f"{prefix}.{k}" if prefix else k
+        keys.append(full)
+        if isinstance(node, (DictConfig, ListConfig)):
+            keys.extend(config_keys(node, full))
+    return keys
+
+
+def _parse(overrides: Iterable[str]):
+    return OverridesParser.create().parse_overrides(list(overrides))
+
+
+def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
+    """Apply hydra-grammar overrides to ``cfg`` in place and return it.
+
+    ``key=value`` sets an existing key (a misspelt key raises ``KeyError`` naming the closest keys),
+    ``+key=value`` adds a new one, ``~key`` deletes one. Sweeps (``a=1,2``) belong to ``vitlab sweep``.
+    """
+    for ov in _parse(overrides):
+        key = ov.key_or_group
+        if ov.is_sweep_override():
+            raise ValueError(f"override '{ov.input_line}' is a sweep; use `vitlab sweep` or --multirun for sweeps")
+        current = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
+        if ov.is_delete():
+            if current is _MISSING:
+                raise KeyError(_unknown(cfg, key))
+            parent_key, _, leaf = key.rpartition(".")
+            parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+            with open_dict(parent):
+                del parent[leaf]
+            continue
+        if current is _MISSING and not ov.is_add():
+            raise KeyError(_unknown(cfg, key) + f" (prefix with '+' to add a new key: +{ov.input_line})")
+        with open_dict(cfg):
+            OmegaConf.update(cfg, key, ov.value(), merge=False, force_add=ov.is_add())
+    return cfg
+
+
+def parse_sweep(overrides: Iterable[str]) -> list[list[str]]:
+    """Expand sweep overrides (``a=1,2 b=x,y``) into the list of plain override lists (cartesian)."""
+    axes: list[list[str]] = []
+    for ov in _parse(overrides):
+        key = ("+" if ov.is_add() else "") + ov.key_or_group
+        if ov.is_sweep_override():
+            axes.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+        else:
+            axes.append([ov.input_line])
+    combos: list[list[str]] = [[]]
+    for axis in axes:
+        combos = [c + [v] for c in combos for v in axis]
+    return combos
+
+
+def _unknown(cfg: DictConfig, key: str) -> str:
+    close = difflib.get_close_matches(key, config_keys(cfg), n=3, cutoff=0.5)
+    hint = f"; closest existing keys: {', '.join(close)}" if close else ""
+    return f"config has no key '{key}'{hint}"

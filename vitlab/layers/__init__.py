@@ -1,0 +1,14 @@
+"""Plain building blocks that know nothing of configs."""
+
+from vitlab.layers.drop_path import DropPath, drop_path
+from vitlab.layers.layer_scale import LayerScale
+from vitlab.layers.mlp import Mlp, SwiGLU
+from vitlab.layers.norm import LayerNorm, RMSNorm
+from vitlab.layers.patch_embed import PatchEmbed
+from vitlab.layers.pos_embed import LearnedPosEmbed
+from vitlab.layers.rope import RotaryEmbedding2D, apply_rope, rotate_half
+
+__all__ = [
+    "DropPath", "drop_path", "LayerScale", "Mlp", "SwiGLU", "LayerNorm", "RMSNorm", "PatchEmbed",
+    "LearnedPosEmbed", "RotaryEmbedding2D", "apply_rope", "rotate_half",
+]

@@ -1,0 +1,37 @@
+"""Learned absolute position embedding (ViT), resampled bicubically for other grid sizes
+(as DeiT/DINOv2 do for fine-tuning at a new resolution).
+
+As in timm's ViT and DINOv2, ``num_prefix`` extra vectors (one for the CLS token) are stored first,
+so the parameter has timm's shape ``[1, num_prefix + h*w, D]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LearnedPosEmbed"]
+
+
+class LearnedPosEmbed(nn.Module):
+    """One learned vector per patch of a ``grid_h x grid_w`` reference grid, plus ``num_prefix``."""
+
+    def __init__(self, dim: int, grid_h: int, grid_w: int, *, num_prefix: int = 0, device=None, dtype=None):
+        super().__init__()
+        self.grid_h, self.grid_w, self.num_prefix = grid_h, grid_w, num_prefix
+        self.pos_embed = nn.Parameter(torch.empty(1, num_prefix + grid_h * grid_w, dim, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if not self.pos_embed.is_meta:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(prefix [1, num_prefix, D], patches [1, h*w, D])`` for a ``grid_h x grid_w`` grid."""
+        prefix, pe = self.pos_embed[:, : self.num_prefix], self.pos_embed[:, self.num_prefix :]
+        if (grid_h, grid_w) == (self.grid_h, self.grid_w):
+            return prefix, pe
+        pe = pe.reshape(1, self.grid_h, self.grid_w, -1).permute(0, 3, 1, 2)  # [1, D, h0, w0]
+        pe = F.interpolate(pe.float(), size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+        return prefix, pe.to(self.pos_embed.dtype).permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)

@@ -1,0 +1,7 @@
+"""Token mixers: ``forward(x [B, T, D], layout) -> [B, T, D]``, each with its ``flop_count``."""
+
+from vitlab.mixers.attention import Attention, flash_attn_available
+from vitlab.mixers.hyena2d import Hyena2D, fft_flop_count
+from vitlab.mixers.implicit_filter import ImplicitFilter2D
+
+__all__ = ["Attention", "flash_attn_available", "Hyena2D", "ImplicitFilter2D", "fft_flop_count"]

@@ -1,0 +1,134 @@
+"""Multi-head self-attention (Vaswani et al. 2017), optionally with 2D axial RoPE on the patch
+tokens (DINOv3), QK-norm (Dehghani et al. 2023) and DINOv3's ``mask_k_bias``.
+
+Backends: ``flash`` (flash-attn, CUDA, fp16/bf16), ``sdpa`` (``F.scaled_dot_product_attention``),
+``math`` (explicit softmax, for debugging and exact FLOP accounting); ``auto`` takes flash-attn
+when importable and the input is half precision on CUDA, else SDPA.
+
+Axis legend: B batch, T tokens (patches first, then CLS/registers), H heads, d head_dim, D = H*d.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitlab.config import build
+from vitlab.layers.rope import apply_rope
+from vitlab.models.layout import TokenLayout
+
+__all__ = ["Attention", "flash_attn_available"]
+
+_BACKENDS = ("auto", "flash", "sdpa", "math")
+
+
+def flash_attn_available() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+class Attention(nn.Module):
+    """Token mixer ``[B, T, D] -> [B, T, D]``.
+
+    Args:
+        dim: model width D (injected by the block).
+        num_heads: H; ``dim`` must divide evenly.
+        qkv_bias, proj_bias: biases of the input and output projections.
+        mask_k_bias: keep the key part of the qkv bias at zero (DINOv3); it cannot change softmax.
+        qk_norm: config or factory of a norm applied per head to q and k (gets ``dim=head_dim``).
+        rope: config or factory of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``);
+            rotates patch tokens only.
+        backend: ``auto | flash | sdpa | math``.
+    """
+
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm", "rope")
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_heads: int,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        mask_k_bias: bool = False,
+        qk_norm: Any = None,
+        rope: Any = None,
+        backend: Literal["auto", "flash", "sdpa", "math"] = "auto",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        if backend not in _BACKENDS:
+            raise ValueError(f"attention backend must be one of {_BACKENDS}, got {backend!r}")
+        if backend == "flash" and not flash_attn_available():
+            raise ValueError("backend='flash' needs the flash-attn package (pip install 'vitlab[gpu]')")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.backend = backend
+        dd = dict(device=device, dtype=dtype)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
+        if mask_k_bias and qkv_bias:
+            mask = torch.ones(3 * dim, device=device, dtype=dtype)
+            mask[dim : 2 * dim] = 0
+            self.register_buffer("bias_mask", mask, persistent=False)
+        else:
+            self.bias_mask = None
+        self.q_norm = build(qk_norm, dim=self.head_dim, **dd) or nn.Identity()
+        self.k_norm = build(qk_norm, dim=self.head_dim, **dd) or nn.Identity()
+        if rope is not None and self.head_dim % 4:
+            raise ValueError(f"RoPE needs head_dim divisible by 4, got dim={dim}/num_heads={num_heads}={self.head_dim}")
+        self.rope = build(rope, head_dim=self.head_dim, **dd)
+
+    def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        B, T, D = x.shape
+        bias = self.qkv.bias if self.bias_mask is None else self.qkv.bias * self.bias_mask
+        qkv = F.linear(x, self.qkv.weight, bias).reshape(B, T, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, d]
+        q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None:
+            q, k = self._rotate(q, k, layout)
+        x = self._attend(q, k, v)  # [B, H, T, d]
+        return self.proj(x.transpose(1, 2).reshape(B, T, D))
+
+    def _rotate(self, q: torch.Tensor, k: torch.Tensor, layout: TokenLayout):
+        h, w = layout.grid_h, layout.grid_w
+        sin, cos = layout.cached(self.rope.cache_key, lambda: self.rope(h, w))
+        n = h * w
+        sin, cos = sin.to(q.dtype), cos.to(q.dtype)
+        # Patches come first; CLS, registers (and any padding) are not rotated.
+        q = torch.cat((apply_rope(q[:, :, :n], sin, cos), q[:, :, n:]), dim=2)
+        k = torch.cat((apply_rope(k[:, :, :n], sin, cos), k[:, :, n:]), dim=2)
+        return q, k
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        backend = self.backend
+        if backend == "auto":
+            half = q.dtype in (torch.float16, torch.bfloat16)
+            backend = "flash" if q.is_cuda and half and flash_attn_available() else "sdpa"
+        if backend == "flash":
+            from flash_attn import flash_attn_func
+
+            out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+            return out.transpose(1, 2)
+        if backend == "sdpa":
+            return F.scaled_dot_product_attention(q, k, v)
+        attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)
+        return attn.softmax(dim=-1) @ v
+
+    def flop_count(self, tokens: int, layout: TokenLayout | None = None, batch_size: int = 1) -> int:
+        """Forward FLOPs: qkv and output projections, ``q k^T`` and ``attn v`` (2 per multiply-add)."""
+        D = self.dim
+        return batch_size * (2 * tokens * D * 3 * D + 2 * 2 * tokens * tokens * D + 2 * tokens * D * D)
+
+    def backward_flop_count(self, tokens: int, layout: TokenLayout | None = None, batch_size: int = 1) -> int:
+        """Backward FLOPs: 2x for the projections; 2.5x for fused attention, which recomputes the scores."""
+        D = self.dim
+        proj = 2 * tokens * D * 3 * D + 2 * tokens * D * D
+        scores = 2 * 2 * tokens * tokens * D
+        return batch_size * (2 * proj + (5 * scores) // 2 if self.backend != "math" else 2 * proj + 2 * scores)
+

@@ -1,0 +1,109 @@
+"""Hyena-style 2D token mixer.
+
+Hyena (Poli et al. 2023, "Hyena Hierarchy: Towards Larger Convolutional Language Models") replaces
+attention by data-controlled gating interleaved with long convolutions whose filters are implicit
+(produced by a small network). vitlab's 2D form follows HyenaPixel (Spravil et al. 2024, "HyenaPixel:
+Global Image Context with Convolutions") and ViT-5's Hyena 2D blocks: the token sequence is viewed
+as a ``(T / w) x w`` grid (patches fill the first rows; CLS, registers and zero padding the last),
+the short filter is a depthwise 3x3 convolution on that grid, and the long convolution is a 2D FFT
+convolution over the whole grid, zero-padded to ``2R x 2W`` so nothing wraps around.
+
+    u = in_proj(x) -> depthwise 3x3 -> gates g_0..g_{o-1}, value v      (o = order)
+    v = v * g_{o-1}
+    for i in 0..o-2:  v = (longconv(v, k_i) + skip_i * v) * g_{o-2-i}
+    out = out_proj(v)
+
+Axis legend: B batch, T tokens (a whole number R of grid rows of width W), D width, C channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vitlab.mixers.implicit_filter import ImplicitFilter2D
+from vitlab.models.layout import TokenLayout
+
+__all__ = ["Hyena2D", "fft_flop_count"]
+
+
+def fft_flop_count(n: int) -> int:
+    """FLOPs of one real FFT of ``n`` points, by the usual 5 N log2 N convention."""
+    return int(5 * n * math.log2(n)) if n > 1 else 0
+
+
+class Hyena2D(nn.Module):
+    """Token mixer ``[B, T, D] -> [B, T, D]`` over the padded token grid.
+
+    Args:
+        dim: model width D (injected by the block).
+        order: Hyena order o: o gates and o-1 long convolutions.
+        filter_hidden, filter_layers, filter_bands: the implicit filter MLP.
+        short_kernel: size of the depthwise short convolution.
+        bias: biases of the projections.
+    """
+
+    needs_grid = True  # sees the padded sequence as a 2D grid
+
+    def __init__(self, dim: int, *, order: int = 2, filter_hidden: int = 64, filter_layers: int = 2,
+                 filter_bands: int = 8, short_kernel: int = 3, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        if order < 2:
+            raise ValueError(f"Hyena order must be >= 2, got {order}")
+        if short_kernel % 2 != 1:
+            raise ValueError(f"short_kernel must be odd, got {short_kernel}")
+        dd = dict(device=device, dtype=dtype)
+        self.dim, self.order = dim, order
+        width = (order + 1) * dim
+        self.in_proj = nn.Linear(dim, width, bias=bias, **dd)
+        self.short_conv = nn.Conv2d(width, width, short_kernel, padding=short_kernel // 2, groups=width, **dd)
+        self.filter = ImplicitFilter2D((order - 1) * dim, hidden=filter_hidden, num_layers=filter_layers,
+                                       num_bands=filter_bands, **dd)
+        self.skip = nn.Parameter(torch.ones(order - 1, dim, **dd))
+        self.out_proj = nn.Linear(dim, dim, bias=bias, **dd)
+
+    def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        B, T, D = x.shape
+        W = layout.grid_w
+        if T % W:
+            raise ValueError(f"Hyena2D needs whole grid rows: {T} tokens with grid width {W}; give it the padded sequence")
+        R = T // W
+        u = self.in_proj(x).transpose(1, 2).reshape(B, (self.order + 1) * D, R, W)
+        *gates, v = self.short_conv(u).split(D, dim=1)  # each [B, D, R, W]
+        k = self.filter(R, W).reshape(self.order - 1, D, 2 * R, 2 * W)
+        k_f = torch.fft.rfft2(k.float())  # [o-1, D, 2R, W+1]
+        v = v * gates[-1]
+        for i in range(self.order - 1):
+            y = self._long_conv(v, k_f[i], R, W)
+            v = (y + v * self.skip[i][:, None, None]) * gates[-2 - i]
+        return self.out_proj(v.reshape(B, D, T).transpose(1, 2))
+
+    @staticmethod
+    def _long_conv(v: torch.Tensor, k_f: torch.Tensor, R: int, W: int) -> torch.Tensor:
+        v_f = torch.fft.rfft2(v.float(), s=(2 * R, 2 * W))  # [B, D, 2R, W+1]
+        y = torch.fft.irfft2(v_f * k_f, s=(2 * R, 2 * W))[..., :R, :W]
+        return y.to(v.dtype)
+
+    def flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
+        """Forward FLOPs: projections, depthwise conv, filter MLP and FFTs (filter FFTs once per batch)."""
+        D, o, W = self.dim, self.order, layout.grid_w
+        R = tokens // W
+        k = self.short_conv.kernel_size[0]
+        per_image = 2 * tokens * D * (o + 1) * D + 2 * (o + 1) * D * k * k * tokens + 2 * tokens * D * D
+        per_image += 2 * (o - 1) * D * fft_flop_count(4 * R * W)  # rfft of v and irfft of the product
+        per_batch = self.filter.flop_count(R, W) + (o - 1) * D * fft_flop_count(4 * R * W)
+        return batch_size * per_image + per_batch
+
+    def backward_flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
+        """Backward FLOPs: 2x for projections and convolutions, 1x for FFTs and the filter's first layer
+        (its input features need no gradient)."""
+        D, o, W = self.dim, self.order, layout.grid_w
+        R = tokens // W
+        k = self.short_conv.kernel_size[0]
+        per_image = 2 * (2 * tokens * D * (o + 1) * D + 2 * (o + 1) * D * k * k * tokens + 2 * tokens * D * D)
+        per_image += 2 * (o - 1) * D * fft_flop_count(4 * R * W)
+        first = 2 * 4 * R * W * self.filter.in_features * self.filter.hidden
+        per_batch = 2 * self.filter.flop_count(R, W) - first + (o - 1) * D * fft_flop_count(4 * R * W)
+        return batch_size * per_image + per_batch

@@ -1,0 +1,10 @@
+"""Networks and their structure: token layout, blocks, layer patterns, readouts."""
+
+from vitlab.models.block import Block
+from vitlab.models.layout import TokenLayout
+from vitlab.models.pattern import drop_path_rates, parse_layer_pattern
+from vitlab.models.readout import READOUTS, Readout, pool_features
+from vitlab.models.vit import HybridViT
+
+__all__ = ["Block", "TokenLayout", "drop_path_rates", "parse_layer_pattern", "READOUTS", "Readout",
+           "pool_features", "HybridViT"]
