@@ -103,7 +103,9 @@ def instantiate(cfg: Any, **overrides: Any) -> Any:
         original = _root_cause(exc)
         if isinstance(exc, InstantiationException) and original is exc:
             original = RuntimeError(str(exc).split("\nfull_key")[0])
-        raise ConfigInstantiationError(key, _select_target(cfg, key), original) from None
+        called = re.search(r"(?:Error in call to target|Error locating target) '([^']+)'", str(exc))
+        target = called.group(1) if called else _select_target(cfg, key)
+        raise ConfigInstantiationError(key, target, original) from None
 
 
 def build(spec: Any, **kwargs: Any) -> Any:

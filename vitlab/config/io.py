@@ -101,16 +101,13 @@ def load_config(path: str | Path) -> DictConfig:
 
 
 def _check_plain(node: Any, key: str) -> None:
-    if isinstance(node, DictConfig):
-        for k in node.keys():
-            _check_plain(node._get_node(k)._value() if node._get_node(k) is not None else None,
-                         f"{key}.{k}" if key else str(k))
-    elif isinstance(node, ListConfig):
-        for i in range(len(node)):
-            _check_plain(node._get_node(i)._value(), f"{key}[{i}]")
-    elif not (node is None or isinstance(node, (str, int, float, bool))) and not OmegaConf.is_config(node):
-        if hasattr(node, "_value"):
-            return
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_plain(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_plain(v, f"{key}[{i}]")
+    elif not (node is None or isinstance(node, (str, int, float, bool))):
         raise ValueError(
             f"config key '{key}' holds {node!r}, which YAML cannot store "
             "(a class defined inside a function?); define it at module level so it imports by name"
@@ -119,7 +116,7 @@ def _check_plain(node: Any, key: str) -> None:
 
 def save_config(cfg: DictConfig, path: str | Path) -> Path:
     """Write ``cfg`` as YAML that ``load_config`` reads back to an equal config."""
-    _check_plain(cfg, "")
+    _check_plain(OmegaConf.to_container(cfg, resolve=False), "")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

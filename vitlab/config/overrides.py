@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Any, Iterable
+
+from hydra.utils import get_object
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
@@ -37,7 +40,8 @@ def _parse(overrides: Iterable[str]):
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     """Apply hydra-grammar overrides to ``cfg`` in place and return it.
 
-    ``key=value`` sets an existing key (a misspelt key raises ``KeyError`` naming the closest keys),
+    ``key=value`` sets an existing key, or a constructor argument of a LazyConfig node that the
+    config leaves at its default; a misspelt key raises ``KeyError`` naming the closest keys.
     ``+key=value`` adds a new one, ``~key`` deletes one. Sweeps (``a=1,2``) belong to ``vitlab sweep``.
     """
     for ov in _parse(overrides):
@@ -53,10 +57,10 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
             with open_dict(parent):
                 del parent[leaf]
             continue
-        if current is _MISSING and not ov.is_add():
+        if current is _MISSING and not ov.is_add() and not _is_constructor_arg(cfg, key):
             raise KeyError(_unknown(cfg, key) + f" (prefix with '+' to add a new key: +{ov.input_line})")
         with open_dict(cfg):
-            OmegaConf.update(cfg, key, ov.value(), merge=False, force_add=ov.is_add())
+            OmegaConf.update(cfg, key, ov.value(), merge=False, force_add=True)
     return cfg
 
 
@@ -75,7 +79,30 @@ def parse_sweep(overrides: Iterable[str]) -> list[list[str]]:
     return combos
 
 
+def _target_params(node: Any) -> list[str]:
+    """Keyword parameters of a LazyConfig node's ``_target_`` (empty if it has none)."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return []
+    try:
+        target = node._target_
+        target = get_object(target) if isinstance(target, str) else target
+        params = inspect.signature(target).parameters.values()
+    except Exception:  # noqa: BLE001 - an unresolvable target simply offers no parameters
+        return []
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _is_constructor_arg(cfg: DictConfig, key: str) -> bool:
+    """A key absent from the config but accepted by its node's constructor (left at its default)."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    return leaf in _target_params(parent)
+
+
 def _unknown(cfg: DictConfig, key: str) -> str:
-    close = difflib.get_close_matches(key, config_keys(cfg), n=3, cutoff=0.5)
+    parent_key, _, _ = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    candidates = config_keys(cfg) + [f"{parent_key}.{p}" if parent_key else p for p in _target_params(parent)]
+    close = difflib.get_close_matches(key, sorted(set(candidates)), n=3, cutoff=0.5)
     hint = f"; closest existing keys: {', '.join(close)}" if close else ""
     return f"config has no key '{key}'{hint}"

@@ -1,0 +1,32 @@
+"""Tiny model configs shared by the model tests."""
+
+from vitlab.config import L
+from vitlab.layers import LayerNorm, Mlp, RotaryEmbedding2D, SwiGLU
+from vitlab.mixers import Attention, Hyena2D
+from vitlab.models import Block, HybridViT
+
+DIM = 32
+
+
+def block(kind: str, **mixer_kw):
+    if kind == "A":
+        mixer = L(Attention)(num_heads=2, **mixer_kw)
+    elif kind == "R":
+        mixer = L(Attention)(num_heads=2, rope=L(RotaryEmbedding2D)(base=100.0), **mixer_kw)
+    elif kind == "H":
+        mixer = L(Hyena2D)(order=2, filter_hidden=16, **mixer_kw)
+    elif kind == "G":  # RoPE attention with a gated FFN and LayerScale
+        return L(Block)(mixer=L(Attention)(num_heads=2, rope=L(RotaryEmbedding2D)(base=100.0), qk_norm=L(LayerNorm)()),
+                        ffn=L(SwiGLU)(ratio=2.0), norm=L(LayerNorm)(), layer_scale_init=0.1)
+    else:
+        raise ValueError(kind)
+    return L(Block)(mixer=mixer, ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)())
+
+
+def tiny(pattern: str = "HRA", **kw):
+    args = dict(in_channels=3, num_classes=5, hidden_dim=DIM, num_blocks=len(pattern), patch_size=4, image_size=16,
+                num_registers=2, norm_cfg=L(LayerNorm)(), readout="cls", layer_pattern=pattern)
+    args.update(kw)
+    if "layer_types" not in args:
+        args["layer_types"] = {c: block(c) for c in set(args["layer_pattern"]) if c in "ARHG"}
+    return L(HybridViT)(**args)

@@ -1,0 +1,128 @@
+import math
+
+import pytest
+import torch
+
+from vitlab.layers import RotaryEmbedding2D, rotate_half
+from vitlab.mixers import Attention, Hyena2D
+from vitlab.models import TokenLayout
+
+
+def test_rope_tables_follow_dinov3_parametrization():
+    rope = RotaryEmbedding2D(16, base=100.0, normalize_coords="separate")
+    expected_periods = 100.0 ** (2 * torch.arange(4) / 8)
+    torch.testing.assert_close(rope.periods, expected_periods)
+    sin, cos = rope(2, 3)
+    # token (row 1, col 2): coordinates 2*(1.5/2)-1 = 0.5 and 2*(2.5/3)-1 = 2/3
+    angles_row = 2 * math.pi * 0.5 / expected_periods
+    angles_col = 2 * math.pi * (2 / 3) / expected_periods
+    angles = torch.cat((angles_row, angles_col)).tile(2)
+    torch.testing.assert_close(sin[5], angles.sin())
+    torch.testing.assert_close(cos[5], angles.cos())
+    minmax = RotaryEmbedding2D(16, base=None, min_period=0.5, max_period=20.0)
+    torch.testing.assert_close(minmax.periods[[0, -1]], torch.tensor([0.5, 20.0]))
+
+
+@pytest.mark.parametrize("mode,h,w,expect", [("max", 2, 4, (1.5 / 4, 2.5 / 4)), ("min", 2, 4, (1.5 / 2, 2.5 / 2))])
+def test_rope_normalize_coords(mode, h, w, expect):
+    rope = RotaryEmbedding2D(8, normalize_coords=mode)
+    coords = rope.coords(h, w, "cpu")
+    torch.testing.assert_close(coords[w + 2], 2 * torch.tensor(expect) - 1)
+
+
+def test_rope_augmentation_only_in_training_and_shared_per_forward():
+    rope = RotaryEmbedding2D(8, shift_coords=0.5, jitter_coords=2.0, rescale_coords=2.0)
+    rope.eval()
+    assert torch.equal(rope(3, 3)[0], rope(3, 3)[0])
+    rope.train()
+    assert not torch.equal(rope(3, 3)[0], rope(3, 3)[0])
+    # Two blocks with the same RoPE settings share one draw within a forward (as DINOv3's single table).
+    layout = TokenLayout(3, 3, 1, 0)
+    a = layout.cached(rope.cache_key, lambda: rope(3, 3))
+    b = layout.cached(RotaryEmbedding2D(8, shift_coords=0.5, jitter_coords=2.0, rescale_coords=2.0).train().cache_key,
+                      lambda: rope(3, 3))
+    assert a is b
+
+
+def test_rope_rotates_patches_only():
+    attn = Attention(16, num_heads=2, rope=lambda head_dim, **kw: RotaryEmbedding2D(head_dim, **kw)).eval()
+    layout = TokenLayout(2, 3, 1, 2)  # 6 patches, CLS, 2 registers
+    q, k = torch.randn(2, 1, 2, 9, 8).unbind(0)
+    rq, rk = attn._rotate(q, k, layout)
+    assert torch.equal(rq[:, :, 6:], q[:, :, 6:]) and torch.equal(rk[:, :, 6:], k[:, :, 6:])
+    sin, cos = attn.rope(2, 3)
+    torch.testing.assert_close(rq[:, :, :6], q[:, :, :6] * cos + rotate_half(q[:, :, :6]) * sin)
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "math"])
+def test_attention_backends_agree(backend):
+    torch.manual_seed(0)
+    ref = Attention(32, num_heads=4, backend="math")
+    other = Attention(32, num_heads=4, backend=backend)
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 10, 32)
+    layout = TokenLayout(3, 3, 1, 0)
+    torch.testing.assert_close(other(x, layout), ref(x, layout), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_errors():
+    with pytest.raises(ValueError, match="backend"):
+        Attention(16, num_heads=2, backend="xformers")
+    with pytest.raises(ValueError, match="not divisible by num_heads"):
+        Attention(16, num_heads=3)
+
+
+def test_mask_k_bias_zeroes_the_key_bias():
+    attn = Attention(8, num_heads=2, mask_k_bias=True)
+    torch.nn.init.normal_(attn.qkv.bias)
+    x = torch.randn(1, 4, 8)
+    q, k, v = torch.nn.functional.linear(x, attn.qkv.weight, attn.qkv.bias * attn.bias_mask).chunk(3, dim=-1)
+    torch.testing.assert_close(k, x @ attn.qkv.weight[8:16].T)
+
+
+def direct_linear_conv2d(v: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Reference: y[c, i, j] = sum_{a, b} v[c, a, b] * k[c, i - a, j - b], offsets read from the circular layout."""
+    C, R, W = v.shape
+    y = torch.zeros_like(v)
+    for i in range(R):
+        for j in range(W):
+            for a in range(R):
+                for b in range(W):
+                    y[:, i, j] += v[:, a, b] * taps[:, (i - a) % (2 * R), (j - b) % (2 * W)]
+    return y
+
+
+@pytest.mark.parametrize("R,W", [(3, 4), (2, 5)])
+def test_hyena_long_conv_is_linear_not_circular(R, W):
+    mixer = Hyena2D(4, filter_hidden=8).double()
+    taps = mixer.filter(R, W)  # [C, 2R, 2W]
+    assert torch.all(taps[:, R, :] == 0) and torch.all(taps[:, :, W] == 0)
+    v = torch.randn(1, 4, R, W, dtype=torch.float64)
+    got = mixer._long_conv(v, torch.fft.rfft2(taps), R, W)
+    torch.testing.assert_close(got[0], direct_linear_conv2d(v[0], taps))
+
+
+def test_hyena_bottom_row_does_not_reach_top_row_through_wraparound():
+    torch.manual_seed(0)
+    mixer = Hyena2D(4, filter_hidden=8).double()
+    R, W = 4, 4
+    taps = mixer.filter(R, W)
+    v = torch.zeros(1, 4, R, W, dtype=torch.float64)
+    v[0, :, R - 1, W - 1] = 1.0  # impulse at the bottom-right corner
+    y = mixer._long_conv(v, torch.fft.rfft2(taps), R, W)
+    # a linear convolution only spreads "down-right" offsets >= 0 from (R-1, W-1) into out-of-grid cells,
+    # so every output equals the tap at the negative offset, never a tap that wrapped around
+    for i in range(R):
+        for j in range(W):
+            torch.testing.assert_close(y[0, :, i, j], taps[:, i - (R - 1), j - (W - 1)])
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_hyena_any_grid_and_order(order):
+    mixer = Hyena2D(8, order=order, filter_hidden=8)
+    for R, W in [(2, 2), (3, 5), (6, 1)]:
+        x = torch.randn(2, R * W, 8, requires_grad=True)
+        out = mixer(x, TokenLayout(R, W, 0, 0))
+        assert out.shape == x.shape
+        out.sum().backward()
+        assert torch.isfinite(x.grad).all()

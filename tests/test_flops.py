@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.models.helpers import tiny
+from vitlab.config import apply_overrides, instantiate, load_config
+from vitlab.flops import torch_flop_count
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("pattern", ["A", "R", "H", "G", "HRA"])
+@pytest.mark.parametrize("registers", [0, 3])
+@pytest.mark.parametrize("size", [(16, 16), (12, 20)])
+@pytest.mark.parametrize("train", [False, True])
+def test_analytic_flops_match_flop_counter_mode(pattern, registers, size, train):
+    readout = "register_concat" if registers else "gap"
+    model = instantiate(tiny(pattern, num_registers=registers, readout=readout, neck_compression_ratio=4 if registers else None))
+    analytic = model.flop_count(inference=not train, image_size=size, batch_size=2)
+    measured = torch_flop_count(model, size, batch_size=2, train=train)
+    assert analytic == pytest.approx(measured, rel=0.01)
+
+
+def test_padding_changes_hyena_tokens():
+    model = instantiate(tiny("HA", num_registers=1))
+    report = model.flop_report((16, 16))
+    assert report["padding"] == 2
+    assert [layer["tokens"] for layer in report["layers"]] == [20, 18]
+
+
+@pytest.mark.parametrize("name,gflops", [("vit_small_p16", 9.2), ("vit_base_p16", 35.1)])
+def test_published_vit_flops(name, gflops):
+    # timm's results tables: ViT-S/16 4.61 GMACs, ViT-B/16 17.58 GMACs at 224 (2 FLOPs per MAC)
+    model = instantiate(load_config(ROOT / f"configs/models/{name}.py").model, device="meta")
+    assert model.flop_count(image_size=224) / 1e9 == pytest.approx(gflops, rel=0.01)
+
+
+def test_real_vit_small_layer_matches_counter():
+    cfg = load_config(ROOT / "configs/models/vit_small_p16.py")
+    apply_overrides(cfg, ["model.num_blocks=1"])
+    model = instantiate(cfg.model)
+    assert model.flop_count(False, 64) == pytest.approx(torch_flop_count(model, (64, 64), train=True), rel=1e-6)
+
+
+def test_flops_cli_table_and_json():
+    cmd = [sys.executable, "-m", "vitlab", "flops", "experiments/hybrid_hhra_small.py", "model.num_registers=0"]
+    table = subprocess.run(cmd + ["--image-size", "96", "128"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "GFLOPs" in table and " H " in table and " A " in table
+    out = json.loads(subprocess.run(cmd + ["--json"], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    assert {"flops", "train_flops", "params", "layers"} <= set(out)
+    assert [layer["type"] for layer in out["layers"]] == list("HHRA" * 3)
+    assert {"index", "type", "tokens", "params", "flops"} <= set(out["layers"][0])
+    assert out["flops"] == sum(layer["flops"] for layer in out["layers"]) + out["stem"]["flops"] + out["head"]["flops"]
+
+
+def test_flops_cli_rejects_typo_and_counts_huge_models_on_meta():
+    cmd = [sys.executable, "-m", "vitlab", "flops", "configs/models/vit_large_p16.py"]
+    bad = subprocess.run(cmd + ["model.hiden_dim=8"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "model.hidden_dim" in bad.stderr
+    # a ViT-7B-sized config (hidden 4096, 40 blocks): meta device, no weights in memory
+    big = subprocess.run(cmd + ["model.hidden_dim=4096", "model.num_blocks=40", "model.block_cfg.mixer.num_heads=32", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(big.stdout)["params"] > 6e9

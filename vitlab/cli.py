@@ -1,0 +1,59 @@
+"""The ``vitlab`` command: thin subcommands that parse arguments and call the library.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported only when their command runs, so ``vitlab flops`` never imports the trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+
+__all__ = ["main", "COMMANDS"]
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "flops": ("vitlab.flops", "count FLOPs and parameters of a model config, per layer"),
+    "train": ("vitlab.engine.launch", "train an experiment config (torchrun-aware)"),
+    "eval": ("vitlab.eval.cli", "k-NN / linear-probe evaluation of a checkpoint's frozen features"),
+    "sweep": ("vitlab.sweep", "run a grid of experiments and summarise them in a table and a plot"),
+    "convert": ("vitlab.convert.cli", "convert DINOv3 weights (official, HF, timm) to vitlab checkpoints"),
+    "bench": ("vitlab.bench", "throughput and memory of a config against the equivalent timm model"),
+    "viz": ("vitlab.viz", "PCA of patch features and attention maps of a checkpoint"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    return {name: spec for name, spec in COMMANDS.items() if importlib.util.find_spec(spec[0]) is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vitlab", description="Research framework for hybrid vision backbones.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else argv
+    available = _available()
+    for name, (module, help_text) in available.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if argv and argv[0] == name:
+            importlib.import_module(module).add_arguments(p)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from vitlab.config import ConfigInstantiationError
+
+    try:
+        return int(importlib.import_module(available[args.command][0]).run(args) or 0)
+    except (ConfigInstantiationError, FileNotFoundError, KeyError, ValueError) as exc:
+        # Bad input: one clear line, no traceback (set VITLAB_DEBUG=1 for the traceback).
+        if os.environ.get("VITLAB_DEBUG"):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"vitlab {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

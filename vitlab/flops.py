@@ -1,0 +1,155 @@
+"""FLOP counting: the per-layer report behind ``vitlab flops``, and the independent cross-check.
+
+Convention (the same as fvcore, timm's tables and ``torch.utils.flop_counter``): 2 FLOPs per
+multiply-add of matrix products, convolutions and attention (``q k^T`` and ``attn v``); each FFT
+(real or complex) of N points counts 5 N log2 N; elementwise work (norms, activations, softmax,
+gating, residual adds, position-embedding adds) counts 0. A training step is forward + backward:
+2x forward for matrix products (input and weight gradients; 1x where the input needs no gradient,
+as the images into the patch embedding), 2.5x for fused attention (it recomputes the scores), 1x
+for FFTs.
+
+The cross-check runs the real model under ``FlopCounterMode``. That counter has no formula for
+CPU SDPA (``_scaled_dot_product_flash_attention_for_cpu``) or for FFTs, so they are registered
+here: SDPA with torch's own SDPA formulas, FFTs with the convention above. Its formula for the
+backward of a grouped (depthwise) convolution ignores ``groups``; a correct one replaces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
+
+__all__ = ["torch_flop_count", "format_report", "add_arguments", "run"]
+
+aten = torch.ops.aten
+
+
+def _fft_flops(n: int, batch: int) -> int:
+    return int(batch * 5 * n * math.log2(n)) if n > 1 else 0
+
+
+def _r2c(inp, dim, *args, out_shape=None, **kwargs) -> int:
+    n = math.prod(inp[d] for d in dim)
+    return _fft_flops(n, math.prod(inp) // n)
+
+
+def _c2r(inp, dim, *args, out_shape=None, **kwargs) -> int:
+    n = math.prod(out_shape[d] for d in dim)
+    return _fft_flops(n, math.prod(out_shape) // n)
+
+
+def _c2c(inp, dim, *args, out_shape=None, **kwargs) -> int:
+    n = math.prod(inp[d] for d in dim)
+    return _fft_flops(n, math.prod(inp) // n)
+
+
+def _sdpa_cpu(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(q, k, v)
+
+
+def _sdpa_cpu_backward(grad_out, q, k, v, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, q, k, v)
+
+
+def _conv_backward(grad_out, x, w, bias, stride, padding, dilation, transposed, output_padding, groups,
+                   output_mask, *args, out_shape=None, **kwargs) -> int:
+    # Every multiply-add of the forward convolution has exactly one counterpart in the input
+    # gradient and one in the weight gradient. (torch's own formula drops `groups` and counts a
+    # depthwise convolution's backward as a dense one, C times too much.)
+    forward = conv_flop_count(x, w, grad_out, transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+CUSTOM_FLOP_FORMULAS = {
+    aten.convolution_backward: _conv_backward,
+    aten._fft_r2c: _r2c,
+    aten._fft_c2r: _c2r,
+    aten._fft_c2c: _c2c,
+    aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward,
+}
+
+
+def torch_flop_count(model: torch.nn.Module, image_size: Sequence[int], *, batch_size: int = 1,
+                     train: bool = False, in_channels: int | None = None) -> int:
+    """FLOPs measured by ``torch.utils.flop_counter.FlopCounterMode`` on a real forward (and backward).
+
+    Args:
+        model: a network taking images [B, C, H, W].
+        image_size: (H, W).
+        train: also run the backward of ``output.sum()``.
+    """
+    c = in_channels or model.in_channels
+    param = next(model.parameters())
+    x = torch.randn(batch_size, c, *image_size, device=param.device, dtype=param.dtype)
+    counter = FlopCounterMode(display=False, custom_mapping=CUSTOM_FLOP_FORMULAS)
+    with counter:
+        out = model(x)  # with autograd on: FlopCounterMode's module hooks expect it
+        if train:
+            out.sum().backward()
+    return counter.get_total_flops()
+
+
+def format_report(report: dict, params: int) -> str:
+    """The per-layer table ``vitlab flops`` prints."""
+    parts = [("stem", "-", report["tokens"], report["stem"]["params"], report["stem"]["flops"])]
+    parts += [(str(layer["index"]), layer["type"], layer["tokens"], layer["params"], layer["flops"]) for layer in report["layers"]]
+    parts.append(("head", "-", 1, report["head"]["params"], report["head"]["flops"]))
+    total = sum(p[4] for p in parts)
+    lines = [f"{'layer':>6} {'type':>4} {'tokens':>7} {'params':>12} {'GFLOPs':>10} {'share':>7}"]
+    for name, kind, tokens, p, f in parts:
+        lines.append(f"{name:>6} {kind:>4} {tokens:>7} {p:>12,} {f / 1e9:>10.4f} {100 * f / max(total, 1):>6.2f}%")
+    train = total + sum(p["backward_flops"] for p in [report["stem"], report["head"], *report["layers"]])
+    H, W = report["image_size"]
+    lines.append(
+        f"image {H}x{W}, grid {report['grid'][0]}x{report['grid'][1]}, {report['tokens']} tokens "
+        f"+ {report['padding']} padding; params {params:,} ({params / 1e6:.2f} M)"
+    )
+    lines.append(f"forward {total / 1e9:.4f} GFLOPs per image ({total / 2e9:.4f} GMACs); "
+                 f"training step (fwd+bwd) {train / 1e9:.4f} GFLOPs per image")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a Python or YAML config file defining `model`")
+    parser.add_argument("overrides", nargs="*", help="hydra-style overrides, e.g. model.num_registers=4")
+    parser.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"), help="default: the model's image_size")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitlab.config import apply_overrides, instantiate, load_config
+
+    cfg = load_config(args.config)
+    apply_overrides(cfg, args.overrides)
+    if "model" not in cfg:
+        raise SystemExit(f"error: config {args.config!r} defines no `model`")
+    # Built on the meta device: no memory for weights, so any size counts in seconds.
+    model = instantiate(cfg.model, device="meta")
+    report = model.flop_report(args.image_size)
+    params = sum(p.numel() for p in model.parameters())
+    if args.json:
+        fwd = model.flop_count(True, args.image_size)
+        out = {
+            "config": args.config,
+            "image_size": report["image_size"],
+            "flops": fwd,
+            "train_flops": model.flop_count(False, args.image_size),
+            "params": params,
+            "tokens": report["tokens"],
+            "padding": report["padding"],
+            "stem": report["stem"],
+            "head": report["head"],
+            "layers": report["layers"],
+        }
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(report, params))
+    return 0
