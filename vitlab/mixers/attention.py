@@ -99,10 +99,10 @@ class Attention(nn.Module):
         h, w = layout.grid_h, layout.grid_w
         sin, cos = layout.cached(self.rope.cache_key, lambda: self.rope(h, w))
         n = h * w
-        sin, cos = sin.to(q.dtype), cos.to(q.dtype)
-        # Patches come first; CLS, registers (and any padding) are not rotated.
-        q = torch.cat((apply_rope(q[:, :, :n], sin, cos), q[:, :, n:]), dim=2)
-        k = torch.cat((apply_rope(k[:, :, :n], sin, cos), k[:, :, n:]), dim=2)
+        # Patches come first; CLS, registers (and any padding) are not rotated. The rotation runs in
+        # the tables' float32 and casts back, as DINOv3 does under bf16 autocast.
+        q = torch.cat((apply_rope(q[:, :, :n].float(), sin, cos).to(q.dtype), q[:, :, n:]), dim=2)
+        k = torch.cat((apply_rope(k[:, :, :n].float(), sin, cos).to(k.dtype), k[:, :, n:]), dim=2)
         return q, k
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
