@@ -30,22 +30,28 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vitlab", description="Research framework for hybrid vision backbones.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     available = _available()
-    for name, (module, help_text) in available.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if argv and argv[0] == name:
-            importlib.import_module(module).add_arguments(p)
-    args = parser.parse_args(argv)
-    if args.command is None:
+    if not argv or argv[0] not in available:
+        parser = argparse.ArgumentParser(prog="vitlab", description="Research framework for hybrid vision backbones.")
+        sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+        for name, (_, help_text) in available.items():
+            sub.add_parser(name, help=help_text)
+        parser.parse_args(argv)  # prints the error for an unknown command, or help for -h
         parser.print_help()
         return 2
+    name = argv[0]
+    module_name, help_text = available[name]
+    parser = argparse.ArgumentParser(prog=f"vitlab {name}", description=help_text)
+    module = importlib.import_module(module_name)
+    module.add_arguments(parser)
+    # options and positional overrides may come in any order: `vitlab eval knn data.val.limit=9 --checkpoint X`
+    args = parser.parse_intermixed_args(argv[1:])
+    args.command = name
     from vitlab.config import ConfigInstantiationError
 
     try:
-        return int(importlib.import_module(available[args.command][0]).run(args) or 0)
+        return int(module.run(args) or 0)
     except (ConfigInstantiationError, FileNotFoundError, KeyError, ValueError) as exc:
         # Bad input: one clear line, no traceback (set VITLAB_DEBUG=1 for the traceback).
         if os.environ.get("VITLAB_DEBUG"):

@@ -1,0 +1,1 @@
+"""Reusable data config pieces."""

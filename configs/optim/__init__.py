@@ -1,0 +1,1 @@
+"""Reusable optim config pieces."""

@@ -1,0 +1,1 @@
+"""Reusable train config pieces."""

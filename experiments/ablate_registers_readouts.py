@@ -1,0 +1,24 @@
+"""Registers x readouts ablation on the DINOv3 quickstart: every combination pretrains, then is
+evaluated by k-NN and a linear probe on frozen features; results in a table and a plot.
+
+    vitlab sweep experiments/ablate_registers_readouts.py
+
+``register_concat`` needs registers, so its 0-register run fails at construction and is reported as
+failed in the table (the others go on). ``eval.readout=model`` evaluates the readout the run pretrained
+with; ``cls+gap`` adds the DINOv2/v3 linear-probe feature where a CLS token exists.
+"""
+
+from omegaconf import OmegaConf
+
+from experiments.dinov3_quickstart import data, model, optim, task, train  # noqa: F401
+
+model.neck_compression_ratio = 4  # register_concat: Linear(128, 32) per register
+train.max_steps = 150  # half the quickstart per run: 9 runs in about 45 minutes on 2 cores
+train.eval_at_start = False
+task.gram = dict(start_step=75, load_step=75, update_every=40)
+
+sweep = OmegaConf.create(dict(
+    grid=["model.num_registers=0,4,8", "model.readout=cls,gap,register_concat", "eval.readout=model"],
+    out="runs/sweeps/ablate_registers_readouts",
+    linear_epochs=20,
+))

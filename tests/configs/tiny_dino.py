@@ -1,0 +1,28 @@
+"""The DINOv3 quickstart shrunk to seconds: for end-to-end tests of train, eval and sweep."""
+
+from experiments.dinov3_quickstart import data, model, optim, task, train  # noqa: F401
+
+model.hidden_dim = 32
+model.num_blocks = 2
+model.layer_pattern = "HR"
+model.layer_types.R.mixer.num_heads = 2
+model.layer_types.H.mixer.filter_hidden = 8
+model.num_registers = 2
+model.neck_compression_ratio = 4
+task.dino_head.out_dim = 64
+task.dino_head.hidden_dim = 32
+task.dino_head.bottleneck_dim = 16
+task.ibot_head = task.dino_head
+task.teacher_temp.warmup_steps = 1
+task.gram = dict(start_step=2, load_step=2, update_every=2)
+task.freeze_last_layer_steps = 1
+data.train.limit = 64
+data.knn_train.limit = 100
+data.val.limit = 100
+data.batch_size = 8
+data.num_workers = 0
+data.train_transform.local_crops_number = 2
+optim.lr.warmup_steps = 1
+train.max_steps = 3
+train.log_every = 1
+train.checkpoint_every = 2

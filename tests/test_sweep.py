@@ -1,0 +1,45 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from vitlab.sweep import plan_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plan_runs_shares_training_between_eval_settings():
+    runs = plan_runs(["model.num_registers=0,4", "model.readout=cls,gap", "eval.readout=model,cls+gap", "train.max_steps=5"])
+    assert len(runs) == 4
+    assert all(r["evals"] == [{"readout": "model"}, {"readout": "cls+gap"}] for r in runs)
+    assert runs[0]["name"] == "num_registers=0__readout=cls"
+    assert "train.max_steps=5" in runs[0]["overrides"]
+
+
+def test_sweep_2x2_writes_table_and_plot_and_skips_finished(tmp_path):
+    out = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "vitlab", "sweep", "tests/configs/tiny_dino.py", "model.num_registers=0,2",
+           "model.readout=cls,register_concat", "--out", str(out), "--linear-epochs", "2"]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 4
+    status = {(r["model.num_registers"], r["model.readout"]): r["status"] for r in rows}
+    assert status == {("0", "cls"): "ok", ("0", "register_concat"): "failed",
+                      ("2", "cls"): "ok", ("2", "register_concat"): "ok"}
+    failed = next(r for r in rows if r["status"] == "failed")
+    assert "register_concat" in failed["error"] and "registers" in failed["error"]
+    for r in rows:
+        if r["status"] == "ok":
+            assert 0 <= float(r["knn_top1"]) <= 100 and 0 <= float(r["linear_top1"]) <= 100
+    assert "| model.num_registers |" in (out / "results.md").read_text()
+    assert Image.open(out / "results.png").size[0] > 300
+    result = json.loads((out / "num_registers=2__readout=cls" / "result.json").read_text())
+    assert result["status"] == "ok" and result["rows"][0]["eval_readout"] == "model"
+    # a second invocation skips the finished runs (and retries the failed one)
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0
+    assert second.stdout.count("finished before, skipped") == 3

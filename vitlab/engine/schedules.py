@@ -1,0 +1,76 @@
+"""Per-step schedules for every scalar hyperparameter (lr, weight decay, EMA momentum, temperatures).
+
+One mechanism for all of them: an optional linear warmup from ``warmup_start`` to ``base``, then a
+``cosine``, ``linear`` or ``constant`` ramp from ``base`` to ``final`` over the remaining steps
+(DINO/DINOv2 ``CosineScheduler`` semantics, evaluated lazily instead of as a precomputed array).
+
+    lr = L(Schedule)(base=1e-3, final=1e-6, warmup_steps=500)   # total_steps filled in by the trainer
+    lr(step)  # -> float
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from vitlab.config import instantiate, is_lazy
+
+__all__ = ["Schedule", "as_schedule"]
+
+
+class Schedule:
+    """A scalar as a function of the optimizer step.
+
+    Args:
+        base: value at the end of warmup (the peak for lr).
+        final: value at ``total_steps`` (defaults to ``base``, i.e. constant after warmup).
+        warmup_steps: steps of linear warmup from ``warmup_start`` to ``base``.
+        warmup_start: value at step 0.
+        kind: ``cosine`` | ``linear`` | ``constant`` shape of the decay after warmup.
+        total_steps: length of the run; steps past it keep ``final``.
+    """
+
+    KINDS = ("cosine", "linear", "constant")
+
+    def __init__(self, *, base: float, final: float | None = None, warmup_steps: int = 0,
+                 warmup_start: float = 0.0, kind: Literal["cosine", "linear", "constant"] = "cosine",
+                 total_steps: int | None = None):
+        if kind not in self.KINDS:
+            raise ValueError(f"schedule kind must be one of {self.KINDS}, got {kind!r}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if total_steps is not None and total_steps < warmup_steps:
+            raise ValueError(f"total_steps={total_steps} is shorter than warmup_steps={warmup_steps}")
+        self.base, self.final = float(base), float(base if final is None else final)
+        self.warmup_steps, self.warmup_start = int(warmup_steps), float(warmup_start)
+        self.kind, self.total_steps = kind, total_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.warmup_start + (self.base - self.warmup_start) * step / self.warmup_steps
+        if self.kind == "constant" or self.total_steps is None:
+            return self.base
+        span = self.total_steps - self.warmup_steps
+        t = min(1.0, (step - self.warmup_steps) / span) if span > 0 else 1.0
+        if self.kind == "linear":
+            return self.base + (self.final - self.base) * t
+        return self.final + 0.5 * (self.base - self.final) * (1.0 + math.cos(math.pi * t))
+
+    def __repr__(self) -> str:
+        return (f"Schedule(base={self.base}, final={self.final}, warmup_steps={self.warmup_steps}, "
+                f"warmup_start={self.warmup_start}, kind={self.kind!r}, total_steps={self.total_steps})")
+
+
+def as_schedule(spec: Any, total_steps: int) -> Schedule:
+    """A ``Schedule`` from a number (constant), a ``L(Schedule)`` config or a ``Schedule``.
+
+    A config without ``total_steps`` gets the run's length, so configs need not repeat ``max_steps``.
+    """
+    if isinstance(spec, Schedule):
+        return spec
+    if isinstance(spec, (int, float)):
+        return Schedule(base=float(spec), kind="constant", total_steps=total_steps)
+    if is_lazy(spec):
+        missing = spec.get("total_steps") is None
+        return instantiate(spec, **({"total_steps": total_steps} if missing else {}))
+    raise TypeError(f"expected a number, a Schedule or a L(Schedule) config, got {spec!r}")

@@ -1,0 +1,61 @@
+"""Weighted k-NN classification of frozen features (Wu et al. 2018; the protocol of DINO, Caron et al. 2021).
+
+Features are L2-normalised; each of the k nearest training samples (cosine similarity ``s``) votes
+for its class with weight ``exp(s / T)``, T = 0.07.
+
+Axis legend: N train samples, M test samples, D feature width, C classes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["knn_eval", "knn_predict"]
+
+
+@torch.no_grad()
+def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor, *,
+                k: int, temperature: float = 0.07, num_classes: int | None = None,
+                chunk_size: int = 1024) -> torch.Tensor:
+    """Class scores [M, C] of the test features by weighted k-NN vote.
+
+    Args:
+        train_feats: [N, D]; train_labels: [N]; test_feats: [M, D] (normalised here).
+        k: neighbours (clipped to N).
+        chunk_size: test rows per similarity matrix, bounding memory at ``chunk_size x N``.
+    """
+    num_classes = num_classes or int(train_labels.max()) + 1
+    train = F.normalize(train_feats.float(), dim=1)
+    test = F.normalize(test_feats.float(), dim=1)
+    k = min(k, train.shape[0])
+    scores = []
+    for chunk in test.split(chunk_size):
+        sims, idx = (chunk @ train.T).topk(k, dim=1)  # [m, k]
+        weights = (sims / temperature).exp()
+        votes = torch.zeros(chunk.shape[0], num_classes, device=chunk.device)
+        votes.scatter_add_(1, train_labels[idx], weights)  # [m, C]
+        scores.append(votes)
+    return torch.cat(scores)
+
+
+def knn_eval(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
+             test_labels: torch.Tensor, *, ks: Sequence[int] = (10, 20), temperature: float = 0.07,
+             num_classes: int | None = None) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (%) of weighted k-NN for every k.
+
+    Returns:
+        ``{"knn_k10_top1": ..., "knn_k10_top5": ..., "knn_k20_top1": ..., ...}``
+    """
+    num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
+    out = {}
+    for k in ks:
+        scores = knn_predict(train_feats, train_labels, test_feats, k=k, temperature=temperature,
+                             num_classes=num_classes)
+        top = scores.topk(min(5, num_classes), dim=1).indices
+        hit = top == test_labels[:, None].to(top.device)
+        out[f"knn_k{k}_top1"] = 100 * hit[:, 0].float().mean().item()
+        out[f"knn_k{k}_top5"] = 100 * hit.any(dim=1).float().mean().item()
+    return out

@@ -1,0 +1,79 @@
+"""Supervised classification: cross-entropy with label smoothing and optional MixUp / CutMix.
+
+MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019) are torchvision's ``v2.MixUp``/``v2.CutMix``,
+applied to the batch on the training device inside the step, so they draw from the trainer's
+checkpointed RNG (exact resume) rather than from data-loader workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+
+from vitlab.config import build
+from vitlab.engine.distributed import all_reduce_sum
+from vitlab.tasks.task import Task
+
+__all__ = ["ClassificationTask", "topk_correct"]
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, torch.Tensor]:
+    """Count of samples whose label is among the top-k logits. logits [B, C], labels [B]."""
+    top = logits.topk(min(max(ks), logits.shape[-1]), dim=-1).indices  # [B, k]
+    hit = top == labels[:, None]
+    return {k: hit[:, :k].any(dim=-1).sum() for k in ks}
+
+
+class ClassificationTask(Task):
+    """Trains ``model`` (logits ``[B, C]``) on (images, labels) batches.
+
+    Args:
+        model: the network config (injected by the trainer).
+        label_smoothing: cross-entropy label smoothing (0.1 in DeiT).
+        mixup_alpha: MixUp Beta parameter (0 disables).
+        cutmix_alpha: CutMix Beta parameter (0 disables); with both on, one is picked per batch.
+    """
+
+    CONFIG_ARGS = ("model",)
+
+    def __init__(self, *, model: Any, label_smoothing: float = 0.0, mixup_alpha: float = 0.0,
+                 cutmix_alpha: float = 0.0):
+        super().__init__()
+        self.model = build(model)
+        self.num_classes = self.model.num_classes
+        self.label_smoothing = label_smoothing
+        mixes = [v2.MixUp(alpha=mixup_alpha, num_classes=self.num_classes)] if mixup_alpha > 0 else []
+        mixes += [v2.CutMix(alpha=cutmix_alpha, num_classes=self.num_classes)] if cutmix_alpha > 0 else []
+        self.mix = v2.RandomChoice(mixes) if mixes else None
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, labels = batch  # [B, C, H, W], [B]
+        targets = labels
+        if self.mix is not None:
+            images, targets = self.mix(images, labels)  # targets become soft [B, num_classes]
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        top1 = (logits.detach().argmax(dim=-1) == labels).float().mean()
+        return loss, {"top1": top1}
+
+    @torch.no_grad()
+    def evaluate(self, make_loader: Callable[[str], Any]) -> dict[str, float]:
+        """Top-1 / top-5 accuracy (%) and mean loss on ``data.val``, summed over ranks."""
+        was_training = self.training
+        self.eval()
+        device = next(self.model.parameters()).device
+        totals = torch.zeros(4, dtype=torch.float64, device=device)  # n, top1, top5, loss sum
+        for images, labels in make_loader("val"):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            logits = self.model(images).float()
+            hits = topk_correct(logits, labels)
+            totals += torch.stack([torch.tensor(len(labels), device=device, dtype=torch.float64),
+                                   hits[1].double(), hits[5].double(),
+                                   F.cross_entropy(logits, labels, reduction="sum").double()])
+        totals = all_reduce_sum(totals)
+        self.train(was_training)
+        n = max(totals[0].item(), 1.0)
+        return {"top1": 100 * totals[1].item() / n, "top5": 100 * totals[2].item() / n, "loss": totals[3].item() / n}

@@ -1,0 +1,199 @@
+"""DINOv3 self-supervised pretraining (Siméoni et al. 2025) as a task on the vitlab trainer.
+
+A student backbone with a DINO head (image level, on the readout embedding) and an iBOT head
+(patch level, on masked patches) learns to match an EMA teacher: DINO cross-entropy over
+multi-crop pairs with Sinkhorn-Knopp teacher centering, iBOT on block-masked global crops, KoLeo on
+the student's global embeddings, and Gram anchoring of the student's patch similarities to a Gram
+teacher (a periodically refreshed snapshot of the EMA teacher).
+
+The readout is the backbone's own (``model.readout``): ``cls``, ``gap`` (a run that never relies on
+CLS) or ``register_concat``; it is what the DINO head and KoLeo see. ``self.model`` is the EMA
+teacher backbone, the one DINO evaluates and the one checkpoints store under ``model``.
+
+Batches come from :class:`vitlab.ssl.MultiCrop` + :func:`vitlab.ssl.collate_multicrop` with iBOT
+masks. Axis legend: B images, G=2 global crops, L local crops, K prototypes, N patches, M masked patches.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import deque
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from vitlab.config import build
+from vitlab.engine.distributed import gather_objects
+from vitlab.engine.schedules import as_schedule
+from vitlab.eval import extract_features, knn_eval
+from vitlab.ssl import DINOHead, DINOLoss, GramTeacher, collapse_stats, ema_update, gram_loss, iBOTPatchLoss, koleo_loss
+from vitlab.tasks.task import Task
+
+__all__ = ["DINOv3Task"]
+
+
+class DINOv3Task(Task):
+    """Student, EMA teacher, heads and losses of DINOv3.
+
+    Args:
+        model: backbone config (``num_classes=0``, ``mask_token=True``), injected by the trainer.
+        dino_head, ibot_head: head configs or factories (get ``in_dim``); default :class:`DINOHead`
+            with DINOv3's sizes.
+        student_temp: student softmax temperature (DINOv3: 0.1).
+        teacher_temp: teacher temperature schedule (DINOv3: 0.04 -> 0.07 warmup over 30 epochs).
+        momentum: EMA momentum schedule (DINOv3: 0.992 -> 1.0 cosine).
+        dino_weight, ibot_weight, koleo_weight, gram_weight: loss weights (numbers or schedules;
+            DINOv3: 1.0, 1.0, 0.1, 2.0 once Gram anchoring starts).
+        centering: ``sinkhorn_knopp`` (DINOv3) or ``softmax`` (DINO's EMA center).
+        gram: ``None`` (off) or a dict of :class:`GramTeacher` schedule arguments plus ``start_step``
+            (first step that adds the Gram loss).
+        freeze_last_layer_steps: steps during which the DINO head's prototypes get no update (DINOv3).
+        knn_ks, knn_temperature: the online k-NN monitor (``data.knn_train`` as the bank, ``data.val``
+            as queries).
+        collapse_window: steps of DINO loss the collapse watch looks at.
+    """
+
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("model", "dino_head", "ibot_head")
+
+    def __init__(self, *, model: Any, dino_head: Any = None, ibot_head: Any = None, student_temp: float = 0.1,
+                 teacher_temp: Any = 0.07, momentum: Any = 0.992, dino_weight: Any = 1.0, ibot_weight: Any = 1.0,
+                 koleo_weight: Any = 0.1, gram_weight: Any = 2.0, centering: str = "sinkhorn_knopp",
+                 gram: dict | None = None, freeze_last_layer_steps: int = 0, knn_ks: tuple[int, ...] = (10, 20),
+                 knn_temperature: float = 0.07, collapse_window: int = 50):
+        super().__init__()
+        self.student = build(model)
+        if getattr(self.student, "num_classes", 0):
+            raise ValueError(f"DINOv3 pretrains a backbone: set model.num_classes=0 (got {self.student.num_classes})")
+        if getattr(self.student, "mask_token", None) is None:
+            raise ValueError("DINOv3's iBOT loss needs a mask token: set model.mask_token=True")
+        embed_dim = self.student.readout.out_dim
+        dino_head = dino_head if dino_head is not None else DINOHead
+        ibot_head = ibot_head if ibot_head is not None else DINOHead
+        self.student_dino_head = build(dino_head, in_dim=embed_dim)
+        self.student_ibot_head = build(ibot_head, in_dim=self.student.hidden_dim)
+        # The teacher starts as an exact copy and then only follows the student's EMA.
+        self.model = copy.deepcopy(self.student).requires_grad_(False)
+        self.teacher_dino_head = copy.deepcopy(self.student_dino_head).requires_grad_(False)
+        self.teacher_ibot_head = copy.deepcopy(self.student_ibot_head).requires_grad_(False)
+        k_dino = self.student_dino_head.last_layer.out_features
+        k_ibot = self.student_ibot_head.last_layer.out_features
+        self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering)
+        self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering)
+        gram = dict(gram or {})
+        self.gram_start = gram.pop("start_step", None)
+        self.gram_teacher = GramTeacher.from_teacher(self.model, **gram) if self.gram_start is not None else None
+        self.specs = {"teacher_temp": teacher_temp, "momentum": momentum, "dino_weight": dino_weight,
+                      "ibot_weight": ibot_weight, "koleo_weight": koleo_weight, "gram_weight": gram_weight}
+        self.schedules: dict[str, Callable[[int], float]] = {}
+        self.now: dict[str, float] = {}
+        self.freeze_last_layer_steps = freeze_last_layer_steps
+        self.knn_ks, self.knn_temperature = tuple(knn_ks), knn_temperature
+        self.recent_dino = deque(maxlen=collapse_window)
+        self.step = 0
+        self._warned_collapse = False
+
+    # ----------------------------------------------------------------- trainer hooks
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"backbone": self.student, "dino_head": self.student_dino_head, "ibot_head": self.student_ibot_head}
+
+    def setup(self, *, total_steps: int) -> None:
+        self.schedules = {name: as_schedule(spec, total_steps) for name, spec in self.specs.items()}
+
+    def before_step(self, step: int) -> dict[str, float]:
+        self.step = step
+        self.now = {name: float(s(step)) for name, s in self.schedules.items()}
+        if self.gram_teacher is not None:
+            self.gram_teacher.maybe_refresh(step, self.model)
+        return dict(self.now)
+
+    def before_optimizer_step(self, step: int) -> None:
+        # DINOv3 keeps the prototypes still for the first steps: drop their gradient entirely, so
+        # the optimizer neither moves them nor accumulates moments.
+        if step < self.freeze_last_layer_steps:
+            for p in self.student_dino_head.last_layer.parameters():
+                p.grad = None
+
+    @torch.no_grad()
+    def after_optimizer_step(self, step: int) -> None:
+        m = self.now.get("momentum", 0.992)
+        ema_update(self.model, self.student, m)
+        ema_update(self.teacher_dino_head, self.student_dino_head, m)
+        ema_update(self.teacher_ibot_head, self.student_ibot_head, m)
+
+    # ----------------------------------------------------------------- the step
+    def training_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        globals_ = batch["global_crops"]  # [G*B, C, H, W], crop-major
+        locals_ = batch.get("local_crops")  # [L*B, C, h, w] or None
+        masks = batch.get("masks")  # [G*B, N] bool
+        B = globals_.shape[0] // 2
+        temp = self.now.get("teacher_temp", 0.07)
+
+        with torch.no_grad():
+            t_feats = self.model.forward_features(globals_)
+            t_logits = self.teacher_dino_head(self.model.readout(t_feats)).unflatten(0, (2, B))  # [G, B, K]
+            t_probs = self.dino_loss.teacher_probs(t_logits, temp)
+            has_masks = masks is not None and bool(masks.any())
+            if has_masks:
+                t_patch = self.teacher_ibot_head(t_feats["patches"].flatten(1, 2)[masks])  # [M, K]
+                t_patch_probs = self.ibot_loss.teacher_probs(t_patch, temp)
+
+        s_feats = self.student.forward_features(globals_, masks=masks if has_masks else None)
+        s_embed = self.student.readout(s_feats)  # [G*B, E]
+        s_logits = [self.student_dino_head(s_embed).unflatten(0, (2, B))]
+        if locals_ is not None:
+            s_local = self.student.readout(self.student.forward_features(locals_))
+            s_logits.append(self.student_dino_head(s_local).unflatten(0, (-1, B)))
+        dino = self.dino_loss(torch.cat(s_logits), t_probs)
+        zero = dino.new_zeros(())
+        ibot = zero
+        if has_masks:
+            s_patch = self.student_ibot_head(s_feats["patches"].flatten(1, 2)[masks])
+            ibot = self.ibot_loss(s_patch, t_patch_probs, masks, batch.get("masks_weight"))
+        koleo = sum(koleo_loss(e) for e in s_embed.float().chunk(2)) if B > 1 else zero  # per global crop
+        gram = zero
+        if self.gram_teacher is not None and self.step >= self.gram_start:
+            with torch.no_grad():
+                g_patches = self.gram_teacher.module.forward_features(globals_)["patches"].flatten(1, 2)
+            gram = gram_loss(s_feats["patches"].flatten(1, 2).float(), g_patches.float())
+        w = self.now
+        loss = (w.get("dino_weight", 1.0) * dino + w.get("ibot_weight", 1.0) * ibot
+                + w.get("koleo_weight", 0.1) * koleo
+                + (w.get("gram_weight", 0.0) * gram if self.gram_teacher is not None else 0.0))
+        metrics = {"dino_loss": dino.detach(), "ibot_loss": ibot.detach(), "koleo_loss": koleo.detach(),
+                   "gram_loss": gram.detach()}
+        metrics |= self._collapse_watch(t_logits, temp, dino.detach())
+        return loss, metrics
+
+    def _collapse_watch(self, t_logits: torch.Tensor, temp: float, dino: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Teacher entropy vs ln K and the largest prototype share (of the uncentred teacher softmax)."""
+        self.recent_dino.append(float(dino))
+        probs = torch.softmax(t_logits.float() / temp, dim=-1)
+        stats = collapse_stats(probs, list(self.recent_dino), probs.shape[-1])
+        full_window = len(self.recent_dino) == self.recent_dino.maxlen
+        collapsed = stats["dominant_prototype"] or (full_window and stats["loss_at_ln_k"])
+        if collapsed and not self._warned_collapse:
+            self._warned_collapse = True
+            warnings.warn(
+                f"DINO collapse at step {self.step}: loss {float(dino):.3f} vs ln K {stats['ln_k']:.3f}, "
+                f"largest prototype share {stats['max_prototype_share']:.2f}, teacher entropy {stats['entropy']:.3f}",
+                RuntimeWarning, stacklevel=2)
+        as_t = lambda v: torch.tensor(float(v))  # noqa: E731
+        return {"collapse/teacher_entropy": as_t(stats["entropy"]), "collapse/ln_k": as_t(stats["ln_k"]),
+                "collapse/max_prototype_share": as_t(stats["max_prototype_share"]),
+                "collapse/dino_loss_over_ln_k": as_t(float(dino) / stats["ln_k"]),
+                "collapse/collapsed": as_t(collapsed)}
+
+    # ----------------------------------------------------------------- online k-NN monitor
+    @torch.no_grad()
+    def evaluate(self, make_loader: Callable[[str], Any]) -> dict[str, float]:
+        """Weighted k-NN top-1 of the teacher backbone's readout: ``data.knn_train`` bank, ``data.val`` queries."""
+        bank, bank_labels = extract_features(self.model, make_loader("knn_train"))
+        queries, labels = extract_features(self.model, make_loader("val"))
+        # Each rank embedded its shard; every rank scores the whole set.
+        bank, bank_labels, queries, labels = (torch.cat(gather_objects(t)) for t in (bank, bank_labels, queries, labels))
+        res = knn_eval(bank, bank_labels, queries, labels, ks=self.knn_ks, temperature=self.knn_temperature)
+        return {k: v for k, v in res.items() if k.endswith("top1")} | {"knn_top1": max(
+            v for k, v in res.items() if k.endswith("top1"))}
+
