@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     module.add_arguments(parser)
     # options and positional overrides may come in any order: `vitlab eval knn data.val.limit=9 --checkpoint X`
-    args = parser.parse_intermixed_args(argv[1:])
+    try:
+        args = parser.parse_intermixed_args(argv[1:])
+    except TypeError:  # argparse cannot intermix with nested sub-commands (`vitlab convert dinov3 ...`)
+        args = parser.parse_args(argv[1:])
     args.command = name
     from vitlab.config import ConfigInstantiationError
 

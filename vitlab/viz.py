@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.tensorboard import SummaryWriter
     from torchvision.utils import save_image
 
-    from vitlab.engine.checkpoint import load_model
+    from vitlab.engine.checkpoint import build_model_from_checkpoint
 
-    model = load_model(args.checkpoint).eval()
+    model = build_model_from_checkpoint(args.checkpoint)[0].eval()
     x = load_images(args.images, args.size, model.patch_size, model.in_channels)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ def test_gap_readout_pretrains_a_model_without_cls_token():
 
 
 def test_collapse_watch_warns_on_a_constant_teacher():
-    task = make_task(collapse_window=2)
+    task = make_task(collapse_window=2, collapse_after=1)
     with torch.no_grad():  # a teacher head that always puts all mass on prototype 0
         task.teacher_dino_head.last_layer.weight.zero_()
         task.teacher_dino_head.last_layer.weight[0] = 100.0

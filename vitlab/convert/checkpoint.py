@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from vitlab.config import instantiate
-from vitlab.convert.state_dict import load_strict
+from vitlab.engine.checkpoint import build_model_from_checkpoint, save_atomic
 
 __all__ = ["load_vitlab_checkpoint", "save_vitlab_checkpoint"]
 
@@ -25,21 +23,12 @@ def save_vitlab_checkpoint(model: nn.Module, model_cfg: DictConfig, path: str | 
     path.parent.mkdir(parents=True, exist_ok=True)
     yaml = OmegaConf.to_yaml(DictConfig({"model": model_cfg}), resolve=False)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": state, "config": yaml}, tmp)
-    tmp.replace(path)
+    save_atomic({"model": state, "config": yaml}, path)
     path.with_suffix(".yaml").write_text(yaml)
     return path
 
 
 def load_vitlab_checkpoint(path: str | Path) -> nn.Module:
     """The model of a vitlab checkpoint, built from its config, weights loaded strictly, in eval mode."""
-    ckpt = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
-        raise ValueError(f"{str(path)!r} is not a vitlab checkpoint (a dict with 'model' and 'config')")
-    cfg = OmegaConf.create(ckpt["config"])
-    if "model" not in cfg:
-        raise ValueError(f"the config in {str(path)!r} has no 'model' key")
-    model = instantiate(cfg.model)
-    load_strict(model, ckpt["model"])
+    model, _ = build_model_from_checkpoint(Path(path).expanduser())
     return model.eval()

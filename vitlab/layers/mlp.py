@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitlab.kernels import swiglu
+
 __all__ = ["Mlp", "SwiGLU"]
 
 
@@ -43,10 +45,11 @@ class SwiGLU(nn.Module):
         self.hidden_dim = hidden_dim
         self.w12 = nn.Linear(dim, 2 * hidden_dim, bias=bias, device=device, dtype=dtype)
         self.w3 = nn.Linear(hidden_dim, dim, bias=bias, device=device, dtype=dtype)
+        self.kernels = "auto"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.w12(x).chunk(2, dim=-1)
-        return self.w3(F.silu(a) * b)
+        return self.w3(swiglu(a, b, backend=self.kernels))
 
     def flop_count(self, tokens: int) -> int:
         return 2 * tokens * (self.w12.in_features * self.w12.out_features + self.w3.in_features * self.w3.out_features)

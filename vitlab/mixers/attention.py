@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitlab.config import build
-from vitlab.layers.rope import apply_rope
+from vitlab.kernels import rope_2d
 from vitlab.models.layout import TokenLayout
 
 __all__ = ["Attention", "flash_attn_available"]
@@ -83,6 +83,7 @@ class Attention(nn.Module):
         if rope is not None and self.head_dim % 4:
             raise ValueError(f"RoPE needs head_dim divisible by 4, got dim={dim}/num_heads={num_heads}={self.head_dim}")
         self.rope = build(rope, head_dim=self.head_dim, **dd)
+        self.kernels = "auto"
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T, D = x.shape
@@ -98,12 +99,10 @@ class Attention(nn.Module):
     def _rotate(self, q: torch.Tensor, k: torch.Tensor, layout: TokenLayout):
         h, w = layout.grid_h, layout.grid_w
         sin, cos = layout.cached(self.rope.cache_key, lambda: self.rope(h, w))
-        n = h * w
-        # Patches come first; CLS, registers (and any padding) are not rotated. The rotation runs in
-        # the tables' float32 and casts back, as DINOv3 does under bf16 autocast.
-        q = torch.cat((apply_rope(q[:, :, :n].float(), sin, cos).to(q.dtype), q[:, :, n:]), dim=2)
-        k = torch.cat((apply_rope(k[:, :, :n].float(), sin, cos).to(k.dtype), k[:, :, n:]), dim=2)
-        return q, k
+        # Patches come first: tokens [0, h*w) rotate; CLS, registers (and any padding) do not. The
+        # rotation runs in float32, as DINOv3 does under bf16 autocast.
+        q32, k32 = rope_2d(q.float(), k.float(), cos, sin, num_prefix_tokens=0, backend=self.kernels)
+        return q32.to(q.dtype), k32.to(k.dtype)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         backend = self.backend

@@ -23,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from vitlab.kernels import hyena_gate
 from vitlab.mixers.implicit_filter import ImplicitFilter2D
 from vitlab.models.layout import TokenLayout
 
@@ -63,6 +64,7 @@ class Hyena2D(nn.Module):
                                        num_bands=filter_bands, **dd)
         self.skip = nn.Parameter(torch.ones(order - 1, dim, **dd))
         self.out_proj = nn.Linear(dim, dim, bias=bias, **dd)
+        self.kernels = "auto"
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T, D = x.shape
@@ -77,7 +79,7 @@ class Hyena2D(nn.Module):
         v = v * gates[-1]
         for i in range(self.order - 1):
             y = self._long_conv(v, k_f[i], R, W)
-            v = (y + v * self.skip[i][:, None, None]) * gates[-2 - i]
+            v = hyena_gate(y, v, gates[-2 - i], self.skip[i], backend=self.kernels)  # (y + skip*v) * gate
         return self.out_proj(v.reshape(B, D, T).transpose(1, 2))
 
     @staticmethod

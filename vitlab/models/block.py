@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vitlab.config import build
+from vitlab.kernels import residual_scale_drop
 from vitlab.layers import DropPath, LayerScale
 from vitlab.models.layout import TokenLayout
 
@@ -46,11 +47,17 @@ class Block(nn.Module):
         self.ffn = build(ffn, dim=dim, **dd)
         self.ls2 = LayerScale(dim, init_values=layer_scale_init, **dd) if layer_scale_init else nn.Identity()
         self.drop_path2 = DropPath(drop_path_rate)
+        self.kernels = "auto"
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        x = x + self.drop_path1(self.ls1(self.mixer(self.norm1(x), layout)))
-        x = x + self.drop_path2(self.ls2(self.ffn(self.norm2(x))))
+        x = self.residual(x, self.mixer(self.norm1(x), layout), self.ls1, self.drop_path1)
+        x = self.residual(x, self.ffn(self.norm2(x)), self.ls2, self.drop_path2)
         return x
+
+    def residual(self, x: torch.Tensor, y: torch.Tensor, ls: nn.Module, drop: DropPath) -> torch.Tensor:
+        """``x + drop_path(gamma * y)`` in one pass (:func:`vitlab.kernels.residual_scale_drop`)."""
+        gamma = ls.gamma if isinstance(ls, LayerScale) else None
+        return residual_scale_drop(x, y, gamma, drop.drop_prob, self.training, backend=self.kernels)
 
     def flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
         """Forward FLOPs of ``batch_size`` sequences of ``tokens`` tokens (see vitlab/flops.py)."""

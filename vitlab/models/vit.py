@@ -62,6 +62,9 @@ class HybridViT(nn.Module):
             ViT), or ``none`` (position from RoPE / convolutions only, as DINOv3).
         mask_token: learn a token that replaces masked patches (iBOT/DINOv3 pretraining).
         cls_norm_cfg: a separate final norm for CLS and registers (DINOv3's untied norms).
+        kernels: backend of the fused hot paths (norms, residual + LayerScale + drop path, RoPE,
+            SwiGLU, Hyena gating): ``auto`` (Triton on CUDA), ``triton`` or ``torch``; the
+            environment variable ``VITLAB_KERNELS=torch`` forces torch for debugging.
         device, dtype: where and how to build the parameters (``device="meta"`` for FLOP counting).
     """
 
@@ -92,6 +95,7 @@ class HybridViT(nn.Module):
         pos_embed: Literal["learned", "none"] = "learned",
         mask_token: bool = False,
         cls_norm_cfg: Any = None,
+        kernels: Literal["auto", "triton", "torch"] = "auto",
         device=None,
         dtype=None,
     ):
@@ -151,7 +155,17 @@ class HybridViT(nn.Module):
                                neck_compression_ratio=neck_compression_ratio, **dd)
         self.head_drop = nn.Dropout(dropout_rate)
         self.head = nn.Linear(self.readout.out_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.set_kernels(kernels)
         self.init_weights()
+
+    def set_kernels(self, backend: str) -> None:
+        """Route every part with a fused kernel to ``backend`` (``auto | triton | torch``)."""
+        if backend not in ("auto", "triton", "torch"):
+            raise ValueError(f"kernels must be 'auto', 'triton' or 'torch', got {backend!r}")
+        self.kernels = backend
+        for m in self.modules():
+            if hasattr(m, "kernels") and m is not self:
+                m.kernels = backend
 
     # ------------------------------------------------------------------ init
     def init_weights(self) -> None:

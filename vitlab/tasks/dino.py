@@ -53,6 +53,7 @@ class DINOv3Task(Task):
         knn_ks, knn_temperature: the online k-NN monitor (``data.knn_train`` as the bank, ``data.val``
             as queries).
         collapse_window: steps of DINO loss the collapse watch looks at.
+        collapse_after: first step at which it may warn (every run starts with the loss at ln K).
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("model", "dino_head", "ibot_head")
@@ -61,7 +62,7 @@ class DINOv3Task(Task):
                  teacher_temp: Any = 0.07, momentum: Any = 0.992, dino_weight: Any = 1.0, ibot_weight: Any = 1.0,
                  koleo_weight: Any = 0.1, gram_weight: Any = 2.0, centering: str = "sinkhorn_knopp",
                  gram: dict | None = None, freeze_last_layer_steps: int = 0, knn_ks: tuple[int, ...] = (10, 20),
-                 knn_temperature: float = 0.07, collapse_window: int = 50):
+                 knn_temperature: float = 0.07, collapse_window: int = 50, collapse_after: int = 100):
         super().__init__()
         self.student = build(model)
         if getattr(self.student, "num_classes", 0):
@@ -91,6 +92,7 @@ class DINOv3Task(Task):
         self.freeze_last_layer_steps = freeze_last_layer_steps
         self.knn_ks, self.knn_temperature = tuple(knn_ks), knn_temperature
         self.recent_dino = deque(maxlen=collapse_window)
+        self.collapse_after = collapse_after
         self.step = 0
         self._warned_collapse = False
 
@@ -172,7 +174,8 @@ class DINOv3Task(Task):
         probs = torch.softmax(t_logits.float() / temp, dim=-1)
         stats = collapse_stats(probs, list(self.recent_dino), probs.shape[-1])
         full_window = len(self.recent_dino) == self.recent_dino.maxlen
-        collapsed = stats["dominant_prototype"] or (full_window and stats["loss_at_ln_k"])
+        collapsed = self.step >= self.collapse_after and (
+            stats["dominant_prototype"] or (full_window and stats["loss_at_ln_k"]))
         if collapsed and not self._warned_collapse:
             self._warned_collapse = True
             warnings.warn(

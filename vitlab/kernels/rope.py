@@ -1,0 +1,188 @@
+"""Fused rotary position embedding for queries and keys (Su et al. 2021, RoFormer), in the
+rotate-half form DINOv3 uses for its 2D axial RoPE (Siméoni et al. 2025):
+
+    x' = x * cos + rotate_half(x) * sin,   rotate_half([x1, x2]) = [-x2, x1]
+
+Only the ``N`` tokens ``[num_prefix_tokens, num_prefix_tokens + N)`` are rotated (the patch
+tokens); tokens before (CLS, registers) and after (registers, padding) pass through unchanged.
+Eager torch slices, rotates and concatenates q and k separately (about six passes over each);
+the kernel reads q and k once, in place even when they are strided views of a fused qkv
+projection, and loads each cos/sin tile once for both.
+
+The backward is the transposed rotation, ``g * cos + rotate_half^T(g * sin)``. ``cos`` and
+``sin`` are treated as constants: no gradient flows to them (RoPE tables are not learned).
+
+Axis legend: B batch, H heads, T tokens, d head_dim, N rotated tokens.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from vitlab.kernels._triton import cdiv, lazy_jit, next_power_of_2, num_warps
+from vitlab.kernels.dispatch import resolve_backend
+
+if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.kernels._triton
+    import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
+
+__all__ = ["RoPE2DFunction", "rope_2d", "rope_2d_reference"]
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rope_2d_reference(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_prefix_tokens: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain torch RoPE on tokens ``[P, P+N)`` of q and k [B, H, T, d], in float32."""
+    P, N = num_prefix_tokens, cos.shape[0]
+    cos, sin = cos.float(), sin.float()
+
+    def rotate(x):
+        patches = x[:, :, P : P + N].float()
+        rotated = (patches * cos + _rotate_half(patches) * sin).to(x.dtype)
+        return torch.cat((x[:, :, :P], rotated, x[:, :, P + N :]), dim=2)
+
+    return rotate(q), rotate(k)
+
+
+@lazy_jit
+def _rope_kernel(
+    q_ptr, k_ptr, cos_ptr, sin_ptr, q_out_ptr, k_out_ptr,
+    n_heads, n_tokens, n_rot, prefix, half,
+    sq_b, sq_h, sq_t, sq_d, sk_b, sk_h, sk_t, sk_d,
+    BACKWARD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    bh = tl.program_id(1)
+    b = (bh // n_heads).to(tl.int64)
+    h = (bh % n_heads).to(tl.int64)
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    j = tl.arange(0, BLOCK_D)  # index within a half of the head
+    mask = (t < n_tokens)[:, None] & (j < half)[None, :]
+    rotated = (t >= prefix) & (t < prefix + n_rot)
+    tab_mask = mask & rotated[:, None]
+    tab = (t - prefix)[:, None] * (2 * half) + j[None, :]
+    # cos = 1, sin = 0 off the rotated range; the where() below keeps those tokens bit-exact
+    cos1 = tl.load(cos_ptr + tab, mask=tab_mask, other=1.0).to(tl.float32)
+    cos2 = tl.load(cos_ptr + tab + half, mask=tab_mask, other=1.0).to(tl.float32)
+    sin1 = tl.load(sin_ptr + tab, mask=tab_mask, other=0.0).to(tl.float32)
+    sin2 = tl.load(sin_ptr + tab + half, mask=tab_mask, other=0.0).to(tl.float32)
+    keep = rotated[:, None]
+    t64 = t.to(tl.int64)[:, None]
+    out_off = bh.to(tl.int64) * n_tokens * (2 * half) + t64 * (2 * half) + j[None, :]
+
+    # queries
+    base = q_ptr + b * sq_b + h * sq_h + t64 * sq_t
+    x1 = tl.load(base + j[None, :] * sq_d, mask=mask, other=0.0)
+    x2 = tl.load(base + (j[None, :] + half) * sq_d, mask=mask, other=0.0)
+    a1, a2 = x1.to(tl.float32), x2.to(tl.float32)
+    if BACKWARD:  # transpose of the rotation: rotate_half^T([y1, y2]) = [y2, -y1]
+        o1 = a1 * cos1 + a2 * sin2
+        o2 = a2 * cos2 - a1 * sin1
+    else:
+        o1 = a1 * cos1 - a2 * sin1
+        o2 = a2 * cos2 + a1 * sin2
+    o1 = tl.where(keep, o1.to(q_out_ptr.dtype.element_ty), x1)
+    o2 = tl.where(keep, o2.to(q_out_ptr.dtype.element_ty), x2)
+    tl.store(q_out_ptr + out_off, o1, mask=mask)
+    tl.store(q_out_ptr + out_off + half, o2, mask=mask)
+
+    # keys: same tables, same token range
+    base = k_ptr + b * sk_b + h * sk_h + t64 * sk_t
+    x1 = tl.load(base + j[None, :] * sk_d, mask=mask, other=0.0)
+    x2 = tl.load(base + (j[None, :] + half) * sk_d, mask=mask, other=0.0)
+    a1, a2 = x1.to(tl.float32), x2.to(tl.float32)
+    if BACKWARD:
+        o1 = a1 * cos1 + a2 * sin2
+        o2 = a2 * cos2 - a1 * sin1
+    else:
+        o1 = a1 * cos1 - a2 * sin1
+        o2 = a2 * cos2 + a1 * sin2
+    o1 = tl.where(keep, o1.to(k_out_ptr.dtype.element_ty), x1)
+    o2 = tl.where(keep, o2.to(k_out_ptr.dtype.element_ty), x2)
+    tl.store(k_out_ptr + out_off, o1, mask=mask)
+    tl.store(k_out_ptr + out_off + half, o2, mask=mask)
+
+
+def _launch(q, k, cos, sin, prefix: int, backward: bool):
+    B, H, T, d = q.shape
+    half = d // 2
+    q_out = torch.empty((B, H, T, d), device=q.device, dtype=q.dtype)
+    k_out = torch.empty((B, H, T, d), device=k.device, dtype=k.dtype)
+    if q_out.numel() == 0:
+        return q_out, k_out
+    BLOCK_D = next_power_of_2(half)
+    BLOCK_T = min(max(1, 2048 // BLOCK_D), next_power_of_2(T))
+    grid = (cdiv(T, BLOCK_T), B * H)
+    _rope_kernel[grid](
+        q, k, cos, sin, q_out, k_out, H, T, cos.shape[0], prefix, half,
+        *q.stride(), *k.stride(), BACKWARD=backward, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D,
+        num_warps=num_warps(2 * BLOCK_T * BLOCK_D),  # both halves of a head live at once
+    )
+    return q_out, k_out
+
+
+class RoPE2DFunction(torch.autograd.Function):
+    """Autograd wiring of the Triton RoPE; the backward runs the same kernel with the
+    transposed rotation. ``cos``/``sin`` get no gradient."""
+
+    @staticmethod
+    def forward(ctx, q, k, cos, sin, prefix: int):
+        cos, sin = cos.contiguous(), sin.contiguous()
+        ctx.save_for_backward(cos, sin)
+        ctx.prefix = prefix
+        return _launch(q, k, cos, sin, prefix, backward=False)
+
+    @staticmethod
+    def backward(ctx, grad_q, grad_k):
+        cos, sin = ctx.saved_tensors
+        dq, dk = _launch(grad_q, grad_k, cos, sin, ctx.prefix, backward=True)
+        return dq, dk, None, None, None
+
+
+def rope_2d(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    num_prefix_tokens: int = 0,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate tokens ``[num_prefix_tokens, num_prefix_tokens + N)`` of q and k in one launch.
+
+    Args:
+        q: queries [B, H, T, d]; may be a strided view (e.g. from a qkv split).
+        k: keys [B, H, T, d], same shape and dtype as ``q``.
+        cos: [N, d] cosine table (float32 or the input dtype); constant, gets no gradient.
+        sin: [N, d] sine table; constant, gets no gradient.
+        num_prefix_tokens: P, tokens before the rotated range (CLS, registers) left unchanged;
+            tokens after ``P + N`` (trailing registers, padding) are unchanged too.
+        backend: ``"auto" | "triton" | "torch"`` (see :mod:`vitlab.kernels.dispatch`).
+
+    Returns:
+        ``(q, k)`` rotated, [B, H, T, d] each (contiguous on the Triton path). Gradients flow
+        to ``q`` and ``k``.
+    """
+    if q.ndim != 4 or q.shape != k.shape:
+        raise ValueError(
+            f"rope_2d needs q and k of one shape [B, H, T, d], got {tuple(q.shape)} and {tuple(k.shape)}"
+        )
+    if q.dtype != k.dtype:
+        raise TypeError(f"rope_2d needs q and k of one dtype, got {q.dtype} and {k.dtype}")
+    T, d = q.shape[2], q.shape[3]
+    if d % 2:
+        raise ValueError(f"rope_2d needs an even head_dim for rotate-half, got {d}")
+    if cos.ndim != 2 or cos.shape != sin.shape or cos.shape[1] != d:
+        raise ValueError(
+            f"rope_2d needs cos and sin of shape [N, d={d}], got {tuple(cos.shape)} and {tuple(sin.shape)}"
+        )
+    P, N = num_prefix_tokens, cos.shape[0]
+    if P < 0 or P + N > T:
+        raise ValueError(f"rope_2d: rotated range [{P}, {P + N}) does not fit in T={T} tokens")
+    if resolve_backend(backend, q, k, cos, sin) == "torch":
+        return rope_2d_reference(q, k, cos, sin, P)
+    return RoPE2DFunction.apply(q, k, cos, sin, P)

@@ -1,0 +1,228 @@
+"""Sinkhorn-Knopp centering of the teacher for DINO/iBOT (Caron et al. 2020, SwAV; used in
+DINOv2, Oquab et al. 2023, and DINOv3, Siméoni et al. 2025), computed in the log domain.
+
+DINOv3 forms ``Q = exp(logits / temp)^T`` [K, B], divides by its total, then alternately makes
+every prototype row sum to 1/K and every sample column sum to 1/B, ``n_iterations`` times, and
+finally scales so each sample's probabilities sum to 1. With temp 0.04 and logits of size 100
+the exponent reaches 2500: ``exp`` overflows, and after a max shift whole columns underflow to
+0 and the normalisations divide 0 by 0.
+
+The same iteration in the log domain keeps two potentials, ``u`` [K] and ``v`` [B], with
+``log Q[b, k] = x[b, k] - u[k] - v[b]`` and ``x = logits / temp``:
+
+    u[k] = logsumexp_b(x[b, k] - v[b]) + log K   (prototype step: rows of Q sum to 1/K;
+                                                  the sum runs over the samples of all ranks)
+    w[b] = logsumexp_k(x[b, k] - u[k])           (sample step: columns sum to 1/B ...
+    v[b] = w[b] + log B                           ... over the global batch B)
+    P[b, k] = exp(x[b, k] - u[k] - w[b])         (the final scaling by B: each row sums to 1)
+
+Each logsumexp subtracts its own max before ``exp``, so nothing overflows and nothing divides
+by zero. DINOv3's first division by the total is a constant absorbed by the first ``u``. The
+``log K`` and ``log B`` terms pick the one fixed point with total mass 1; without them the
+potentials would drift by log(K/B) per iteration and lose precision. In exact arithmetic this
+equals DINOv3's algorithm for any ``n_iterations >= 1``. The Triton path never materialises
+``x``: each step is a blockwise online logsumexp over the logits.
+
+Multi-GPU: the prototype step reduces over the global batch. Pass ``all_reduce``, an in-place
+reduction ``all_reduce(tensor, op)`` with op ``"max"`` or ``"sum"`` (e.g.
+:func:`distributed_all_reduce`); it is also used once to sum the batch sizes. Without it the
+batch is the local one (a single process).
+
+Axis legend: B samples (teacher crops on this rank), K prototypes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from vitlab.kernels._triton import (
+    add_combine,
+    cdiv,
+    lazy_jit,
+    max_combine,
+    num_warps,
+    program_budget,
+    tile_2d,
+)
+from vitlab.kernels.dispatch import resolve_backend
+
+if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.kernels._triton
+    import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
+
+__all__ = ["AllReduce", "distributed_all_reduce", "sinkhorn_knopp", "sinkhorn_knopp_reference"]
+
+AllReduce = Callable[[torch.Tensor, Literal["sum", "max"]], None]
+
+
+def distributed_all_reduce(tensor: torch.Tensor, op: Literal["sum", "max"]) -> None:
+    """An ``all_reduce`` hook over the default ``torch.distributed`` process group."""
+    import torch.distributed as dist
+
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+
+
+def _global_logsumexp(local: torch.Tensor, all_reduce: AllReduce | None) -> torch.Tensor:
+    """Combine per-rank logsumexps into the logsumexp over all ranks (max-shifted, so finite)."""
+    if all_reduce is None:
+        return local
+    m = local.clone()
+    all_reduce(m, "max")
+    total = torch.exp(local - m)
+    all_reduce(total, "sum")
+    return m + torch.log(total)
+
+
+def _log_sizes(teacher_logits: torch.Tensor, all_reduce: AllReduce | None) -> tuple[float, float]:
+    """``(log K, log B)`` with B the batch summed over ranks."""
+    B, K = teacher_logits.shape
+    if all_reduce is not None:
+        total = torch.tensor([float(B)], device=teacher_logits.device)
+        all_reduce(total, "sum")
+        B = total.item()
+    if B == 0:
+        raise ValueError("sinkhorn_knopp got no samples on any rank")
+    return math.log(K), math.log(B)
+
+
+def sinkhorn_knopp_reference(
+    teacher_logits: torch.Tensor, temp: float, n_iterations: int = 3, all_reduce: AllReduce | None = None
+) -> torch.Tensor:
+    """Plain torch log-domain Sinkhorn-Knopp; float32 [B, K] probabilities (see module docstring)."""
+    log_k, log_b = _log_sizes(teacher_logits, all_reduce)
+    x = teacher_logits.float() * (1.0 / temp)  # multiply by the reciprocal, as the kernel does
+    v = x.new_zeros(x.shape[0], 1)
+    for _ in range(n_iterations):
+        u = _global_logsumexp(torch.logsumexp(x - v, dim=0), all_reduce) + log_k  # [K]
+        w = torch.logsumexp(x - u, dim=1, keepdim=True)  # [B, 1]
+        v = w + log_b
+    return torch.exp(x - u - w)
+
+
+@lazy_jit
+def _lse_partial_kernel(
+    x_ptr, bias_ptr, out_ptr, n_keep, n_red, stride_keep, stride_red, red_per_prog, inv_temp,
+    BLOCK_KEEP: tl.constexpr, BLOCK_RED: tl.constexpr,
+):
+    # out[chunk, i] = logsumexp_{j in chunk}(x[i, j] * inv_temp - bias[j]), i on the kept axis and
+    # j on the reduced one. The axes come as strides, so one kernel serves both the prototype
+    # step (reduce over samples) and the sample step (reduce over prototypes).
+    chunk = tl.program_id(1)
+    keep = tl.program_id(0) * BLOCK_KEEP + tl.arange(0, BLOCK_KEEP)
+    keep_ok = keep < n_keep
+    keep_off = keep.to(tl.int64)[:, None] * stride_keep
+    m = tl.full([BLOCK_KEEP], float("-inf"), tl.float32)
+    acc = tl.full([BLOCK_KEEP], 0.0, tl.float32)
+    red_end = tl.minimum((chunk + 1) * red_per_prog, n_red)
+    # Online logsumexp (Milakov & Gimelshein 2018): rescale the running sum when the max grows.
+    # Chunks are never empty, so m is finite after the first block and exp(-inf - m) = 0.
+    for start in range(chunk * red_per_prog, red_end, BLOCK_RED):
+        red = start + tl.arange(0, BLOCK_RED)
+        red_ok = red < red_end
+        x = tl.load(x_ptr + keep_off + red.to(tl.int64)[None, :] * stride_red,
+                    mask=keep_ok[:, None] & red_ok[None, :], other=0.0).to(tl.float32)
+        bias = tl.load(bias_ptr + red, mask=red_ok, other=0.0)
+        z = tl.where(red_ok[None, :], x * inv_temp - bias[None, :], float("-inf"))
+        m_new = tl.maximum(m, tl.reduce(z, 1, max_combine))
+        acc = acc * tl.exp(m - m_new) + tl.reduce(tl.exp(z - m_new[:, None]), 1, add_combine)
+        m = m_new
+    tl.store(out_ptr + chunk * n_keep + keep, m + tl.log(acc), mask=keep_ok)
+
+
+@lazy_jit
+def _sinkhorn_probs_kernel(
+    x_ptr, u_ptr, w_ptr, p_ptr, n_rows, n_cols, stride_x, inv_temp,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < n_rows
+    col_ok = cols < n_cols
+    mask = row_ok[:, None] & col_ok[None, :]
+    r = rows.to(tl.int64)[:, None]
+    x = tl.load(x_ptr + r * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(u_ptr + cols, mask=col_ok, other=0.0)[None, :]
+    w = tl.load(w_ptr + rows, mask=row_ok, other=0.0)[:, None]
+    log_p = tl.where(mask, x * inv_temp - u - w, float("-inf"))  # no exp overflow in padding lanes
+    tl.store(p_ptr + r * n_cols + cols[None, :], tl.exp(log_p), mask=mask)
+
+
+def _logsumexp_triton(x, bias, inv_temp: float, over_samples: bool) -> torch.Tensor:
+    """Local logsumexp of ``x * inv_temp - bias`` over samples ([K] out) or prototypes ([B] out)."""
+    B, K = x.shape
+    if B == 0:  # a rank without samples (iBOT: no masked patch) still joins the all-reduces
+        return torch.full((K,) if over_samples else (0,), float("-inf"), device=x.device)
+    if over_samples:  # keep prototypes (contiguous), reduce over samples
+        n_keep, n_red, s_keep, s_red, block_keep, block_red = K, B, 1, x.stride(0), 256, 16
+    else:
+        n_keep, n_red, s_keep, s_red, block_keep, block_red = B, K, x.stride(0), 1, 4, 1024
+    keep_blocks = cdiv(n_keep, block_keep)
+    chunks = max(1, min(cdiv(n_red, block_red), cdiv(program_budget(x.device), keep_blocks)))
+    red_per_prog = cdiv(cdiv(n_red, chunks), block_red) * block_red
+    chunks = cdiv(n_red, red_per_prog)
+    part = torch.empty((chunks, n_keep), device=x.device, dtype=torch.float32)
+    _lse_partial_kernel[(keep_blocks, chunks)](
+        x, bias, part, n_keep, n_red, s_keep, s_red, red_per_prog, inv_temp,
+        BLOCK_KEEP=block_keep, BLOCK_RED=block_red, num_warps=num_warps(block_keep * block_red),
+    )
+    return part[0] if chunks == 1 else torch.logsumexp(part, dim=0)
+
+
+def _sinkhorn_triton(logits, temp, n_iterations, all_reduce):
+    log_k, log_b = _log_sizes(logits, all_reduce)
+    x = logits if logits.stride(-1) == 1 else logits.contiguous()
+    B, K = x.shape
+    inv_temp = 1.0 / temp
+    v = torch.zeros(B, device=x.device, dtype=torch.float32)
+    for _ in range(n_iterations):
+        u = _global_logsumexp(_logsumexp_triton(x, v, inv_temp, over_samples=True), all_reduce).add_(log_k)
+        w = _logsumexp_triton(x, u, inv_temp, over_samples=False)
+        v = w + log_b
+    probs = torch.empty((B, K), device=x.device, dtype=torch.float32)
+    BLOCK_M, BLOCK_N = tile_2d(K)
+    if B:
+        _sinkhorn_probs_kernel[(cdiv(B, BLOCK_M), cdiv(K, BLOCK_N))](
+            x, u.contiguous(), w.contiguous(), probs, B, K, x.stride(0), inv_temp,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(BLOCK_M * BLOCK_N),
+        )
+    return probs
+
+
+def sinkhorn_knopp(
+    teacher_logits: torch.Tensor,
+    temp: float,
+    n_iterations: int = 3,
+    all_reduce: AllReduce | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Teacher probabilities by Sinkhorn-Knopp centering, numerically stable at any temperature.
+
+    Args:
+        teacher_logits: [B, K] prototype scores of the teacher's crops on this rank; B may be 0
+            on some ranks when ``all_reduce`` is given (iBOT: a rank without masked patches).
+        temp: teacher temperature (DINOv3 warms it from 0.04 to 0.07); must be > 0.
+        n_iterations: Sinkhorn iterations (DINOv3: 3); must be >= 1.
+        all_reduce: in-place ``all_reduce(tensor, "max" | "sum")`` across data-parallel ranks
+            (e.g. :func:`distributed_all_reduce`), or None for a single process.
+        backend: ``"auto" | "triton" | "torch"`` (see :mod:`vitlab.kernels.dispatch`).
+
+    Returns:
+        float32 [B, K]; each row sums to 1 and, as iterations grow, each prototype gets mass
+        B/K. No gradient (it is a teacher target).
+    """
+    if teacher_logits.ndim != 2:
+        raise ValueError(f"sinkhorn_knopp needs teacher_logits [B, K], got {tuple(teacher_logits.shape)}")
+    if not temp > 0:
+        raise ValueError(f"sinkhorn_knopp needs temp > 0, got {temp}")
+    if n_iterations < 1:
+        raise ValueError(f"sinkhorn_knopp needs n_iterations >= 1, got {n_iterations}")
+    B, K = teacher_logits.shape
+    if K == 0 or (B == 0 and all_reduce is None):
+        raise ValueError(f"sinkhorn_knopp needs a non-empty [B, K], got {tuple(teacher_logits.shape)}")
+    with torch.no_grad():
+        if resolve_backend(backend, teacher_logits) == "torch":
+            return sinkhorn_knopp_reference(teacher_logits, temp, n_iterations, all_reduce)
+        return _sinkhorn_triton(teacher_logits, float(temp), n_iterations, all_reduce)
