@@ -43,3 +43,23 @@ def test_sweep_2x2_writes_table_and_plot_and_skips_finished(tmp_path):
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0
     assert second.stdout.count("finished before, skipped") == 3
+
+
+def test_train_multirun_hands_the_grid_to_sweep(monkeypatch):
+    import vitlab.sweep
+    from vitlab.cli import main
+
+    seen = {}
+    monkeypatch.setattr(vitlab.sweep, "run", lambda args: seen.update(vars(args)) or 0)
+    argv = ["train", "tests/configs/tiny_dino.py", "--multirun", "model.num_registers=0,4", "eval.readout=cls,gap"]
+    assert main(argv) == 0
+    assert seen["config"] == "tests/configs/tiny_dino.py"
+    assert seen["overrides"] == ["model.num_registers=0,4", "eval.readout=cls,gap"]
+    assert len(plan_runs(seen["overrides"])) == 2  # eval.readout values share one pretraining
+
+
+def test_train_without_multirun_rejects_a_sweep(capsys):
+    from vitlab.cli import main
+
+    assert main(["train", "tests/configs/tiny_dino.py", "model.num_registers=0,4"]) == 2
+    assert "--multirun" in capsys.readouterr().err

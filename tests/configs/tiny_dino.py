@@ -13,7 +13,6 @@ task.dino_head.out_dim = 64
 task.dino_head.hidden_dim = 32
 task.dino_head.bottleneck_dim = 16
 task.ibot_head = task.dino_head
-task.teacher_temp.warmup_steps = 1
 task.gram = dict(start_step=2, load_step=2, update_every=2)
 task.freeze_last_layer_steps = 1
 data.train.limit = 64

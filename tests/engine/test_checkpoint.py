@@ -74,7 +74,8 @@ def test_mismatched_model_names_keys():
     with pytest.raises(ValueError) as err:
         load_model_state(model, bad)
     msg = str(err.value)
-    assert "missing keys: 1.bias" in msg and "unexpected keys: extra" in msg and "1.weight" in msg
+    assert "missing keys (1): 1.bias" in msg and "unexpected keys (1): extra" in msg
+    assert "1.weight: checkpoint (5, 3) vs model (4, 3)" in msg and "does not match the configured model" in msg
 
 
 def test_atomic_write_leaves_no_tmp(tmp_path):

@@ -25,3 +25,30 @@ def test_disabled_logger_writes_nothing(tmp_path):
 
 def test_format_eta():
     assert format_eta(3725) == "1:02:05" and format_eta(float("nan")) == "?"
+
+
+def test_throughput_excludes_evaluation_time(tmp_path, monkeypatch):
+    """A slow evaluation (step 0 and periodic) must not show up as slow training steps."""
+    import time
+    from pathlib import Path
+
+    import vitlab.engine.trainer as trainer
+    from vitlab.config import apply_overrides, load_config
+    from vitlab.tasks import ClassificationTask
+
+    # each evaluation "takes" 100 s on the trainer's clock; were it counted, a step would take >= 50 s
+    offset = {"s": 0.0}
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: time.monotonic() + offset["s"])
+
+    def slow_evaluate(self, make_loader):
+        offset["s"] += 100.0
+        return {"top1": 0.0}
+
+    monkeypatch.setattr(ClassificationTask, "evaluate", slow_evaluate)
+    tiny = Path(__file__).resolve().parents[1] / "e2e" / "tiny_fmnist.py"
+    cfg = apply_overrides(load_config(tiny), [f"train.output_dir={tmp_path}", "train.max_steps=4", "train.log_every=2",
+                                              "train.eval_every=2", "train.eval_at_start=true"])
+    trainer.train(cfg)
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "perf/step_time_s" in r]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(r["perf/step_time_s"] < 25 for r in records), records

@@ -24,12 +24,12 @@ from torch import nn
 from vitlab.config import instantiate
 from vitlab.convert.dinov3_arch import DINOv3Arch, dinov3_arch, dinov3_model_config, ffn_width_fields
 from vitlab.convert.dinov3_official import rope_periods
+from vitlab.engine.checkpoint import load_model_state
 from vitlab.convert.state_dict import (
     StateDictMismatchError,
     as_state_dict,
     check_state_dict,
     load_state_dict_file,
-    load_strict,
 )
 
 __all__ = ["dinov3_from_hf", "hf_arch", "hf_to_vitlab", "vitlab_to_hf"]
@@ -239,7 +239,7 @@ def dinov3_from_hf(
     for key, value in own.items():
         if key.endswith(".mixer.rope.periods"):  # not stored by HF: computed from rope_theta, as HF does
             converted[key] = value
-    load_strict(model, converted)
+    load_model_state(model, converted, "converted vitlab")
     model.eval()
     return (model, cfg) if return_config else model
 

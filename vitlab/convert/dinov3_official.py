@@ -28,7 +28,8 @@ from vitlab.convert.dinov3_arch import (
     ffn_width_fields,
     matching_arch,
 )
-from vitlab.convert.state_dict import StateDictMismatchError, as_state_dict, check_state_dict, load_strict
+from vitlab.engine.checkpoint import load_model_state
+from vitlab.convert.state_dict import StateDictMismatchError, as_state_dict, check_state_dict
 from vitlab.models import HybridViT
 
 __all__ = ["dinov3_from_official", "dinov3_to_official", "official_arch", "official_to_vitlab", "vitlab_to_official"]
@@ -211,7 +212,7 @@ def dinov3_from_official(
     converted = official_to_vitlab(sd, a)
     for key, value in model.state_dict().items():
         converted.setdefault(key, value)  # only the RoPE periods, when the checkpoint lacks them
-    load_strict(model, converted)
+    load_model_state(model, converted, "converted vitlab")
     model.eval()
     return (model, cfg) if return_config else model
 

@@ -26,7 +26,8 @@ from vitlab.convert.dinov3_arch import (
     ffn_width_fields,
     matching_arch,
 )
-from vitlab.convert.state_dict import StateDictMismatchError, as_state_dict, check_state_dict, load_strict
+from vitlab.engine.checkpoint import load_model_state
+from vitlab.convert.state_dict import StateDictMismatchError, as_state_dict, check_state_dict
 
 __all__ = ["dinov3_from_timm", "timm_arch", "timm_to_vitlab", "vitlab_to_timm"]
 
@@ -187,6 +188,6 @@ def dinov3_from_timm(
             converted[key] = torch.zeros_like(value)  # not in timm; DINOv3's init value
         elif key.endswith(".mixer.rope.periods"):
             converted[key] = value  # not in timm; computed from the base, as timm does
-    load_strict(model, converted)
+    load_model_state(model, converted, "converted vitlab")
     model.eval()
     return (model, cfg) if return_config else model

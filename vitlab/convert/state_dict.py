@@ -13,48 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["StateDictMismatchError", "as_state_dict", "check_state_dict", "load_state_dict_file", "load_strict"]
+from vitlab.engine.checkpoint import StateDictMismatchError, check_state_dict
+
+__all__ = ["StateDictMismatchError", "as_state_dict", "check_state_dict", "load_state_dict_file"]
 
 StateDict = dict[str, torch.Tensor]
-
-
-class StateDictMismatchError(ValueError):
-    """A checkpoint does not fit the architecture; the message lists every offending key."""
-
-
-def _shape(t) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def check_state_dict(given: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], what: str) -> None:
-    """Raise :class:`StateDictMismatchError` unless ``given`` has exactly ``expected``'s keys and shapes.
-
-    Args:
-        given: the checkpoint's tensors.
-        expected: tensors (or anything with ``.shape``) of the architecture, in the checkpoint's names.
-        what: the format, for the message (``"official DINOv3"``).
-    """
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    mismatched = [
-        f"{k}: checkpoint {_shape(given[k])} vs model {_shape(expected[k])}"
-        for k in sorted(set(given) & set(expected))
-        if _shape(given[k]) != _shape(expected[k])
-    ]
-    if not (missing or unexpected or mismatched):
-        return
-    lines = [f"{what} checkpoint does not match the architecture:"]
-    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
-        if items:
-            lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
-    raise StateDictMismatchError("\n".join(lines))
-
-
-def load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
-    """Check ``state_dict`` against ``model``'s own keys and shapes, then load it."""
-    check_state_dict(state_dict, model.state_dict(), "converted vitlab")
-    model.load_state_dict(state_dict, strict=True)
-    return model
 
 
 def _is_state_dict(obj) -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 __all__ = ["FORMAT_VERSION", "save_atomic", "load_checkpoint", "list_checkpoints", "latest_checkpoint",
-           "CheckpointManager", "assert_finite", "load_model_state", "build_model_from_checkpoint"]
+           "CheckpointManager", "assert_finite", "StateDictMismatchError", "check_state_dict", "load_model_state",
+           "build_model_from_checkpoint"]
 
 FORMAT_VERSION = 1
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -135,20 +137,36 @@ class CheckpointManager:
         return path
 
 
-def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """``load_state_dict(strict=True)`` whose error lists missing, unexpected and mis-shaped keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        def show(items: list[str]) -> str:
-            return ", ".join(items[:10]) + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
-        parts = [f"missing keys: {show(missing)}" if missing else "",
-                 f"unexpected keys: {show(unexpected)}" if unexpected else "",
-                 f"shape mismatches: {show(shapes)}" if shapes else ""]
-        raise ValueError(f"{source} does not match the configured model; " + "; ".join(p for p in parts if p))
+class StateDictMismatchError(ValueError):
+    """A state dict does not fit the architecture; the message lists every offending key."""
+
+
+def check_state_dict(given: Mapping[str, torch.Tensor], expected: Mapping[str, Any], what: str,
+                     target: str = "the architecture") -> None:
+    """Raise :class:`StateDictMismatchError` unless ``given`` has exactly ``expected``'s keys and shapes.
+
+    Args:
+        given: the checkpoint's tensors.
+        expected: tensors (or anything with ``.shape``) of the architecture, in the checkpoint's names.
+        what: the checkpoint, for the message (``"official DINOv3"``, a path).
+        target: what it was checked against, for the message.
+    """
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    mismatched = [f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in sorted(set(given) & set(expected)) if tuple(given[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or mismatched):
+        return
+    lines = [f"{what} checkpoint does not match {target}:"]
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        if items:
+            lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
+    raise StateDictMismatchError("\n".join(lines))
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str = "the") -> None:
+    """``load_state_dict(strict=True)`` after :func:`check_state_dict`, so a mismatch names every key."""
+    check_state_dict(state, model.state_dict(), what, target="the configured model")
     model.load_state_dict(state, strict=True)
 
 
@@ -170,7 +188,7 @@ def build_model_from_checkpoint(path: str | Path, **model_overrides: Any) -> tup
     state = ckpt["model"]
     if model_overrides.get("num_classes", None) == 0:
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    load_model_state(model, state, source=str(path))
+    load_model_state(model, state, repr(str(path)))
     return model, cfg
 
 

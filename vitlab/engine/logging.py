@@ -85,6 +85,10 @@ class MetricLogger:
         self.started = time.perf_counter()
         self.start_step = start_step
 
+    def restart_clock(self) -> None:
+        """Starts the ETA clock now (after one-off work such as the step-0 evaluation)."""
+        self.started = time.perf_counter()
+
     def log(self, step: int, scalars: dict[str, float], *, console: bool = True) -> None:
         """Record ``scalars`` at ``step`` (keys like ``train/loss``, ``val/top1``)."""
         if not self.enabled:

@@ -109,7 +109,7 @@ def restore(resume: str | None, run_dir: Path, task: nn.Module, optimizer: torch
                   flush=True)
         return None
     path, ckpt = found
-    load_model_state(task.model, ckpt["model"], source=f"checkpoint {str(path)!r}")  # loud key/shape mismatch
+    load_model_state(task.model, ckpt["model"], repr(str(path)))  # loud key/shape mismatch
     full = {_MODEL + k: v for k, v in ckpt["model"].items()} | ckpt.get("task", {})
     missing = sorted(set(task.state_dict()) - set(full))
     if missing:

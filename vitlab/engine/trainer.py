@@ -65,6 +65,7 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
     stop = {"requested": False}
     old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
     last_eval: dict[str, float] = {}
+    start_eval: dict[str, float] = {}
     has_val = cfg.data.get("val") is not None
     window = {"start": time.perf_counter(), "steps": 0, "wait": 0.0}
     if info.is_main:
@@ -77,6 +78,8 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
             # the untrained network's metrics (e.g. k-NN at random initialisation), logged at step 0
             with precision.autocast():
                 start_eval = task.evaluate(make_eval_loader)
+            window["start"] = time.perf_counter()  # throughput and ETA count training steps only
+            logger.restart_clock()
             if start_eval:
                 logger.log(0, {f"val/{k}": v for k, v in start_eval.items()})
                 print("[vitlab] step 0 (before training): " + ", ".join(f"{k} {v:.2f}" for k, v in start_eval.items()),
@@ -139,8 +142,10 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
 
             is_best = False
             if has_val and ((tc.eval_every and state.step % tc.eval_every == 0) or state.step == total_steps):
+                t0 = time.perf_counter()
                 with precision.autocast():
                     last_eval = task.evaluate(make_eval_loader)
+                window["start"] += time.perf_counter() - t0  # evaluation is not training throughput
                 if last_eval:
                     logger.log(state.step, {f"val/{k}": v for k, v in last_eval.items()})
                     value = last_eval.get(tc.best_metric.removeprefix("val/"))
@@ -152,6 +157,10 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
             if stopping:
                 print(f"[vitlab] SIGTERM: saved a checkpoint at step {state.step} and stopped", flush=True)
                 break
+        if info.is_main and start_eval and last_eval and state.step == total_steps:
+            print("[vitlab] before -> after training: " + ", ".join(
+                f"{k} {start_eval[k]:.2f} -> {v:.2f} ({v - start_eval[k]:+.2f})"
+                for k, v in last_eval.items() if k in start_eval), flush=True)
         logger.log_hparams(flat_hparams(cfg), last_eval)
     finally:
         signal.signal(signal.SIGTERM, old_handler)

@@ -14,7 +14,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SoftmaxCenter"]
+from typing import Literal
+
+from vitlab.ssl.sinkhorn import sinkhorn_knopp
+
+__all__ = ["SoftmaxCenter", "CenteredTeacherLoss", "Centering"]
+
+Centering = Literal["sinkhorn_knopp", "softmax"]
 
 
 class SoftmaxCenter(nn.Module):
@@ -51,3 +57,52 @@ class SoftmaxCenter(nn.Module):
             return
         batch_center = (total[:-1] / total[-1]).unsqueeze(0)  # [1, K]
         self.center.mul_(self.momentum).add_(batch_center.to(self.center.dtype), alpha=1 - self.momentum)
+
+
+class CenteredTeacherLoss(nn.Module):
+    """Base of the DINO and iBOT losses: a student temperature and the teacher's centering.
+
+    Args:
+        out_dim: K, the number of prototypes of the head.
+        student_temp: student softmax temperature (DINOv3: 0.1).
+        center_momentum: EMA momentum of the center in ``"softmax"`` centering (DINO: 0.9).
+        centering: ``"sinkhorn_knopp"`` (DINOv3 default) or ``"softmax"`` (DINO's EMA center).
+        sinkhorn_iterations: Sinkhorn-Knopp iterations (DINOv3: 3).
+    """
+
+    def __init__(self, out_dim: int, *, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 centering: Centering = "sinkhorn_knopp", sinkhorn_iterations: int = 3):
+        super().__init__()
+        if centering not in ("sinkhorn_knopp", "softmax"):
+            raise ValueError(f"centering must be 'sinkhorn_knopp' or 'softmax', got {centering!r}")
+        self.out_dim = out_dim
+        self.student_temp = student_temp
+        self.centering = centering
+        self.sinkhorn_iterations = sinkhorn_iterations
+        # Only the softmax teacher has state; Sinkhorn-Knopp centres each batch on its own.
+        self.center = SoftmaxCenter(out_dim, momentum=center_momentum) if centering == "softmax" else None
+
+    @torch.no_grad()
+    def teacher_probs(self, teacher_logits: torch.Tensor, teacher_temp: float, *,
+                      update_center: bool = True) -> torch.Tensor:
+        """Centres and sharpens the teacher's logits.
+
+        Sinkhorn-Knopp balances the prototypes over every leading position of the (global) batch.
+        With ``"softmax"`` centering the current center is used first and then moved towards this
+        batch (the order of DINO, and of DINOv3 once its deferred update is resolved).
+
+        Args:
+            teacher_logits: teacher head outputs ``[..., K]`` (DINO: ``[T, B, K]`` global crops;
+                iBOT: ``[M, K]`` masked positions).
+            teacher_temp: teacher temperature (DINOv3: 0.04 warmed up to 0.07).
+            update_center: whether to update the EMA center (softmax centering only).
+
+        Returns:
+            float32 probabilities of the same shape, summing to one over K.
+        """
+        if self.center is None:
+            return sinkhorn_knopp(teacher_logits, teacher_temp, n_iterations=self.sinkhorn_iterations)
+        probs = self.center(teacher_logits, teacher_temp)
+        if update_center:
+            self.center.update(teacher_logits)
+        return probs

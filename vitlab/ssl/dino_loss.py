@@ -11,21 +11,15 @@ crops, B images, K prototypes.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from vitlab.ssl.centering import SoftmaxCenter
-from vitlab.ssl.sinkhorn import sinkhorn_knopp
+from vitlab.ssl.centering import CenteredTeacherLoss
 
 __all__ = ["DINOLoss"]
 
-Centering = Literal["sinkhorn_knopp", "softmax"]
 
-
-class DINOLoss(nn.Module):
+class DINOLoss(CenteredTeacherLoss):
     """DINO CLS loss with the teacher centering of DINOv3.
 
     Averaging (as DINOv3 ``SSLMetaArch.compute_losses``): the loss is the mean cross-entropy over
@@ -34,48 +28,9 @@ class DINOLoss(nn.Module):
     weights proportional to their term counts; that mix is exactly this single mean when the
     student crops are passed as ``cat([globals, locals])``.
 
-    Args:
-        out_dim: K, the number of prototypes of the DINO head.
-        student_temp: student softmax temperature (DINOv3: 0.1).
-        center_momentum: EMA momentum of the center in ``"softmax"`` centering (DINO: 0.9).
-        centering: ``"sinkhorn_knopp"`` (DINOv3 default) or ``"softmax"`` (DINO's EMA center).
-        sinkhorn_iterations: Sinkhorn-Knopp iterations (DINOv3: 3).
+    Constructor and :meth:`teacher_probs` (on ``[T, B, K]`` teacher CLS logits): see
+    :class:`~vitlab.ssl.centering.CenteredTeacherLoss`.
     """
-
-    def __init__(self, out_dim: int, *, student_temp: float = 0.1, center_momentum: float = 0.9,
-                 centering: Centering = "sinkhorn_knopp", sinkhorn_iterations: int = 3):
-        super().__init__()
-        if centering not in ("sinkhorn_knopp", "softmax"):
-            raise ValueError(f"centering must be 'sinkhorn_knopp' or 'softmax', got {centering!r}")
-        self.out_dim = out_dim
-        self.student_temp = student_temp
-        self.centering = centering
-        self.sinkhorn_iterations = sinkhorn_iterations
-        # Only the softmax teacher has state; Sinkhorn-Knopp centres each batch on its own.
-        self.center = SoftmaxCenter(out_dim, momentum=center_momentum) if centering == "softmax" else None
-
-    @torch.no_grad()
-    def teacher_probs(self, teacher_logits: torch.Tensor, teacher_temp: float, *,
-                      update_center: bool = True) -> torch.Tensor:
-        """Centres and sharpens the teacher's CLS logits.
-
-        With ``"softmax"`` centering the current center is used first and then moved towards this
-        batch (the order of DINO, and of DINOv3 once its deferred update is resolved).
-
-        Args:
-            teacher_logits: teacher DINO-head outputs on the global crops, ``[T, B, K]``.
-            teacher_temp: teacher temperature (DINOv3: 0.04 warmed up to 0.07).
-            update_center: whether to update the EMA center (softmax centering only).
-
-        Returns:
-            float32 probabilities ``[T, B, K]`` summing to one over K.
-        """
-        if self.center is None:
-            return sinkhorn_knopp(teacher_logits, teacher_temp, n_iterations=self.sinkhorn_iterations)
-        probs = self.center(teacher_logits, teacher_temp)
-        if update_center:
-            self.center.update(teacher_logits)
-        return probs
 
     def forward(self, student_logits: torch.Tensor, teacher_probs: torch.Tensor, *,
                 ignore_diagonal: bool = True) -> torch.Tensor:

@@ -10,14 +10,10 @@ batch (the True entries of ``masks`` in row-major order), K prototypes.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from vitlab.ssl.centering import SoftmaxCenter
-from vitlab.ssl.sinkhorn import sinkhorn_knopp
+from vitlab.ssl.centering import CenteredTeacherLoss
 
 __all__ = ["iBOTPatchLoss", "masked_patch_weights"]
 
@@ -35,54 +31,17 @@ def masked_patch_weights(masks: torch.Tensor) -> torch.Tensor:
     return per_image.expand(masks.shape)[masks]  # [M]
 
 
-class iBOTPatchLoss(nn.Module):
+class iBOTPatchLoss(CenteredTeacherLoss):
     """iBOT patch loss over the masked patches, averaged per image then over images.
 
     Each image contributes the mean cross-entropy over its masked patches; the sum is divided by the
     number of images ``I`` (masked or not), as DINOv3's ``forward_masked`` does. An image without
     masked patches therefore contributes zero, and a batch without any gives a zero loss.
 
-    Args:
-        out_dim: K, the number of prototypes of the iBOT head.
-        student_temp: student softmax temperature (DINOv3: 0.1).
-        center_momentum: EMA momentum of the center in ``"softmax"`` centering.
-        centering: ``"sinkhorn_knopp"`` (DINOv3 default) or ``"softmax"``.
-        sinkhorn_iterations: Sinkhorn-Knopp iterations (DINOv3: 3).
+    Constructor and :meth:`teacher_probs` (on ``[M, K]`` teacher logits at the masked positions;
+    Sinkhorn-Knopp balances the prototypes over the masked patches of the whole global batch): see
+    :class:`~vitlab.ssl.centering.CenteredTeacherLoss`.
     """
-
-    def __init__(self, out_dim: int, *, student_temp: float = 0.1, center_momentum: float = 0.9,
-                 centering: Literal["sinkhorn_knopp", "softmax"] = "sinkhorn_knopp",
-                 sinkhorn_iterations: int = 3):
-        super().__init__()
-        if centering not in ("sinkhorn_knopp", "softmax"):
-            raise ValueError(f"centering must be 'sinkhorn_knopp' or 'softmax', got {centering!r}")
-        self.out_dim = out_dim
-        self.student_temp = student_temp
-        self.centering = centering
-        self.sinkhorn_iterations = sinkhorn_iterations
-        self.center = SoftmaxCenter(out_dim, momentum=center_momentum) if centering == "softmax" else None
-
-    @torch.no_grad()
-    def teacher_probs(self, teacher_logits: torch.Tensor, teacher_temp: float, *,
-                      update_center: bool = True) -> torch.Tensor:
-        """Centres and sharpens the teacher's logits at the masked positions.
-
-        Sinkhorn-Knopp balances the prototypes over the masked patches of the whole (global) batch.
-
-        Args:
-            teacher_logits: teacher iBOT-head outputs at the masked positions, ``[M, K]``.
-            teacher_temp: teacher temperature.
-            update_center: whether to update the EMA center (softmax centering only).
-
-        Returns:
-            float32 probabilities ``[M, K]``.
-        """
-        if self.center is None:
-            return sinkhorn_knopp(teacher_logits, teacher_temp, n_iterations=self.sinkhorn_iterations)
-        probs = self.center(teacher_logits, teacher_temp)
-        if update_center:
-            self.center.update(teacher_logits)
-        return probs
 
     def forward(self, student_logits: torch.Tensor, teacher_probs: torch.Tensor, masks: torch.Tensor,
                 masks_weight: torch.Tensor | None = None) -> torch.Tensor:
