@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.models.helpers import tiny
 from vitlab.config import apply_overrides, instantiate, load_config

@@ -23,3 +23,37 @@ def test_readme_main_job_command_is_present():
     readme = (ROOT / "README.md").read_text()
     main_job = fenced_commands(readme.split("**Main job**", 1)[1])[0]
     assert main_job.startswith("bash tools/setup.sh && .venv/bin/vitlab ")
+
+
+def readme_vitlab_commands() -> list[list[str]]:
+    """argv (after ``vitlab``) of every vitlab command in the README's bash blocks."""
+    import shlex
+
+    out = []
+    for line in fenced_commands((ROOT / "README.md").read_text()):
+        for part in line.split("&&"):
+            words = shlex.split(part, comments=True)
+            starts = [i for i, w in enumerate(words) if w.endswith("vitlab") and (i == 0 or words[i - 1] == "-m"
+                                                                                    or w.endswith("bin/vitlab"))]
+            if starts:
+                out.append(words[starts[0] + 1:])
+    return out
+
+
+def test_every_readme_vitlab_command_parses():
+    """Each command's subcommand exists and accepts its options (placeholders like CKPT are fine)."""
+    import argparse
+    import importlib
+
+    from vitlab.cli import COMMANDS
+
+    commands = readme_vitlab_commands()
+    assert len(commands) >= 10
+    for argv in commands:
+        assert argv and argv[0] in COMMANDS, argv
+        parser = argparse.ArgumentParser(prog=f"vitlab {argv[0]}", exit_on_error=False)
+        importlib.import_module(COMMANDS[argv[0]][0]).add_arguments(parser)
+        try:
+            parser.parse_intermixed_args(argv[1:])
+        except TypeError:  # nested sub-commands (`vitlab convert dinov3 ...`)
+            parser.parse_args(argv[1:])

@@ -63,3 +63,15 @@ def test_train_without_multirun_rejects_a_sweep(capsys):
 
     assert main(["train", "tests/configs/tiny_dino.py", "model.num_registers=0,4"]) == 2
     assert "--multirun" in capsys.readouterr().err
+
+
+def test_failed_run_gets_a_row_per_evaluation_setting_and_best_k():
+    from vitlab.sweep import _flatten
+
+    ok = {"overrides": ["model.readout=cls"], "status": "ok", "rows": [
+        {"eval_readout": "model", "knn_k10_top1": 61.0, "knn_k20_top1": 60.0, "knn_top1": 61.0, "linear_top1": 65.0},
+        {"eval_readout": "cls+gap", "knn_k10_top1": 58.0, "knn_k20_top1": 59.5, "knn_top1": 59.5, "linear_top1": 66.0}]}
+    failed = {"overrides": ["model.readout=register_concat"], "status": "failed", "rows": [], "error": "needs registers"}
+    columns, table = _flatten([ok, failed])
+    assert [r["knn_top1"] for r in table[:2]] == [61.0, 59.5]
+    assert [(r["eval_readout"], r["status"]) for r in table[2:]] == [("model", "failed"), ("cls+gap", "failed")]

@@ -23,7 +23,12 @@ import sys
 from typing import Sequence
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    conv_flop_count,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
 
 __all__ = ["torch_flop_count", "format_report", "add_arguments", "run"]
 

@@ -50,7 +50,7 @@ def plan_runs(grid: list[str]) -> list[dict[str, Any]]:
 
 
 def evaluate_run(run_dir: str, evals: list[dict[str, str]], linear_epochs: int = 20) -> list[dict[str, Any]]:
-    """k-NN and linear-probe top-1 of a finished run's final checkpoint, once per evaluation setting.
+    """k-NN (best of k = 10, 20) and linear-probe top-1 of a run's final checkpoint, per evaluation setting.
 
     The bank / probe-training set is the data config's ``knn_train`` split (``train`` if absent),
     the queries ``val``, both with the eval transform.
@@ -82,7 +82,9 @@ def evaluate_run(run_dir: str, evals: list[dict[str, str]], linear_epochs: int =
         knn = knn_eval(bx, by, vx, vy, ks=(10, 20))
         linear = linear_probe(bx, by, vx, vy, epochs=linear_epochs)
         rows.append({"eval_readout": setting.get("readout", "model"), "feature_dim": bx.shape[1],
-                     "knn_top1": knn["knn_k20_top1"], "knn_k10_top1": knn["knn_k10_top1"],
+                     # the best k, as the online monitor and DINOv2's k-NN report
+                     "knn_top1": max(knn["knn_k10_top1"], knn["knn_k20_top1"]),
+                     "knn_k10_top1": knn["knn_k10_top1"], "knn_k20_top1": knn["knn_k20_top1"],
                      "linear_top1": linear["linear_top1"], "checkpoint": str(ckpt),
                      "train_steps": OmegaConf.select(cfg, "train.max_steps")})
     return rows
@@ -135,15 +137,21 @@ def _flatten(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, A
             k = o.split("=", 1)[0].lstrip("+")
             if k not in keys and not k.startswith("train.output_dir"):
                 keys.append(k)
+    # every run of a grid has the same evaluation settings: a failed run gets a row for each, so its
+    # table rows and plot bars line up with the others
+    planned = list(dict.fromkeys(row["eval_readout"] for r in results if r["status"] == "ok" for row in r["rows"]))
     table = []
     for r in results:
         base = {k: "" for k in keys} | {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in r["overrides"]}
         base["status"] = r["status"]
         if r["status"] != "ok" or not r["rows"]:
-            table.append(base | {"eval_readout": "", "knn_top1": "", "linear_top1": "", "error": r.get("error", "")[:200]})
+            for setting in planned or [""]:
+                table.append(base | {"eval_readout": setting, "knn_top1": "", "linear_top1": "",
+                                     "error": r.get("error", "")[:200]})
             continue
         for row in r["rows"]:
-            table.append(base | {"eval_readout": row["eval_readout"], "knn_top1": round(row["knn_top1"], 2),
+            knn = max(v for k, v in row.items() if k.startswith("knn_") and k.endswith("_top1"))  # best k
+            table.append(base | {"eval_readout": row["eval_readout"], "knn_top1": round(knn, 2),
                                  "linear_top1": round(row["linear_top1"], 2), "error": ""})
     return keys + ["eval_readout", "knn_top1", "linear_top1", "status", "error"], table
 
@@ -171,7 +179,7 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path) ->
     varying = [k for k in keys if len({str(r.get(k, "")) for r in table}) > 1] or keys[:1]
     group_key, bar_keys = varying[0], varying[1:]
     groups = list(dict.fromkeys(str(r.get(group_key, "")) for r in table))
-    bars = list(dict.fromkeys(" ".join(f"{k.split('.')[-1]}={r.get(k, '')}" for k in bar_keys) for r in table))
+    bars = list(dict.fromkeys(", ".join(f"{k.split('.')[-1]}={r.get(k, '')}" for k in bar_keys) for r in table))
     palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
                (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
     panel_w, panel_h, margin = max(360, 60 + len(groups) * (len(bars) * 22 + 30)), 300, 50
@@ -190,7 +198,7 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path) ->
             draw.text((gx, y1 + 5), group[:12], fill="black")
             for b, bar in enumerate(bars):
                 row = next((r for r in table if str(r.get(group_key, "")) == group and
-                            " ".join(f"{k.split('.')[-1]}={r.get(k, '')}" for k in bar_keys) == bar), None)
+                            ", ".join(f"{k.split('.')[-1]}={r.get(k, '')}" for k in bar_keys) == bar), None)
                 bx = gx + b * 22
                 value = row.get(metric) if row else ""
                 if value == "" or value is None:

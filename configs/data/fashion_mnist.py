@@ -21,7 +21,7 @@ data = OmegaConf.create(dict(
         L(normalize)(mean=MEAN, std=STD),
     ]),
     eval_transform=L(normalize)(mean=MEAN, std=STD),
-    batch_size=128,  # global, per optimizer step
+    batch_size=128,  # global (all ranks, all accumulated micro-batches): the batch of one optimizer step
     eval_batch_size=512,
     num_workers=0,  # decoding is a tensor index: workers would only compete with the model for 2 cores
 ))

@@ -1,9 +1,7 @@
 import warnings
 
 import pytest
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 
 from vitlab.data import ImageFolder, build_loader, normalize
 

@@ -2,7 +2,6 @@
 
 import signal
 
-import pytest
 
 from conftest import TINY, assert_same_state, check, final, losses, vitlab
 

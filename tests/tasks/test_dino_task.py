@@ -107,3 +107,13 @@ def test_config_errors():
         instantiate(L(DINOv3Task)(), model=tiny("HR", mask_token=True))
     with pytest.raises(ConfigInstantiationError, match="mask_token=True"):
         instantiate(L(DINOv3Task)(), model=tiny("HR", num_classes=0))
+
+
+def test_out_of_range_schedules_are_named():
+    from vitlab.engine import Schedule
+
+    with pytest.raises(ValueError, match=r"task.teacher_temp is 0.0 at step 0 but must be > 0"):
+        make_task(teacher_temp=L(Schedule)(base=0.07, warmup_steps=5, kind="constant"))  # warmup_start left at 0
+    with pytest.raises(ValueError, match=r"task.momentum is 1.5 at step 0"):
+        make_task(momentum=1.5)
+    make_task(teacher_temp=L(Schedule)(base=0.07, warmup_start=0.04, warmup_steps=5, kind="constant"))

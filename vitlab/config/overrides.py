@@ -6,9 +6,8 @@ import difflib
 import inspect
 from typing import Any, Iterable
 
-from hydra.utils import get_object
-
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 __all__ = ["apply_overrides", "parse_sweep", "config_keys"]

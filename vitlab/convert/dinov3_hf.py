@@ -24,13 +24,13 @@ from torch import nn
 from vitlab.config import instantiate
 from vitlab.convert.dinov3_arch import DINOv3Arch, dinov3_arch, dinov3_model_config, ffn_width_fields
 from vitlab.convert.dinov3_official import rope_periods
-from vitlab.engine.checkpoint import load_model_state
 from vitlab.convert.state_dict import (
     StateDictMismatchError,
     as_state_dict,
     check_state_dict,
     load_state_dict_file,
 )
+from vitlab.engine.checkpoint import load_model_state
 
 __all__ = ["dinov3_from_hf", "hf_arch", "hf_to_vitlab", "vitlab_to_hf"]
 

@@ -26,8 +26,8 @@ from vitlab.convert.dinov3_arch import (
     ffn_width_fields,
     matching_arch,
 )
-from vitlab.engine.checkpoint import load_model_state
 from vitlab.convert.state_dict import StateDictMismatchError, as_state_dict, check_state_dict
+from vitlab.engine.checkpoint import load_model_state
 
 __all__ = ["dinov3_from_timm", "timm_arch", "timm_to_vitlab", "vitlab_to_timm"]
 

@@ -18,6 +18,12 @@ def _check_root(root: str, download: bool) -> str:
     return str(path)
 
 
+def _check_split(split: str, allowed: tuple[str, ...]) -> str:
+    if split not in allowed:
+        raise ValueError(f"split must be one of {allowed}, got {split!r}")
+    return split
+
+
 def _limit(ds: Dataset, limit: int | None) -> Dataset:
     return Subset(ds, range(min(limit, len(ds)))) if limit is not None else ds
 
@@ -25,6 +31,7 @@ def _limit(ds: Dataset, limit: int | None) -> Dataset:
 def cifar10(root: str, *, split: str = "train", transform: Callable | None = None, download: bool = False,
             limit: int | None = None) -> Dataset:
     """CIFAR-10 ``train`` / ``test`` split (32x32 RGB PIL images)."""
+    _check_split(split, ("train", "test"))
     ds = datasets.CIFAR10(_check_root(root, download), train=split == "train", transform=transform, download=download)
     return _limit(ds, limit)
 
@@ -32,6 +39,7 @@ def cifar10(root: str, *, split: str = "train", transform: Callable | None = Non
 def cifar100(root: str, *, split: str = "train", transform: Callable | None = None, download: bool = False,
              limit: int | None = None) -> Dataset:
     """CIFAR-100 ``train`` / ``test`` split (fine labels)."""
+    _check_split(split, ("train", "test"))
     ds = datasets.CIFAR100(_check_root(root, download), train=split == "train", transform=transform, download=download)
     return _limit(ds, limit)
 
@@ -39,5 +47,6 @@ def cifar100(root: str, *, split: str = "train", transform: Callable | None = No
 def stl10(root: str, *, split: str = "train", transform: Callable | None = None, download: bool = False,
           limit: int | None = None) -> Dataset:
     """STL-10 ``train`` / ``test`` / ``unlabeled`` / ``train+unlabeled`` split (96x96)."""
+    _check_split(split, ("train", "test", "unlabeled", "train+unlabeled"))
     ds = datasets.STL10(_check_root(root, download), split=split, transform=transform, download=download)
     return _limit(ds, limit)

@@ -5,8 +5,13 @@ groups), ``schedules`` (per-step scalars), ``precision`` (AMP), ``logging`` (Ten
 ``distributed`` (torchrun, DDP, FSDP2), ``nonfinite`` (NaN guard), ``batches`` (data stream).
 """
 
-from vitlab.engine.checkpoint import (CheckpointManager, build_model_from_checkpoint, latest_checkpoint,
-                                      load_checkpoint, save_atomic)
+from vitlab.engine.checkpoint import (
+    CheckpointManager,
+    build_model_from_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    save_atomic,
+)
 from vitlab.engine.nonfinite import NonFiniteError, NonFiniteGuard
 from vitlab.engine.optim import build_optimizer, param_groups, set_hyperparams
 from vitlab.engine.schedules import Schedule, as_schedule

@@ -7,6 +7,8 @@ helper here is a no-op. The backend is NCCL on CUDA and gloo on CPU.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,25 @@ def wrap(module: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Module:
         fully_shard(module)
         return module
     raise ValueError(f"train.strategy must be 'ddp', 'fsdp' or 'none', got {strategy!r}")
+
+
+@contextlib.contextmanager
+def full_params(module: nn.Module):
+    """Gathered parameters of an FSDP2 root for code that does not go through its ``forward``
+    (evaluation calls ``task.evaluate``, which uses the networks directly). The sharded blocks
+    gather themselves in their own forward hooks; this gathers the root's parameters (patch
+    embedding, tokens, final norm, heads). A no-op for other modules."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(module, FSDPModule):
+        yield
+        return
+    module._get_fsdp_state()._lazy_init()  # make it the root before any block's hook claims that role
+    module.unshard()
+    try:
+        yield
+    finally:
+        module.reshard()
 
 
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:

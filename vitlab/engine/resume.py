@@ -19,8 +19,15 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from vitlab.engine import distributed
-from vitlab.engine.checkpoint import (FORMAT_VERSION, CheckpointManager, latest_checkpoint, load_checkpoint,
-                                      load_model_state, warn_skipped, list_checkpoints)
+from vitlab.engine.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointManager,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_model_state,
+    warn_skipped,
+)
 from vitlab.engine.distributed import DistInfo
 from vitlab.engine.precision import Precision
 from vitlab.engine.rng import get_rng_state, set_rng_state

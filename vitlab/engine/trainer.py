@@ -12,22 +12,20 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
 from vitlab.config import instantiate
 from vitlab.engine import distributed
-from vitlab.engine.logging import MetricLogger, flat_hparams
+from vitlab.engine.batches import build_data, data_stream, to_device
+from vitlab.engine.faults import Faults
+from vitlab.engine.logging import MetricLogger, flat_hparams, peak_memory_mb
 from vitlab.engine.nonfinite import NonFiniteGuard
 from vitlab.engine.optim import build_optimizer, param_groups, set_hyperparams
 from vitlab.engine.precision import Precision
-from vitlab.engine.rng import seed_everything
-from vitlab.engine.batches import build_data, data_stream, to_device
-from vitlab.engine.faults import Faults
-from vitlab.engine.logging import peak_memory_mb
 from vitlab.engine.resume import RunState, restore, save_checkpoint
+from vitlab.engine.rng import seed_everything
 from vitlab.engine.run_dir import prepare_run_dir
 from vitlab.engine.schedules import as_schedule
 
@@ -76,7 +74,7 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
     try:
         if has_val and tc.get("eval_at_start") and state.step == 0:
             # the untrained network's metrics (e.g. k-NN at random initialisation), logged at step 0
-            with precision.autocast():
+            with precision.autocast(), distributed.full_params(model):
                 start_eval = task.evaluate(make_eval_loader)
             window["start"] = time.perf_counter()  # throughput and ETA count training steps only
             logger.restart_clock()
@@ -143,7 +141,7 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
             is_best = False
             if has_val and ((tc.eval_every and state.step % tc.eval_every == 0) or state.step == total_steps):
                 t0 = time.perf_counter()
-                with precision.autocast():
+                with precision.autocast(), distributed.full_params(model):
                     last_eval = task.evaluate(make_eval_loader)
                 window["start"] += time.perf_counter() - t0  # evaluation is not training throughput
                 if last_eval:

@@ -9,12 +9,12 @@ Axis legend: K prototypes; ``...`` any leading axes (crops, batch, masked patche
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-
-from typing import Literal
 
 from vitlab.ssl.sinkhorn import sinkhorn_knopp
 

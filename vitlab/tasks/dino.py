@@ -28,7 +28,16 @@ from vitlab.config import build
 from vitlab.engine.distributed import gather_objects
 from vitlab.engine.schedules import as_schedule
 from vitlab.eval import extract_features, knn_eval
-from vitlab.ssl import DINOHead, DINOLoss, GramTeacher, collapse_stats, ema_update, gram_loss, iBOTPatchLoss, koleo_loss
+from vitlab.ssl import (
+    DINOHead,
+    DINOLoss,
+    GramTeacher,
+    collapse_stats,
+    ema_update,
+    gram_loss,
+    iBOTPatchLoss,
+    koleo_loss,
+)
 from vitlab.tasks.task import Task
 
 __all__ = ["DINOv3Task"]
@@ -102,6 +111,14 @@ class DINOv3Task(Task):
 
     def setup(self, *, total_steps: int) -> None:
         self.schedules = {name: as_schedule(spec, total_steps) for name, spec in self.specs.items()}
+        # schedules are monotone between their breakpoints: a dense probe finds any out-of-range value
+        probe = sorted({0, total_steps - 1, *range(0, total_steps, max(1, total_steps // 1000))})
+        checks = {"teacher_temp": (lambda v: v > 0, "> 0"), "momentum": (lambda v: 0 <= v <= 1, "in [0, 1]")}
+        for name, (ok, rule) in checks.items():
+            bad = next((step for step in probe if not ok(self.schedules[name](step))), None)
+            if bad is not None:
+                raise ValueError(f"task.{name} is {self.schedules[name](bad)} at step {bad} but must be {rule} "
+                                 "(a schedule with warmup_steps starts at warmup_start, 0 by default)")
 
     def before_step(self, step: int) -> dict[str, float]:
         self.step = step
