@@ -22,6 +22,7 @@ def test_quickstart_runs_end_to_end_with_knn_before_and_after(tmp_path):
                            f"train.output_dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "step 0 (before training): knn" in proc.stdout
+    assert "dino_loss" in proc.stdout and "gram_loss" in proc.stdout and "teacher_entropy" in proc.stdout
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     knn = [(d["step"], d["val/knn_top1"]) for d in lines if "val/knn_top1" in d]
     assert [s for s, _ in knn] == [0, 4]

@@ -107,6 +107,12 @@ class MetricLogger:
         for key, fmt in (("train/loss", ".4f"), ("perf/images_per_s", ".1f"), ("train/lr", ".2e")):
             if key in scalars:
                 parts.append(f"{key.split('/')[-1]} {scalars[key]:{fmt}}")
+        # a task's loss terms (DINO, iBOT, KoLeo, Gram) and the collapse watch's teacher entropy
+        parts += [f"{k.removeprefix('train/')} {v:.3f}" for k, v in scalars.items()
+                  if k.startswith("train/") and k.endswith("_loss")]
+        if "train/collapse/teacher_entropy" in scalars and "train/collapse/ln_k" in scalars:
+            parts.append(f"teacher_entropy {scalars['train/collapse/teacher_entropy']:.2f}"
+                         f"/{scalars['train/collapse/ln_k']:.2f}")
         parts += [f"{k} {v:.4f}" for k, v in scalars.items() if k.startswith("val/")]
         parts.append(f"eta {format_eta(rate * (self.total_steps - step))}")
         return " | ".join(parts)
