@@ -70,3 +70,28 @@ def test_convert_reports_mismatches(tmp_path, capsys):
             "--arch", "vitb16"]
     assert main(args) == 1
     assert "missing keys" in capsys.readouterr().out and not (tmp_path / "o.pt").exists()
+
+
+def test_eval_knn_on_converted_weights(tmp_path):
+    """`vitlab eval knn` on a converted DINOv3 checkpoint, which carries no data config: `--data` gives one
+    (Fashion-MNIST made RGB and resized for a 3-channel, patch-16 model)."""
+    hf = hf_model(layers=2, registers=4)
+    torch.save(hf_to_official_state_dict(hf), tmp_path / "dinov3.pth")
+    out = tmp_path / "vitlab.pt"
+    assert main(["convert", "dinov3", "--from", "official", str(tmp_path / "dinov3.pth"), "--out", str(out)]) == 0
+    (tmp_path / "data.py").write_text(
+        "from configs.data.fashion_mnist import data\n"
+        "from torchvision.transforms import v2\n"
+        "from vitlab.config import L\n"
+        "from vitlab.data import compose, normalize\n"
+        "data.eval_transform = L(compose)(transforms=[L(v2.RGB)(), L(v2.Resize)(size=32),\n"
+        "                                            L(normalize)(mean=[0.5] * 3, std=[0.5] * 3)])\n"
+        "data.train.limit = 64\n"
+        "data.val.limit = 32\n")
+    result = tmp_path / "knn.json"
+    assert main(["eval", "knn", "--checkpoint", str(out), "--data", str(tmp_path / "data.py"),
+                 "--output", str(result)]) == 0
+    import json
+
+    scores = json.loads(result.read_text())
+    assert scores["train_samples"] == 64 and scores["val_samples"] == 32 and 0 <= scores["knn_k10_top1"] <= 100
