@@ -179,7 +179,11 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path) ->
     varying = [k for k in keys if len({str(r.get(k, "")) for r in table}) > 1] or keys[:1]
     group_key, bar_keys = varying[0], varying[1:]
     groups = list(dict.fromkeys(str(r.get(group_key, "")) for r in table))
-    bars = list(dict.fromkeys(", ".join(f"{k.split('.')[-1]}={r.get(k, '')}" for k in bar_keys) for r in table))
+
+    def bar_of(row: dict[str, Any]) -> str:
+        return ", ".join(f"{k.split('.')[-1]}={row.get(k, '')}" for k in bar_keys)
+
+    bars = list(dict.fromkeys(bar_of(r) for r in table))
     palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
                (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
     panel_w, panel_h, margin = max(360, 60 + len(groups) * (len(bars) * 22 + 30)), 300, 50
@@ -197,8 +201,7 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path) ->
             gx = x0 + 15 + g * (len(bars) * 22 + 30)
             draw.text((gx, y1 + 5), group[:12], fill="black")
             for b, bar in enumerate(bars):
-                row = next((r for r in table if str(r.get(group_key, "")) == group and
-                            ", ".join(f"{k.split('.')[-1]}={r.get(k, '')}" for k in bar_keys) == bar), None)
+                row = next((r for r in table if str(r.get(group_key, "")) == group and bar_of(r) == bar), None)
                 bx = gx + b * 22
                 value = row.get(metric) if row else ""
                 if value == "" or value is None:

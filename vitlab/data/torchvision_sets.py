@@ -18,10 +18,9 @@ def _check_root(root: str, download: bool) -> str:
     return str(path)
 
 
-def _check_split(split: str, allowed: tuple[str, ...]) -> str:
+def _check_split(split: str, allowed: tuple[str, ...]) -> None:
     if split not in allowed:
         raise ValueError(f"split must be one of {allowed}, got {split!r}")
-    return split
 
 
 def _limit(ds: Dataset, limit: int | None) -> Dataset:

@@ -8,7 +8,6 @@ helper here is a no-op. The backend is NCCL on CUDA and gloo on CPU.
 from __future__ import annotations
 
 import contextlib
-
 import os
 from dataclasses import dataclass
 from typing import Any

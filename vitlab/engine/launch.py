@@ -22,10 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.multirun:
-        from vitlab import sweep
+        from vitlab.cli import main
 
-        return sweep.run(argparse.Namespace(config=args.config, overrides=args.overrides, out=None,
-                                            jobs=args.jobs, linear_epochs=None))
+        return main(["sweep", args.config, *args.overrides, "--jobs", str(args.jobs)])
     from vitlab.config import apply_overrides, load_config
     from vitlab.engine import distributed
     from vitlab.engine.trainer import train

@@ -66,6 +66,15 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
     start_eval: dict[str, float] = {}
     has_val = cfg.data.get("val") is not None
     window = {"start": time.perf_counter(), "steps": 0, "wait": 0.0}
+
+    def evaluate() -> dict[str, float]:
+        """The task's evaluation; its time is left out of the throughput window."""
+        t0 = time.perf_counter()
+        with precision.autocast(), distributed.full_params(model):
+            metrics = task.evaluate(make_eval_loader)
+        window["start"] += time.perf_counter() - t0
+        return metrics
+
     if info.is_main:
         print(f"[vitlab] {experiment}: {total_steps} steps, {steps_per_epoch} steps/epoch, "
               f"world size {info.world_size}, device {info.device}, run dir {run_dir}", flush=True)
@@ -74,10 +83,8 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
     try:
         if has_val and tc.get("eval_at_start") and state.step == 0:
             # the untrained network's metrics (e.g. k-NN at random initialisation), logged at step 0
-            with precision.autocast(), distributed.full_params(model):
-                start_eval = task.evaluate(make_eval_loader)
-            window["start"] = time.perf_counter()  # throughput and ETA count training steps only
-            logger.restart_clock()
+            start_eval = evaluate()
+            logger.restart_clock()  # the ETA counts training steps only
             if start_eval:
                 logger.log(0, {f"val/{k}": v for k, v in start_eval.items()})
                 print("[vitlab] step 0 (before training): " + ", ".join(f"{k} {v:.2f}" for k, v in start_eval.items()),
@@ -140,10 +147,7 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
 
             is_best = False
             if has_val and ((tc.eval_every and state.step % tc.eval_every == 0) or state.step == total_steps):
-                t0 = time.perf_counter()
-                with precision.autocast(), distributed.full_params(model):
-                    last_eval = task.evaluate(make_eval_loader)
-                window["start"] += time.perf_counter() - t0  # evaluation is not training throughput
+                last_eval = evaluate()
                 if last_eval:
                     logger.log(state.step, {f"val/{k}": v for k, v in last_eval.items()})
                     value = last_eval.get(tc.best_metric.removeprefix("val/"))
