@@ -121,3 +121,18 @@ def test_load_config_errors(tmp_path):
     (tmp_path / "empty.py").write_text("x = 1\n")
     with pytest.raises(ValueError, match="defines no config"):
         load_config(tmp_path / "empty.py")
+
+
+def test_edits_to_imported_bases_never_leak_between_loads(tmp_path, monkeypatch):
+    """A config outside the repository that edits a base it imports from the working directory
+    must not change what a later load of another file (here, one with its own import root) sees."""
+    from pathlib import Path
+
+    from vitlab.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    (tmp_path / "edit.py").write_text("from configs.data.fashion_mnist import data\ndata.num_workers = 7\n")
+    assert load_config(tmp_path / "edit.py").data.num_workers == 7
+    assert load_config(repo / "tests" / "e2e" / "tiny_fmnist.py").data.num_workers == 0
+    assert load_config(repo / "configs" / "data" / "fashion_mnist.py").data.num_workers == 0

@@ -4,9 +4,10 @@ A Python config file is ordinary code (detectron2's LazyConfig files): its modul
 (``model``, ``data``, ``optim``, ``train``, ...) become the top-level keys. An experiment imports a
 base config and edits attributes. Config files are code: they are only loaded from paths a user names.
 
-Imports inside a config file resolve from the directory above the file's top-level package, so
-``experiments/foo.py`` can say ``from configs.models.hybrid_small_p16 import model``. Every load runs
-the imported base files afresh, so an experiment that edits ``model`` never leaks into the next load.
+Imports inside a config file resolve from the directory above the file's top-level package, and
+from the working directory, so ``experiments/foo.py`` (or a file elsewhere, run from the repository)
+can say ``from configs.models.hybrid_small_p16 import model``. Every load runs the imported base
+files from both places afresh, so an experiment that edits ``model`` never leaks into the next load.
 """
 
 from __future__ import annotations
@@ -32,36 +33,39 @@ def _import_root(path: Path) -> Path:
     return folder
 
 
-def _is_under(module: Any, root: Path) -> bool:
-    """Whether ``module`` is a config module importable from ``root`` (a package or file directly in it)."""
+def _is_under(module: Any, roots: list[Path]) -> bool:
+    """Whether ``module`` is a config module importable from one of ``roots`` (a package or file directly in it)."""
     if module is None:
         return False
     top = module.__name__.split(".")[0]
-    if top == "vitlab" or not ((root / top / "__init__.py").exists() or (root / f"{top}.py").exists()):
-        return False
     file = getattr(module, "__file__", None)
-    if not file:
+    if top == "vitlab" or not file:
         return False
-    try:
-        return Path(file).resolve().is_relative_to(root)
-    except OSError:
-        return False
+    for root in roots:
+        if (root / top / "__init__.py").exists() or (root / f"{top}.py").exists():
+            try:
+                if Path(file).resolve().is_relative_to(root):
+                    return True
+            except OSError:
+                pass
+    return False
 
 
 def _exec_python(path: Path) -> dict[str, Any]:
-    root = _import_root(path)
-    saved = {name: mod for name, mod in list(sys.modules.items()) if _is_under(mod, root)}
+    roots = list(dict.fromkeys([_import_root(path), Path.cwd().resolve()]))
+    saved = {name: mod for name, mod in list(sys.modules.items()) if _is_under(mod, roots)}
     for name in saved:
         del sys.modules[name]
-    sys.path.insert(0, str(root))
+    sys.path[:0] = [str(r) for r in roots]
     try:
         spec = importlib.util.spec_from_file_location(f"_vitlab_config_{next(_counter)}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
-        sys.path.remove(str(root))
+        for root in roots:
+            sys.path.remove(str(root))
         for name, mod in list(sys.modules.items()):
-            if _is_under(mod, root):
+            if _is_under(mod, roots):
                 del sys.modules[name]
         sys.modules.update(saved)
     return {
