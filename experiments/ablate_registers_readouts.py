@@ -10,12 +10,11 @@ with; ``cls+gap`` adds the DINOv2/v3 linear-probe feature where a CLS token exis
 
 from omegaconf import OmegaConf
 
-from experiments.dinov3_quickstart import data, model, optim, task, train  # noqa: F401
+from configs.recipes.dinov3_small_budget import data, model, optim, set_budget, task, train  # noqa: F401
 
 model.neck_compression_ratio = 4  # register_concat: Linear(128, 32) per register
-train.max_steps = 150  # 3/4 of the quickstart per run: the 9 runs took 65 minutes on 2 cores
+set_budget(150)  # 3/4 of the quickstart per run: the 9 runs took 65 minutes on 2 cores
 train.eval_at_start = False
-task.gram = dict(start_step=75, load_step=75, update_every=40)
 
 sweep = OmegaConf.create(dict(
     grid=["model.num_registers=0,4,8", "model.readout=cls,gap,register_concat", "eval.readout=model"],

@@ -1,19 +1,9 @@
-"""The quickstart's family, run longer (about 35 minutes on a 2-core CPU) to show that the method learns.
+"""The quickstart's recipe run longer (at most 45 minutes on a 2-core CPU), with four online k-NN
+evaluations along the way (compare with ``benchmarks/curves/dinov3_fmnist.csv``).
 
     vitlab train experiments/dinov3_fmnist.py
 """
 
-from experiments.dinov3_quickstart import STEPS as _QUICK, data, model, optim, task, train  # noqa: F401
-from vitlab.config import L
-from vitlab.engine import Schedule
+from configs.recipes.dinov3_small_budget import data, model, optim, set_budget, task, train  # noqa: F401
 
-STEPS = 1000
-
-# DINOv3's teacher temperature warmup 0.04 -> 0.07, over the first third as DINOv3's 30 warmup epochs
-task.teacher_temp = L(Schedule)(base=0.07, warmup_start=0.04, warmup_steps=STEPS // 3, kind="constant")
-task.gram = dict(start_step=STEPS // 2, load_step=STEPS // 2, update_every=STEPS // 4)
-task.freeze_last_layer_steps = STEPS // 20
-optim.lr.warmup_steps = STEPS // 10
-train.max_steps = STEPS
-train.eval_every = 250  # the online k-NN monitor, four times over the run
-train.checkpoint_every = 200
+set_budget(1000, evals=4)

@@ -9,8 +9,6 @@ on top of ``ssl_default_config.yaml``. Set the data roots, then:
         data.train.root=/data/imagenet/train data.val.root=/data/imagenet/val data.knn_train.root=/data/imagenet/train
 """
 
-import math
-
 from configs.data.imagenet import MEAN, STD, data
 from configs.models.dinov3_vits16 import model
 from configs.optim.adamw import optim
@@ -71,12 +69,14 @@ task = L(DINOv3Task)(
 
 optim.optimizer.betas = [0.9, 0.999]  # optim.adamw_beta1/2
 optim.lr = L(Schedule)(
-    base=1e-3 * math.sqrt(BATCH / 1024),  # optim.lr with scaling_rule sqrt_wrt_1024
+    base=1e-3,  # optim.lr, scaled by optim.lr_scaling below
     final=1e-6,  # optim.min_lr
     warmup_steps=10 * EPOCH,  # optim.warmup_epochs
     kind="cosine",
 )
+optim.lr_scaling = "sqrt_wrt_1024"  # optim.scaling_rule: lr x 4 sqrt(2048 / 1024) = 5.66e-3
 optim.weight_decay = L(Schedule)(base=0.04, final=0.4, kind="cosine")  # optim.weight_decay -> weight_decay_end
+optim.no_weight_decay = "dinov3"  # train/param_groups.py: only biases, norms and LayerScale are exempt
 optim.patch_embed_lr_mult = 0.2  # optim.patch_embed_lr_mult
 optim.layer_decay = 0.9  # optim.layerwise_decay
 

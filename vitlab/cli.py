@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("vitlab.convert.cli", "convert DINOv3 weights (official, HF, timm) to vitlab checkpoints"),
     "bench": ("vitlab.bench", "throughput and memory of a config against the equivalent timm model"),
     "viz": ("vitlab.viz", "PCA of patch features and attention maps of a checkpoint"),
+    "plot-curves": ("vitlab.curves", "a run's online evaluation over steps against reference curves"),
 }
 
 

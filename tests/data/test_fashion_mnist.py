@@ -40,3 +40,13 @@ def test_truncated_idx_file(tmp_path):
     bad.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 9, 1, 2]))  # header says 9 labels, holds 2
     with pytest.raises(ValueError, match="truncated"):
         read_idx(bad)
+
+
+@needs_data
+def test_start_carves_a_held_out_slice():
+    full = FashionMNIST(split="test", limit=30)
+    part = FashionMNIST(split="test", start=20, limit=10)
+    assert torch.equal(part.images, full.images[20:30]) and torch.equal(part.labels, full.labels[20:30])
+    assert len(FashionMNIST(split="test", start=9990)) == 10
+    with pytest.raises(ValueError, match="start=10000 is outside split 'test' of 10000 samples"):
+        FashionMNIST(split="test", start=10000)

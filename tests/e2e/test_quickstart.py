@@ -33,3 +33,21 @@ def test_quickstart_runs_end_to_end_with_knn_before_and_after(tmp_path):
                                                       "train/collapse/teacher_entropy"))
     assert list((out / "checkpoints").glob("*.pt"))
     assert list(out.glob("events.out.tfevents.*"))
+    assert all(d["wall_s"] >= 0 for d in lines) and lines[-1]["wall_s"] >= lines[0]["wall_s"]
+    lr_at_step_1 = next(d["train/lr"] for d in lines if d["step"] == 2)  # the end of the 1-step warmup
+    assert abs(lr_at_step_1 - 1e-3 * 4 * (8 / 1024) ** 0.5) < 1e-12  # DINOv3's sqrt_wrt_1024 rule, batch 8
+
+    # the run as a reference curve, then the run drawn against it
+    ref, png = tmp_path / "ref.csv", tmp_path / "curves.png"
+    plot = [sys.executable, "-m", "vitlab", "plot-curves", str(out)]
+    proc = subprocess.run(plot + ["--csv", str(ref), "--out", str(tmp_path / "first.png")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert ref.read_text().splitlines()[0] == "step,val/knn_top1,minutes" and len(ref.read_text().splitlines()) == 3
+    proc = subprocess.run(plot + ["--reference", str(ref), "--out", str(png)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"step 4 after" in proc.stdout and f"{after:.2f} vs reference {after:.2f} (+0.00)" in proc.stdout
+    from PIL import Image
+
+    assert Image.open(png).size[0] == 640

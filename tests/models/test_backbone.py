@@ -116,6 +116,13 @@ def test_readouts():
     assert rc.readout.neck.bias is None
     cls = instantiate(tiny("AR", readout="cls", num_classes=0)).eval()
     torch.testing.assert_close(cls(x), cls.forward_features(x)["cls"])
+    from vitlab.eval import readout_features
+
+    regs = readout_features(cls, x, "registers")  # parameter-free: the 2 normed register tokens side by side
+    torch.testing.assert_close(regs, cls.forward_features(x)["registers"].flatten(1))
+    assert regs.shape == (2, 2 * DIM)
+    with pytest.raises(ValueError, match="num_registers=0"):
+        readout_features(instantiate(tiny("AR", num_registers=0, num_classes=0)).eval(), x, "registers")
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -251,3 +258,10 @@ def test_no_weight_decay_and_layer_ids():
     assert model.layer_id("patch_embed.proj.weight") == 0
     assert model.layer_id("blocks.1.mixer.qkv.weight") == 2
     assert model.layer_id("head.weight") == 3
+
+
+def test_cls_and_registers_start_on_dinov3s_scale():
+    torch.manual_seed(0)
+    model = instantiate(tiny("HR", hidden_dim=256, num_registers=4))
+    for token in (model.cls_token, model.register_tokens):  # DINOv3: normal, std 0.02 (timm's CLS: 1e-6)
+        assert 0.012 < float(token.std()) < 0.03

@@ -69,17 +69,44 @@ def test_teacher_is_ema_of_student():
     assert not any(p.requires_grad for p in task.model.parameters())
 
 
-def test_last_layer_frozen_for_first_steps():
-    task = make_task(freeze_last_layer_steps=2)
-    w0 = task.student_dino_head.last_layer.weight.clone()
-    run_steps(task, 2)
-    assert torch.equal(task.student_dino_head.last_layer.weight, w0)
-    run_steps(task, 1)  # the helper restarts at step 0: still frozen
-    task.before_step(5)
-    loss, _ = task.training_step(make_batch())
-    loss.backward()
-    task.before_optimizer_step(5)
-    assert task.student_dino_head.last_layer.weight.grad is not None
+def _prototypes(task):
+    return [h.last_layer.weight.detach().clone() for h in (task.student_dino_head, task.student_ibot_head)]
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+def test_every_prototype_layer_frozen_for_first_steps(weight_norm):
+    head = L(DINOHead)(out_dim=64, hidden_dim=32, bottleneck_dim=16, weight_norm=weight_norm)
+    task = make_task(freeze_last_layer_steps=3, dino_head=head, ibot_head=head)
+    params = [p for m in task.trainable_modules().values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    w0, mlp0 = _prototypes(task), task.student_ibot_head.mlp[0].weight.detach().clone()
+    for step in range(5):
+        task.before_step(step)
+        loss, _ = task.training_step(make_batch(seed=step))
+        opt.zero_grad()
+        loss.backward()
+        task.before_optimizer_step(step)
+        opt.step()
+        task.after_optimizer_step(step)
+        if step == 2:  # the last frozen step: both heads' prototypes unchanged, the rest trained
+            assert all(torch.equal(a, b) for a, b in zip(_prototypes(task), w0))
+            assert not torch.equal(task.student_ibot_head.mlp[0].weight, mlp0)
+    assert all(not torch.equal(a, b) for a, b in zip(_prototypes(task), w0))  # and then they move
+
+
+def test_teacher_and_heads_stay_in_eval_mode_so_drop_path_never_reaches_the_targets():
+    model = tiny("HR", num_classes=0, mask_token=True, num_registers=2, image_size=16, max_drop_path_rate=0.3)
+    head = L(DINOHead)(out_dim=64, hidden_dim=32, bottleneck_dim=16)
+    task = instantiate(L(DINOv3Task)(dino_head=head, ibot_head=head), model=model)
+    task.train()  # what the trainer's wrappers do; DINOv3's SSLMetaArch.train() re-evals its teacher
+    assert task.student.training and task.student_dino_head.training
+    assert not any(m.training for t in (task.model, task.teacher_dino_head, task.teacher_ibot_head) for m in t.modules())
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        t1, t2 = (task.teacher_dino_head(task.model.readout(task.model.forward_features(x))) for _ in range(2))
+        s1, s2 = (task.student.forward_features(x)["patches"] for _ in range(2))
+    assert torch.equal(t1, t2)
+    assert not torch.equal(s1, s2)  # control: the student does drop paths
 
 
 def test_gap_readout_pretrains_a_model_without_cls_token():

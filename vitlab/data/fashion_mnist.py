@@ -57,13 +57,15 @@ class FashionMNIST(Dataset):
         root: folder holding the idx files (see module docstring).
         split: ``train`` (60k) or ``test`` (10k).
         transform: applied to the image (a ``tv_tensors.Image``).
-        limit: keep only the first ``limit`` samples (quick runs, tests).
+        start: skip the first ``start`` samples (with ``limit``: a held-out slice, e.g. a
+            validation set carved from ``train``: ``start=50000, limit=10000``).
+        limit: keep only ``limit`` samples from ``start`` (quick runs, tests).
     """
 
     classes = CLASSES
 
     def __init__(self, root: str = DEFAULT_ROOT, *, split: str = "train", transform: Callable | None = None,
-                 limit: int | None = None):
+                 start: int = 0, limit: int | None = None):
         if split not in _PREFIX:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         root_path = Path(root).expanduser()
@@ -74,8 +76,10 @@ class FashionMNIST(Dataset):
         labels = read_idx(_find(root_path, f"{prefix}-labels-idx1-ubyte"))
         if len(images) != len(labels):
             raise ValueError(f"{str(root_path)!r}: {len(images)} images but {len(labels)} labels in split {split!r}")
-        if limit is not None:
-            images, labels = images[:limit], labels[:limit]
+        if not 0 <= start < len(labels):
+            raise ValueError(f"start={start} is outside split {split!r} of {len(labels)} samples")
+        stop = len(labels) if limit is None else start + limit
+        images, labels = images[start:stop], labels[start:stop]
         self.images = torch.from_numpy(images.copy()).unsqueeze(1)  # [N, 1, 28, 28] uint8
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.transform = transform

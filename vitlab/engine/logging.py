@@ -75,14 +75,16 @@ class MetricLogger:
             return
         from torch.utils.tensorboard import SummaryWriter  # deferred: tensorboard import is slow
 
+        self.wall_offset = 0.0  # wall_s of a resumed run continues from its last record
         if start_step > 0 and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= start_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            self.wall_offset = max((r.get("wall_s", 0.0) for r in kept), default=0.0)
         elif self.path.exists():
             self.path.unlink()
         self.writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step > 0 else None)
         self.file = open(self.path, "a")
-        self.started = time.perf_counter()
+        self.started = self.created = time.perf_counter()
         self.start_step = start_step
 
     def restart_clock(self) -> None:
@@ -95,7 +97,8 @@ class MetricLogger:
             return
         for key, value in scalars.items():
             self.writer.add_scalar(key, value, step)
-        self.file.write(json.dumps({"step": step, **scalars}) + "\n")
+        wall_s = round(self.wall_offset + time.perf_counter() - self.created, 3)  # evaluations included
+        self.file.write(json.dumps({"step": step, **scalars, "wall_s": wall_s}) + "\n")
         self.file.flush()
         if console:
             print(self.progress_line(step, scalars), flush=True)

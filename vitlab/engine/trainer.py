@@ -22,7 +22,7 @@ from vitlab.engine.batches import build_data, data_stream, to_device
 from vitlab.engine.faults import Faults
 from vitlab.engine.logging import MetricLogger, flat_hparams, peak_memory_mb
 from vitlab.engine.nonfinite import NonFiniteGuard
-from vitlab.engine.optim import build_optimizer, param_groups, set_hyperparams
+from vitlab.engine.optim import build_optimizer, lr_scale_factor, param_groups, set_hyperparams
 from vitlab.engine.precision import Precision
 from vitlab.engine.resume import RunState, restore, save_checkpoint
 from vitlab.engine.rng import seed_everything
@@ -45,11 +45,14 @@ def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
     steps_per_epoch = sampler.batches_per_epoch // accum
     total_steps = tc.max_steps if tc.get("max_steps") else tc.epochs * steps_per_epoch
     task.setup(total_steps=total_steps)
-    lr_schedule = as_schedule(cfg.optim.lr, total_steps)
+    lr_factor = lr_scale_factor(cfg.optim.get("lr_scaling"), cfg.data.batch_size)
+    lr_base = as_schedule(cfg.optim.lr, total_steps)
+    lr_schedule = (lambda s: lr_factor * lr_base(s)) if lr_factor != 1.0 else lr_base
     wd_schedule = as_schedule(cfg.optim.weight_decay, total_steps)
     model = distributed.wrap(task, info, tc.get("strategy", "ddp"))
     groups = param_groups(task.trainable_modules(), layer_decay=cfg.optim.get("layer_decay", 1.0),
-                          patch_embed_lr_mult=cfg.optim.get("patch_embed_lr_mult", 1.0))
+                          patch_embed_lr_mult=cfg.optim.get("patch_embed_lr_mult", 1.0),
+                          no_weight_decay=cfg.optim.get("no_weight_decay", "timm"))
     optimizer = build_optimizer(cfg.optim.optimizer, groups)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     precision = Precision(tc.get("precision", "auto"), info.device)

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("protocol", choices=["knn", "linear"], help="k-NN vote or linear probe")
     parser.add_argument("--checkpoint", required=True, help="vitlab checkpoint (.pt) with 'model' and 'config'")
     parser.add_argument("--data", default=None, help="config file defining 'data' (default: the checkpoint's)")
-    parser.add_argument("--readout", default=None, choices=["cls", "gap", "register_concat", "cls+gap"],
+    parser.add_argument("--readout", default=None, choices=["cls", "gap", "register_concat", "cls+gap", "registers"],
                         help="feature readout (default: the model's own)")
     parser.add_argument("--ks", default="10,20", help="k values for knn (comma-separated)")
     parser.add_argument("--temperature", type=float, default=0.07, help="knn vote temperature (DINO: 0.07)")

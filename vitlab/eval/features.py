@@ -19,7 +19,7 @@ def readout_features(model: nn.Module, images: torch.Tensor, readout: str | None
     """One global embedding per image: [B, C, H, W] -> [B, D].
 
     Args:
-        readout: ``cls``, ``gap``, ``cls+gap`` (parameter-free) or ``register_concat`` / None (the model's
+        readout: ``cls``, ``gap``, ``cls+gap``, ``registers`` (parameter-free) or ``register_concat`` / None (the model's
             own readout, its neck included).
     """
     features = model.forward_features(images)

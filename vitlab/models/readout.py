@@ -5,6 +5,8 @@
 - ``register_concat``: a shared bias-free neck ``Linear(D, D // r)`` compresses each register token,
   and the results are concatenated: ``[B, R * D // r]``.
 - ``cls+gap`` (evaluation only): CLS and patch mean concatenated, as DINOv2/v3 linear probes do.
+- ``registers`` (evaluation only): the normed register tokens concatenated, ``[B, R * D]``: what the
+  registers carry in a model pretrained through another readout (``register_concat`` without a neck).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ READOUTS = ("cls", "gap", "register_concat")
 
 
 def pool_features(features: dict[str, torch.Tensor], readout: str) -> torch.Tensor:
-    """A parameter-free readout of ``forward_features`` output: ``cls``, ``gap`` or ``cls+gap`` -> [B, *]."""
+    """A parameter-free readout of ``forward_features`` output: ``cls``, ``gap``, ``cls+gap`` or ``registers`` -> [B, *]."""
     if readout == "cls":
         if "cls" not in features:
             raise ValueError("readout 'cls' needs a CLS token, but the model has none (class_token=False)")
@@ -27,7 +29,11 @@ def pool_features(features: dict[str, torch.Tensor], readout: str) -> torch.Tens
         return features["patches"].flatten(1, 2).mean(dim=1)
     if readout == "cls+gap":
         return torch.cat((pool_features(features, "cls"), pool_features(features, "gap")), dim=-1)
-    raise ValueError(f"readout must be 'cls', 'gap' or 'cls+gap' here, got {readout!r}")
+    if readout == "registers":
+        if features["registers"].shape[1] == 0:
+            raise ValueError("readout 'registers' needs register tokens, but the model has none (num_registers=0)")
+        return features["registers"].flatten(1)
+    raise ValueError(f"readout must be 'cls', 'gap', 'cls+gap' or 'registers' here, got {readout!r}")
 
 
 class Readout(nn.Module):

@@ -169,7 +169,8 @@ class HybridViT(nn.Module):
 
     # ------------------------------------------------------------------ init
     def init_weights(self) -> None:
-        """Truncated-normal (std 0.02) linear weights and tokens, zero biases (timm/DINOv3 style)."""
+        """DINOv3's init: truncated-normal (std 0.02) linear weights, zero biases, CLS and registers
+        normal with std 0.02 (the same scale, so neither readout starts ahead), zero mask token."""
         if any(p.is_meta for p in self.parameters()):
             return
         for m in self.modules():
@@ -181,7 +182,7 @@ class HybridViT(nn.Module):
             if m is not self and hasattr(m, "init_weights"):
                 m.init_weights()  # parts with their own scheme (e.g. Hyena's implicit filter)
         if self.cls_token is not None:
-            nn.init.normal_(self.cls_token, std=1e-6)
+            nn.init.normal_(self.cls_token, std=0.02)  # DINOv3 (timm's ViT: 1e-6)
         if self.register_tokens is not None:
             if self.reg_init == "zeros":
                 nn.init.zeros_(self.register_tokens)

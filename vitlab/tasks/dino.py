@@ -58,7 +58,8 @@ class DINOv3Task(Task):
         centering: ``sinkhorn_knopp`` (DINOv3) or ``softmax`` (DINO's EMA center).
         gram: ``None`` (off) or a dict of :class:`GramTeacher` schedule arguments plus ``start_step``
             (first step that adds the Gram loss).
-        freeze_last_layer_steps: steps during which the DINO head's prototypes get no update (DINOv3).
+        freeze_last_layer_steps: steps during which the prototype layers (``last_layer``) of both heads
+            get no update (DINOv3's ``freeze_last_layer_epochs``).
         knn_ks, knn_temperature: the online k-NN monitor (``data.knn_train`` as the bank, ``data.val``
             as queries).
         collapse_window: steps of DINO loss the collapse watch looks at.
@@ -87,6 +88,8 @@ class DINOv3Task(Task):
         self.model = copy.deepcopy(self.student).requires_grad_(False)
         self.teacher_dino_head = copy.deepcopy(self.student_dino_head).requires_grad_(False)
         self.teacher_ibot_head = copy.deepcopy(self.student_ibot_head).requires_grad_(False)
+        self.teachers = (self.model, self.teacher_dino_head, self.teacher_ibot_head)
+        self.train()  # puts the teachers in eval mode (see train())
         k_dino = self.student_dino_head.last_layer.out_features
         k_ibot = self.student_ibot_head.last_layer.out_features
         self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering)
@@ -104,6 +107,14 @@ class DINOv3Task(Task):
         self.collapse_after = collapse_after
         self.step = 0
         self._warned_collapse = False
+
+    def train(self, mode: bool = True) -> DINOv3Task:
+        """As DINOv3's ``SSLMetaArch.train``: the EMA teacher and its heads always run in eval mode,
+        so stochastic depth (and any dropout) never reaches the targets."""
+        super().train(mode)
+        for teacher in getattr(self, "teachers", ()):
+            teacher.eval()
+        return self
 
     # ----------------------------------------------------------------- trainer hooks
     def trainable_modules(self) -> dict[str, nn.Module]:
@@ -128,11 +139,13 @@ class DINOv3Task(Task):
         return dict(self.now)
 
     def before_optimizer_step(self, step: int) -> None:
-        # DINOv3 keeps the prototypes still for the first steps: drop their gradient entirely, so
-        # the optimizer neither moves them nor accumulates moments.
+        # DINOv3 keeps every prototype layer (``last_layer`` of the DINO and of the iBOT head) still
+        # for the first steps. DINOv3 sets their lr to 0; dropping the gradient is the same for the
+        # weights, and also keeps AdamW's moments from accumulating the frozen steps' gradients.
         if step < self.freeze_last_layer_steps:
-            for p in self.student_dino_head.last_layer.parameters():
-                p.grad = None
+            for head in (self.student_dino_head, self.student_ibot_head):
+                for p in head.last_layer.parameters():
+                    p.grad = None
 
     @torch.no_grad()
     def after_optimizer_step(self, step: int) -> None:

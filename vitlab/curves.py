@@ -1,0 +1,130 @@
+"""``vitlab plot-curves RUN_DIR [--reference CSV ...]``: a run's online evaluation over steps, drawn
+against reference curves, so a user can tell within minutes whether a run is on track.
+
+    vitlab plot-curves runs/dinov3_fmnist/2026-12-01_10-00-00 --reference benchmarks/curves/dinov3_fmnist.csv
+    vitlab plot-curves RUN_DIR --csv benchmarks/curves/dinov3_fmnist.csv   # export a run as a reference
+
+A curve is the ``metric`` (default ``val/knn_top1``, the DINOv3 task's online k-NN) of every record of
+the run's ``metrics.jsonl`` that has it, with its step and wall-clock minutes since the run started
+(evaluations included). The plot (PNG, drawn with Pillow) has steps on the x axis; the command also
+prints, for every step the run and a reference share, the run's value next to the reference's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+__all__ = ["Curve", "read_run_curve", "read_csv_curve", "write_csv_curve", "plot_curves", "add_arguments", "run"]
+
+Curve = list[tuple[int, float, float | None]]  # (step, value, minutes since the start)
+
+_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+
+
+def read_run_curve(run_dir: str | Path, metric: str = "val/knn_top1") -> Curve:
+    """The ``metric`` records of ``run_dir/metrics.jsonl`` as a curve."""
+    from vitlab.engine.logging import read_metrics
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.jsonl in run directory {str(run_dir)!r}")
+    points = [(int(r["step"]), float(r[metric]), r["wall_s"] / 60 if "wall_s" in r else None)
+              for r in read_metrics(path) if metric in r]
+    if not points:
+        raise ValueError(f"{str(path)!r} has no records of metric {metric!r}")
+    return points
+
+
+def write_csv_curve(curve: Curve, path: str | Path, metric: str = "val/knn_top1") -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", metric, "minutes"])
+        for step, value, minutes in curve:
+            w.writerow([step, f"{value:.4f}", "" if minutes is None else f"{minutes:.2f}"])
+
+
+def read_csv_curve(path: str | Path) -> tuple[str, Curve]:
+    """A curve written by :func:`write_csv_curve`: (metric name, points)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"reference curve not found: {str(path)!r}")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2 or len(rows[0]) < 2 or rows[0][0] != "step":
+        raise ValueError(f"{str(path)!r} is not a curve CSV (header 'step,<metric>,minutes' and one row per point)")
+    return rows[0][1], [(int(r[0]), float(r[1]), float(r[2]) if len(r) > 2 and r[2] else None) for r in rows[1:]]
+
+
+def plot_curves(curves: dict[str, Curve], path: str | Path, metric: str = "val/knn_top1") -> None:
+    """Line plot of ``label -> curve`` (x: step, y: metric) as a PNG."""
+    from PIL import Image, ImageDraw
+
+    points = [p for c in curves.values() for p in c]
+    max_step = max(p[0] for p in points) or 1
+    lo, hi = min(p[1] for p in points), max(p[1] for p in points)
+    lo, hi = (lo - 1, hi + 1) if hi - lo < 2 else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    W, H, left, top, bottom = 640, 400, 60, 30, 340
+    right = W - 20
+    img = Image.new("RGB", (W, H + 18 * len(curves)), "white")
+    draw = ImageDraw.Draw(img)
+
+    def xy(step: float, value: float) -> tuple[float, float]:
+        return left + (right - left) * step / max_step, bottom - (bottom - top) * (value - lo) / (hi - lo)
+
+    draw.text((left, 8), f"{metric} over optimizer steps", fill="black")
+    draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
+    for i in range(6):
+        value = lo + (hi - lo) * i / 5
+        _, y = xy(0, value)
+        draw.line([(left - 4, y), (left, y)], fill="black")
+        draw.text((4, y - 6), f"{value:.1f}", fill="black")
+        x, _ = xy(max_step * i / 5, lo)
+        draw.line([(x, bottom), (x, bottom + 4)], fill="black")
+        draw.text((x - 10, bottom + 8), str(round(max_step * i / 5)), fill="black")
+    for i, (label, curve) in enumerate(curves.items()):
+        color = _PALETTE[i % len(_PALETTE)]
+        pts = [xy(s, v) for s, v, _ in sorted(curve)]
+        if len(pts) > 1:
+            draw.line(pts, fill=color, width=2)
+        for x, y in pts:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
+        y = H + 18 * i
+        draw.rectangle([left, y, left + 12, y + 10], fill=color)
+        draw.text((left + 18, y - 1), label, fill="black")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a vitlab run directory (holds metrics.jsonl)")
+    parser.add_argument("--reference", action="append", default=[], help="reference curve CSV (repeatable)")
+    parser.add_argument("--metric", default="val/knn_top1", help="the metrics.jsonl key to draw")
+    parser.add_argument("--out", default=None, help="PNG to write (default: RUN_DIR/curves.png)")
+    parser.add_argument("--csv", default=None, help="also write the run's curve as a CSV (a new reference)")
+
+
+def run(args: argparse.Namespace) -> int:
+    curve = read_run_curve(args.run_dir, args.metric)
+    curves = {f"this run ({Path(args.run_dir).name})": curve}
+    for ref in args.reference:
+        ref_metric, ref_curve = read_csv_curve(ref)
+        if ref_metric != args.metric:
+            raise ValueError(f"reference {ref!r} holds {ref_metric!r}, not --metric {args.metric!r}")
+        curves[f"reference ({Path(ref).stem})"] = ref_curve
+        ref_at = {s: v for s, v, _ in ref_curve}
+        for step, value, minutes in curve:
+            if step in ref_at:
+                when = f" after {minutes:.1f} min" if minutes is not None else ""
+                print(f"step {step}{when}: {args.metric} {value:.2f} vs reference {ref_at[step]:.2f} "
+                      f"({value - ref_at[step]:+.2f})")
+    out = Path(args.out) if args.out else Path(args.run_dir) / "curves.png"
+    plot_curves(curves, out, args.metric)
+    print(f"plot written to {out}")
+    if args.csv:
+        write_csv_curve(curve, args.csv, args.metric)
+        print(f"curve written to {args.csv}")
+    return 0
