@@ -27,6 +27,9 @@ VALIDATION = ["data.val.split=train", "+data.val.start=50000", "data.val.limit=1
 
 # (name, overrides, what it tests); each later group starts from the choices above it (see the md).
 LS_NONE = ["model.layer_types.H.layer_scale_init=null", "model.layer_types.R.layer_scale_init=null"]
+LR2 = LS_NONE + ["optim.lr.base=2e-3"]
+P7 = ["model.patch_size=7", "data.train_transform.local_crops_size=14",
+      "data.collate.masker.mask_generator.grid_size=[4,4]"]
 VARIANTS: list[tuple[str, list[str], str]] = [
     # 1. LayerScale (DINOv3: 1e-5)
     ("dinov3", [], "DINOv3's settings at this scale: LayerScale 1e-5, momentum 0.992 -> 1"),
@@ -36,8 +39,11 @@ VARIANTS: list[tuple[str, list[str], str]] = [
     # 2. one change each on top of ls_none
     ("mom_0.96", LS_NONE + ["task.momentum.base=0.96"], "EMA momentum 0.96 -> 1 (DINOv3: 0.992 -> 1)"),
     ("lr_2e-3", LS_NONE + ["optim.lr.base=2e-3"], "twice DINOv3's base lr"),
-    ("k_256", LS_NONE + ["task.dino_head.out_dim=256", "task.ibot_head.out_dim=256"], "256 prototypes per head"),
-    ("local_2", LS_NONE + ["data.train_transform.local_crops_number=2"], "2 local crops instead of 6"),
+    # 3. one change each on top of lr_2e-3
+    ("lr_4e-3", LS_NONE + ["optim.lr.base=4e-3"], "four times DINOv3's base lr"),
+    ("p7", LR2 + P7, "patch 7 (a 4x4 grid, local crops 14 px): 2.6x fewer tokens per image"),
+    ("local_2", LR2 + ["data.train_transform.local_crops_number=2"], "2 local crops instead of 6"),
+    ("mom_0.96_lr", LR2 + ["task.momentum.base=0.96"], "EMA momentum 0.96 -> 1 with lr 2e-3"),
 ]
 
 
