@@ -221,9 +221,8 @@ class HybridViT(nn.Module):
             tokens = torch.where(masks[..., None], self.mask_token.to(tokens.dtype), tokens)
         cls = self.cls_token
         if self.pos_embed is not None:
-            cls_pos, patch_pos = self.pos_embed(h, w)
-            tokens = tokens + patch_pos
-            cls = cls + cls_pos if cls is not None else None
+            tokens = self.pos_embed(tokens, h, w)
+            cls = cls + self.pos_embed.prefix_pos_embed() if cls is not None else None
         parts = [tokens]
         if cls is not None:
             parts.append(cls.expand(B, -1, -1))
