@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vitlab.layers import RotaryEmbedding2D, rotate_half
+from vitlab.layers import RotaryEmbedding2D
 from vitlab.mixers import Attention, Hyena2D
 from vitlab.models import TokenLayout
 
@@ -51,7 +51,9 @@ def test_rope_rotates_patches_only():
     rq, rk = attn._rotate(q, k, layout)
     assert torch.equal(rq[:, :, 6:], q[:, :, 6:]) and torch.equal(rk[:, :, 6:], k[:, :, 6:])
     sin, cos = attn.rope(2, 3)
-    torch.testing.assert_close(rq[:, :, :6], q[:, :, :6] * cos + rotate_half(q[:, :, :6]) * sin)
+    x1, x2 = q[:, :, :6].chunk(2, dim=-1)
+    rotated_half = torch.cat((-x2, x1), dim=-1)  # [x1, x2] -> [-x2, x1]
+    torch.testing.assert_close(rq[:, :, :6], q[:, :, :6] * cos + rotated_half * sin)
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])
