@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from vitlab.config import L
-from vitlab.layers import LayerNorm, LayerScale, Mlp, RotaryEmbedding2D, SwiGLU
+from vitlab.layers import LayerNorm, Mlp, RotaryEmbedding2D, SwiGLU
 from vitlab.mixers import Attention
 from vitlab.models import Block, HybridViT
 
@@ -258,7 +258,7 @@ def arch_of_model(model: HybridViT) -> DINOv3Arch:
             problems.append(f"block {i} RoPE uses min/max periods; only base= converts")
         if not isinstance(mixer.q_norm, nn.Identity):
             problems.append(f"block {i} has QK-norm")
-        if not (isinstance(block.ls1, LayerScale) and isinstance(block.ls2, LayerScale)):
+        if block.ls1.gamma is None or block.ls2.gamma is None:
             problems.append(f"block {i} has no LayerScale")
         if not (isinstance(block.norm1, nn.LayerNorm) and isinstance(block.norm2, nn.LayerNorm)):
             problems.append(f"block {i} norms are not LayerNorm")
@@ -293,5 +293,5 @@ def arch_of_model(model: HybridViT) -> DINOv3Arch:
         qkv_bias=qkv_bias, proj_bias=proj_bias, ffn_bias=ffn_bias, mask_k_bias=masked, layer_norm_eps=eps,
         untie_cls_norm=model.cls_norm is not None, rope_base=rope[0], rope_normalize_coords=rope[1],
         rope_shift_coords=rope[2], rope_jitter_coords=rope[3], rope_rescale_coords=rope[4],
-        layer_scale_init=ls.init_values, image_size=h if h == w else (h, w),
+        layer_scale_init=ls.layer_scale_init, image_size=h if h == w else (h, w),
     )

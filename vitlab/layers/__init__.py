@@ -7,9 +7,10 @@ from vitlab.layers.mlp import Mlp, SwiGLU
 from vitlab.layers.norm import LayerNorm, RMSNorm
 from vitlab.layers.patch_embed import PatchEmbed
 from vitlab.layers.pos_embed import LearnedPosEmbed
+from vitlab.layers.residual import ResidualBranch
 from vitlab.layers.rope import RotaryEmbedding2D
 
 __all__ = [
     "DropPath", "drop_path", "LayerScale", "Mlp", "SwiGLU", "LayerNorm", "RMSNorm", "PatchEmbed",
-    "LearnedPosEmbed", "RotaryEmbedding2D",
+    "LearnedPosEmbed", "ResidualBranch", "RotaryEmbedding2D",
 ]

@@ -61,7 +61,8 @@ class SwiGLU(nn.Module):
         align_to: rounding of the hidden width computed from ``ratio``.
         bias: biases of both projections.
         act_layer: config or factory of the gate's activation module (default ``nn.SiLU``). SiLU runs
-            the fused kernel :func:`vitlab.kernels.swiglu`; any other activation runs in torch.
+            the fused kernel :func:`vitlab.kernels.swiglu`, which computes it (the module's own
+            forward, and its hooks, do not run); any other activation runs in torch.
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("act_layer",)
