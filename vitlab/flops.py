@@ -94,8 +94,8 @@ def torch_flop_count(model: torch.nn.Module, image_size: Sequence[int], *, batch
     param = next(model.parameters())
     x = torch.randn(batch_size, c, *image_size, device=param.device, dtype=param.dtype)
     counter = FlopCounterMode(display=False, custom_mapping=CUSTOM_FLOP_FORMULAS)
-    with counter:
-        out = model(x)  # with autograd on: FlopCounterMode's module hooks expect it
+    with torch.set_grad_enabled(train), counter:
+        out = model(x)
         if train:
             out.sum().backward()
     return counter.get_total_flops()

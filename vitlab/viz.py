@@ -37,8 +37,9 @@ def pca_rgb(patches: torch.Tensor) -> torch.Tensor:
 def attention_maps(model, x: torch.Tensor) -> torch.Tensor:
     """Attention of CLS and registers over patches in the last attention block: [B, cls + R, h, w].
 
-    Recomputes that block's softmax(q k^T / sqrt(d)) (with its RoPE) from its input, so it works
-    with every attention backend, flash and SDPA included.
+    Takes that block's softmax(q k^T / sqrt(d)) from :meth:`Attention.attention_weights`, which
+    shares the forward's projections, norms and RoPE, so it works with every attention backend,
+    flash and SDPA included.
     """
     blocks = [i for i, b in enumerate(model.blocks) if isinstance(getattr(b, "mixer", None), Attention)]
     if not blocks:
@@ -48,20 +49,10 @@ def attention_maps(model, x: torch.Tensor) -> torch.Tensor:
     for i in range(last):
         tokens = model.run_block(i, tokens, layout)
     block = model.blocks[last]
-    attn: Attention = block.mixer
-    y = block.norm1(tokens)
-    B, T, D = y.shape
-    bias = attn.qkv.bias if attn.bias_mask is None else attn.qkv.bias * attn.bias_mask
-    qkv = F.linear(y, attn.qkv.weight, bias).reshape(B, T, 3, attn.num_heads, attn.head_dim)
-    q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    if attn.rope is not None:
-        q, k = attn._rotate(q, k, layout)
+    weights = block.mixer.attention_weights(block.norm1(model.block_tokens(last, tokens, layout)), layout)
     n = layout.num_patches
-    queries = q[:, :, n : layout.num_tokens]  # CLS and registers
-    weights = (queries @ k.transpose(-2, -1) * attn.head_dim**-0.5).softmax(dim=-1)  # [B, H, cls+R, T]
-    maps = weights[..., :n].mean(dim=1)  # [B, cls+R, N]
-    return maps.reshape(B, -1, layout.grid_h, layout.grid_w)
+    maps = weights[:, :, n : layout.num_tokens, :n].mean(dim=1)  # CLS, registers over patches: [B, cls+R, N]
+    return maps.reshape(x.shape[0], -1, layout.grid_h, layout.grid_w)
 
 
 def _normalise(maps: torch.Tensor) -> torch.Tensor:

@@ -31,13 +31,15 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def hf_model(*, hidden=192, layers=2, heads=3, registers=4, gated=False, intermediate=None, key_bias=False,
-             query_bias=True, seed=0):
+             query_bias=True, hidden_act=None, seed=0):
+    """A random DINOv3ViTModel; ``hidden_act`` defaults to DINOv3's own (``silu`` gated, else ``gelu``)."""
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
     config = DINOv3ViTConfig(
         hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
         intermediate_size=intermediate or (4 * hidden if not gated else 2 * hidden),
-        num_register_tokens=registers, use_gated_mlp=gated, hidden_act="silu" if gated else "gelu",
+        num_register_tokens=registers, use_gated_mlp=gated,
+        hidden_act=hidden_act or ("silu" if gated else "gelu"),
         key_bias=key_bias, query_bias=query_bias, layer_norm_eps=1e-5,
     )
     torch.manual_seed(seed)

@@ -44,6 +44,18 @@ def test_official_parity_with_hf(kwargs):
         assert max(diffs.values()) <= TOL, (size, diffs)
 
 
+def test_gated_ffn_with_another_activation_does_not_export():
+    """Official DINOv3 checkpoints hold no activation (SwiGLU is SiLU): a GeGLU model must not pass for one."""
+    from vitlab.convert import arch_of_model, dinov3_from_hf
+
+    model, cfg = dinov3_from_hf(hf_model(layers=1, registers=0, gated=True, hidden_act="gelu"), return_config=True)
+    arch = arch_of_model(model)
+    assert (arch.ffn_layer, arch.ffn_act) == ("swiglu", "gelu")
+    assert dinov3_model_config(arch) == cfg
+    with pytest.raises(ValueError, match="FFN activation is 'gelu'; DINOv3's swiglu FFN has 'silu' built in"):
+        dinov3_to_official(model)
+
+
 def test_round_trips_are_exact():
     sd = hf_to_official_state_dict(hf_model(layers=2, registers=4, gated=True, intermediate=512))
     model = dinov3_from_official(sd)

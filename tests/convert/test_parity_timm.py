@@ -57,3 +57,16 @@ def test_timm_state_dict_file(tmp_path):
         dinov3_from_timm(path)
     ours = dinov3_from_timm(path, num_heads=3)
     _check(t, ours, [(64, 64)], registers=4)
+
+
+def test_timm_model_activation_is_carried_over():
+    """A state dict does not hold the FFN activation; a timm model does, and the converter reads it."""
+    t = _timm("vit_small_plus_patch16_dinov3", embed_dim=192, depth=2, num_heads=3, num_reg_tokens=4)
+    for block in t.blocks:
+        block.mlp.act = torch.nn.GELU()  # a GeGLU
+    ours = dinov3_from_timm(t)
+    assert all(type(b.ffn.act) is torch.nn.GELU for b in ours.blocks)
+    _check(t, ours, [(64, 96)], registers=4)
+    t.blocks[0].mlp.act = torch.nn.ELU()
+    with pytest.raises(ValueError, match=r"FFN activation ELU\(alpha=1.0\) \(blocks.0.mlp.act\)"):
+        dinov3_from_timm(t)

@@ -99,3 +99,15 @@ def test_reference_configs_infer_the_preset():
     with torch.device("meta"):
         sd = timm.create_model("vit_small_patch16_dinov3_qkvb").state_dict()
     assert timm_arch(sd) == dinov3_arch("vits16")
+
+
+def test_arch_ffn_act_is_checked_and_has_one_spelling_for_dinov3s_own():
+    from vitlab.convert import DINOv3Arch
+
+    with pytest.raises(ValueError, match="ffn_act must be None or one of .*, got 'geglu'"):
+        DINOv3Arch(embed_dim=384, depth=12, num_heads=6, ffn_act="geglu")
+    assert DINOv3Arch(embed_dim=384, depth=12, num_heads=6, ffn_layer="swiglu", ffn_ratio=6.0, ffn_act="silu") \
+        == dinov3_arch("vits16plus")
+    geglu = DINOv3Arch(embed_dim=384, depth=12, num_heads=6, ffn_layer="swiglu", ffn_ratio=6.0, ffn_act="gelu")
+    act = dinov3_model_config(geglu).block_cfg.ffn.act_layer
+    assert geglu.ffn_act == "gelu" and act == L(torch.nn.GELU)(approximate="none")

@@ -1,11 +1,16 @@
-"""swiglu: Triton vs torch reference on the strided halves of a fused projection."""
+"""swiglu: Triton vs torch reference on the strided halves of a fused projection; the gated FFN
+runs it for SiLU only."""
+
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.testing import assert_close
 
-from vitlab.kernels import swiglu
+from vitlab.kernels import glu, swiglu
+from vitlab.layers import SwiGLU
 
 SHAPES = [(2, 13, 24), (3, 27, 40), (1, 5, 1024), (7, 1536)]
 
@@ -38,3 +43,31 @@ def test_bad_inputs_raise():
         swiglu(torch.randn(2, 4), torch.randn(2, 5), backend="triton")
     with pytest.raises(TypeError, match="one dtype"):
         swiglu(torch.randn(2, 4), torch.randn(2, 4, dtype=torch.float64), backend="triton")
+
+
+class _ScaledSiLU(nn.SiLU):
+    """A SiLU subclass that computes something else: must not take the SiLU kernel."""
+
+    def forward(self, x):
+        return 2.0 * super().forward(x)
+
+
+@pytest.mark.parametrize("act,fused", [
+    (nn.SiLU, True), (nn.GELU, False), (partial(nn.GELU, approximate="tanh"), False), (nn.ReLU, False),
+    (_ScaledSiLU, False),
+], ids=["silu", "gelu", "gelu_tanh", "relu", "silu_subclass"])
+def test_gated_ffn_takes_the_kernel_only_for_silu(monkeypatch, act, fused):
+    calls = []
+    real = glu.SwiGLUFunction.apply
+    monkeypatch.setattr(glu.SwiGLUFunction, "apply", lambda *args: calls.append(1) or real(*args))
+    torch.manual_seed(0)
+    ffn = SwiGLU(16, hidden_dim=24, act_layer=act)
+    ffn.kernels = "triton"  # forced: any activation but SiLU must still run in torch
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    out = ffn(x)
+    assert bool(calls) == fused
+    gate, value = ffn.w12(x).chunk(2, dim=-1)
+    ref = ffn.w3(act()(gate) * value)
+    assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(out)
+    assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=1e-5, atol=1e-6)

@@ -32,7 +32,7 @@ def test_triton_kernels_follow_the_torch_trajectory():
 def test_kernels_knob_reaches_every_fused_part():
     model = instantiate(tiny("HGR", kernels="torch"))
     knobs = {type(m).__name__: m.kernels for m in model.modules() if hasattr(m, "kernels")}
-    assert {"Block", "LayerNorm", "Attention", "Hyena2D", "SwiGLU"} <= set(knobs)
+    assert {"ResidualBranch", "LayerNorm", "Attention", "Hyena2D", "SwiGLU"} <= set(knobs)
     assert set(knobs.values()) == {"torch"}
     with pytest.raises(ConfigInstantiationError, match="kernels must be"):
         instantiate(tiny("A", kernels="cuda"))

@@ -83,9 +83,9 @@ def test_registers_sit_after_cls():
 
 def test_drop_path_schedules():
     linear = instantiate(tiny("AAAAA", max_drop_path_rate=0.2, drop_path_schedule="linear"))
-    assert [b.drop_path1.drop_prob for b in linear.blocks] == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
+    assert [b.ls1.drop_path_rate for b in linear.blocks] == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
     constant = instantiate(tiny("AAA", max_drop_path_rate=0.3))
-    assert [b.drop_path2.drop_prob for b in constant.blocks] == [0.3] * 3
+    assert [b.ls2.drop_path_rate for b in constant.blocks] == [0.3] * 3
     with pytest.raises(ConfigInstantiationError, match="drop_path_schedule"):
         instantiate(tiny("AA", max_drop_path_rate=0.1, drop_path_schedule="cosine"))
 

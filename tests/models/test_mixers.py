@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from vitlab.layers import RotaryEmbedding2D, rotate_half
+from vitlab.config import L
+from vitlab.layers import LayerNorm, RotaryEmbedding2D
 from vitlab.mixers import Attention, Hyena2D
 from vitlab.models import TokenLayout
 
@@ -51,7 +52,24 @@ def test_rope_rotates_patches_only():
     rq, rk = attn._rotate(q, k, layout)
     assert torch.equal(rq[:, :, 6:], q[:, :, 6:]) and torch.equal(rk[:, :, 6:], k[:, :, 6:])
     sin, cos = attn.rope(2, 3)
-    torch.testing.assert_close(rq[:, :, :6], q[:, :, :6] * cos + rotate_half(q[:, :, :6]) * sin)
+    x1, x2 = q[:, :, :6].chunk(2, dim=-1)
+    rotated_half = torch.cat((-x2, x1), dim=-1)  # [x1, x2] -> [-x2, x1]
+    torch.testing.assert_close(rq[:, :, :6], q[:, :, :6] * cos + rotated_half * sin)
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "math"])
+def test_attention_weights_are_the_forwards(backend):
+    """forward(x) = proj(attention_weights(x) @ v), with RoPE, QK-norm and the masked key bias."""
+    torch.manual_seed(0)
+    attn = Attention(32, num_heads=4, mask_k_bias=True, qk_norm=L(LayerNorm)(),
+                     rope=L(RotaryEmbedding2D)(base=100.0), backend=backend).eval()
+    layout = TokenLayout(2, 3, 1, 2)
+    x = torch.randn(2, layout.num_tokens, 32)
+    weights = attn.attention_weights(x, layout)
+    assert weights.shape == (2, 4, 9, 9)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 9))
+    v = attn.qkv(x)[..., 64:].reshape(2, 9, 4, 8).transpose(1, 2)  # no bias mask on values, no RoPE
+    torch.testing.assert_close(attn(x, layout), attn.proj((weights @ v).transpose(1, 2).reshape(2, 9, 32)))
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
 __all__ = ["L", "import_path", "is_lazy"]
 
@@ -71,10 +71,3 @@ def L(target: Callable) -> Callable[..., DictConfig]:
 def is_lazy(node: Any) -> bool:
     """True for a config node that describes an object (has a ``_target_``)."""
     return isinstance(node, (dict, DictConfig)) and "_target_" in node
-
-
-def to_container(node: Any) -> Any:
-    """Plain Python containers from a config node (targets kept as strings)."""
-    if isinstance(node, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(node, resolve=True)
-    return node

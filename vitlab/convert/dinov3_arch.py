@@ -21,11 +21,54 @@ from omegaconf import DictConfig
 from torch import nn
 
 from vitlab.config import L
-from vitlab.layers import LayerNorm, LayerScale, Mlp, RotaryEmbedding2D, SwiGLU
+from vitlab.layers import LayerNorm, Mlp, RotaryEmbedding2D, SwiGLU
 from vitlab.mixers import Attention
 from vitlab.models import Block, HybridViT
 
-__all__ = ["DINOV3_ARCHS", "DINOv3Arch", "arch_of_model", "dinov3_arch", "dinov3_model_config"]
+__all__ = [
+    "DINOV3_ARCHS",
+    "DINOV3_FFN_ACT",
+    "FFN_ACTIVATIONS",
+    "DINOv3Arch",
+    "arch_of_model",
+    "dinov3_arch",
+    "dinov3_model_config",
+    "ffn_act_config",
+    "ffn_act_name",
+]
+
+# The FFN activations an architecture can name (``DINOv3Arch.ffn_act``): the module class, and the
+# attributes that tell it from the others (also its constructor arguments). DINOv3 itself uses GELU
+# in its MLP and SiLU in its SwiGLU; transformers' DINOv3ViTConfig makes it a choice (``hidden_act``).
+FFN_ACTIVATIONS: dict[str, tuple[type[nn.Module], dict]] = {
+    "gelu": (nn.GELU, {"approximate": "none"}),  # the exact erf form
+    "gelu_tanh": (nn.GELU, {"approximate": "tanh"}),
+    "silu": (nn.SiLU, {}),
+    "relu": (nn.ReLU, {}),
+    "relu6": (nn.ReLU6, {}),
+    "leaky_relu": (nn.LeakyReLU, {"negative_slope": 0.01}),
+    "sigmoid": (nn.Sigmoid, {}),
+    "tanh": (nn.Tanh, {}),
+    "mish": (nn.Mish, {}),
+    "hardswish": (nn.Hardswish, {}),
+    "identity": (nn.Identity, {}),  # the gated FFN becomes Shazeer's bilinear GLU
+}
+DINOV3_FFN_ACT = {"mlp": "gelu", "swiglu": "silu"}  # what DINOv3 builds in
+
+
+def ffn_act_config(name: str) -> DictConfig:
+    """The ``act_layer`` config of the FFN activation ``name`` (a key of :data:`FFN_ACTIVATIONS`)."""
+    cls, attrs = FFN_ACTIVATIONS[name]
+    return L(cls)(**attrs)
+
+
+def ffn_act_name(module: nn.Module) -> str | None:
+    """The :data:`FFN_ACTIVATIONS` name of an activation module, or None if it has none."""
+    for name, (cls, attrs) in FFN_ACTIVATIONS.items():
+        # type(), not isinstance: a subclass (timm's GELU variants, say) may compute something else
+        if type(module) is cls and all(getattr(module, k, None) == v for k, v in attrs.items()):
+            return name
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,6 +78,9 @@ class DINOv3Arch:
     Args:
         embed_dim, depth, num_heads, patch_size, in_channels: as ``DinoVisionTransformer``.
         ffn_layer: ``mlp`` (GELU) or ``swiglu`` (SiLU-gated, hidden ``2/3 * ratio * D`` aligned to 8).
+        ffn_act: the FFN's activation, a key of :data:`FFN_ACTIVATIONS` (``"gelu"`` makes the gated
+            FFN a GeGLU); None, or the name of DINOv3's own (``gelu`` for ``mlp``, ``silu`` for
+            ``swiglu``), means DINOv3's own and is stored as None.
         ffn_ratio: hidden width over ``embed_dim`` (DINOv3's ``ffn_ratio``); None when ``ffn_hidden_dim``
             gives the width directly (a checkpoint whose width no ratio reproduces).
         ffn_hidden_dim: the FFN's hidden width, when ``ffn_ratio`` is None.
@@ -70,10 +116,16 @@ class DINOv3Arch:
     rope_rescale_coords: float | None = 2.0
     layer_scale_init: float = 1e-5
     image_size: int | tuple[int, int] = 224
+    ffn_act: str | None = None  # last, so positional construction keeps its meaning
 
     def __post_init__(self):
         if self.ffn_layer not in ("mlp", "swiglu"):
             raise ValueError(f"ffn_layer must be 'mlp' or 'swiglu', got {self.ffn_layer!r}")
+        if self.ffn_act is not None and self.ffn_act not in FFN_ACTIVATIONS:
+            raise ValueError(f"ffn_act must be None or one of {', '.join(FFN_ACTIVATIONS)}, got {self.ffn_act!r}")
+        if self.ffn_act == DINOV3_FFN_ACT[self.ffn_layer]:
+            # one spelling of DINOv3's own activation, so an inferred arch equals the preset
+            object.__setattr__(self, "ffn_act", None)
         if (self.ffn_ratio is None) == (self.ffn_hidden_dim is None):
             raise ValueError(f"give exactly one of ffn_ratio or ffn_hidden_dim, got {self.ffn_ratio}, {self.ffn_hidden_dim}")
         if self.embed_dim % self.num_heads or (self.embed_dim // self.num_heads) % 4:
@@ -148,7 +200,11 @@ def dinov3_model_config(arch: str | DINOv3Arch) -> DictConfig:
     a = dinov3_arch(arch)
     width = {"ratio": a.ffn_ratio} if a.ffn_ratio is not None else {"hidden_dim": a.ffn_hidden_dim}
     bias = {} if a.ffn_bias else {"bias": False}
-    ffn = L(Mlp)(**width, **bias) if a.ffn_layer == "mlp" else L(SwiGLU)(**width, align_to=8, **bias)
+    act = {} if a.ffn_act is None else {"act_layer": ffn_act_config(a.ffn_act)}
+    if a.ffn_layer == "mlp":
+        ffn = L(Mlp)(**width, **bias, **act)
+    else:
+        ffn = L(SwiGLU)(**width, align_to=8, **bias, **act)
     rope = L(RotaryEmbedding2D)(
         base=a.rope_base,
         normalize_coords=a.rope_normalize_coords,
@@ -202,7 +258,7 @@ def arch_of_model(model: HybridViT) -> DINOv3Arch:
             problems.append(f"block {i} RoPE uses min/max periods; only base= converts")
         if not isinstance(mixer.q_norm, nn.Identity):
             problems.append(f"block {i} has QK-norm")
-        if not (isinstance(block.ls1, LayerScale) and isinstance(block.ls2, LayerScale)):
+        if block.ls1.gamma is None or block.ls2.gamma is None:
             problems.append(f"block {i} has no LayerScale")
         if not (isinstance(block.norm1, nn.LayerNorm) and isinstance(block.norm2, nn.LayerNorm)):
             problems.append(f"block {i} norms are not LayerNorm")
@@ -213,6 +269,11 @@ def arch_of_model(model: HybridViT) -> DINOv3Arch:
         else:
             problems.append(f"block {i} FFN is {type(ffn).__name__}, not Mlp or SwiGLU")
             continue
+        act = ffn_act_name(ffn.act)
+        if act is None:
+            problems.append(f"block {i} FFN activation {ffn.act!r} is none of {', '.join(FFN_ACTIVATIONS)}")
+            continue
+        ffn_sig += (act,)
         rope = mixer.rope
         signatures.add((
             ffn_sig, mixer.num_heads, mixer.qkv.bias is not None, mixer.proj.bias is not None,
@@ -223,14 +284,14 @@ def arch_of_model(model: HybridViT) -> DINOv3Arch:
         problems.append(f"blocks differ from each other ({len(signatures)} kinds); DINOv3 blocks are identical")
     if problems or not signatures:
         raise ValueError("the model is not a DINOv3 architecture: " + "; ".join(problems or ["no blocks"]))
-    (ffn_layer, hidden, ffn_bias), heads, qkv_bias, proj_bias, masked, eps, rope = signatures.pop()
+    (ffn_layer, hidden, ffn_bias, act), heads, qkv_bias, proj_bias, masked, eps, rope = signatures.pop()
     ls, (h, w) = model.blocks[0].ls1, model.image_size
     return DINOv3Arch(
-        embed_dim=model.hidden_dim, depth=model.num_blocks, num_heads=heads, ffn_layer=ffn_layer,
+        embed_dim=model.hidden_dim, depth=model.num_blocks, num_heads=heads, ffn_layer=ffn_layer, ffn_act=act,
         **ffn_width_fields(ffn_layer, model.hidden_dim, hidden),
         num_registers=model.num_registers, patch_size=model.patch_size, in_channels=model.in_channels,
         qkv_bias=qkv_bias, proj_bias=proj_bias, ffn_bias=ffn_bias, mask_k_bias=masked, layer_norm_eps=eps,
         untie_cls_norm=model.cls_norm is not None, rope_base=rope[0], rope_normalize_coords=rope[1],
         rope_shift_coords=rope[2], rope_jitter_coords=rope[3], rope_rescale_coords=rope[4],
-        layer_scale_init=ls.init_values, image_size=h if h == w else (h, w),
+        layer_scale_init=ls.layer_scale_init, image_size=h if h == w else (h, w),
     )

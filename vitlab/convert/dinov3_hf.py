@@ -7,6 +7,9 @@ as [1, 1, D]. The RoPE periods are not stored (HF recomputes them from ``rope_th
 untied CLS norm (HF has one final norm). Checkpoints on the Hub name blocks ``layer.N``; transformers
 5 names them ``model.layer.N``; both load.
 
+The FFN activation is a config choice in HF (``hidden_act``, default ``gelu``: with
+``use_gated_mlp=True`` that is a GeGLU, not DINOv3's SwiGLU); it becomes the FFN's ``act_layer``.
+
 Axis legend: D width, R registers.
 """
 
@@ -32,7 +35,7 @@ from vitlab.convert.state_dict import (
 )
 from vitlab.engine.checkpoint import load_model_state
 
-__all__ = ["dinov3_from_hf", "hf_arch", "hf_to_vitlab", "vitlab_to_hf"]
+__all__ = ["HF_ACTIVATIONS", "dinov3_from_hf", "hf_arch", "hf_to_vitlab", "vitlab_to_hf"]
 
 StateDict = dict[str, torch.Tensor]
 
@@ -44,6 +47,16 @@ _SIMPLE = {  # HF -> vitlab, per block (prefix "layer.N." -> "blocks.N.")
 }
 _MLP = {"mlp.up_proj": "ffn.fc1", "mlp.down_proj": "ffn.fc2"}
 _GATED = {"mlp.down_proj": "ffn.w3"}  # gate_proj and up_proj stack into ffn.w12 (gate first)
+# transformers' ACT2FN names -> vitlab's (vitlab.convert.dinov3_arch.FFN_ACTIVATIONS). Each pair is
+# one function; the tanh-GELU spellings differ from torch's only in rounding (~1e-7).
+HF_ACTIVATIONS = {
+    "gelu": "gelu", "gelu_python": "gelu",
+    "gelu_pytorch_tanh": "gelu_tanh", "gelu_python_tanh": "gelu_tanh", "gelu_new": "gelu_tanh",
+    "gelu_fast": "gelu_tanh", "gelu_accurate": "gelu_tanh",
+    "silu": "silu", "swish": "silu",
+    "relu": "relu", "relu6": "relu6", "leaky_relu": "leaky_relu", "sigmoid": "sigmoid", "tanh": "tanh",
+    "mish": "mish", "hardswish": "hardswish", "linear": "identity",
+}
 _TOP = {
     "embeddings.cls_token": "cls_token",
     "embeddings.register_tokens": "register_tokens",
@@ -63,9 +76,9 @@ def hf_arch(config: Any) -> DINOv3Arch:
         raise ValueError(f"expected a dinov3_vit config, got model_type={_get(config, 'model_type')!r}")
     gated = bool(_get(config, "use_gated_mlp", False))
     act = _get(config, "hidden_act", "gelu")
-    if act != ("silu" if gated else "gelu"):
-        raise ValueError(f"vitlab's {'SwiGLU' if gated else 'MLP'} uses {'silu' if gated else 'gelu'}; "
-                         f"the config has hidden_act={act!r}")
+    if not isinstance(act, str) or act not in HF_ACTIVATIONS:
+        raise ValueError(f"DINOv3ViTConfig.hidden_act={act!r} has no vitlab equivalent; "
+                         f"supported: {', '.join(HF_ACTIVATIONS)}")
     patch = _get(config, "patch_size", 16)
     image = _get(config, "image_size", 224)
     if isinstance(patch, (list, tuple)):
@@ -78,7 +91,8 @@ def hf_arch(config: Any) -> DINOv3Arch:
     qkv_bias = q or k or v
     return DINOv3Arch(
         embed_dim=D, depth=_get(config, "num_hidden_layers"), num_heads=_get(config, "num_attention_heads"),
-        ffn_layer=ffn_layer, **ffn_width_fields(ffn_layer, D, _get(config, "intermediate_size")),
+        ffn_layer=ffn_layer, ffn_act=HF_ACTIVATIONS[act],
+        **ffn_width_fields(ffn_layer, D, _get(config, "intermediate_size")),
         num_registers=_get(config, "num_register_tokens", 0), patch_size=patch,
         in_channels=_get(config, "num_channels", 3), qkv_bias=qkv_bias, proj_bias=bool(_get(config, "proj_bias", True)),
         ffn_bias=bool(_get(config, "mlp_bias", True)), mask_k_bias=qkv_bias and not k,
@@ -244,8 +258,9 @@ def dinov3_from_hf(
     return (model, cfg) if return_config else model
 
 
-_STRUCTURE = ("embed_dim", "depth", "num_heads", "ffn_layer", "hidden_dim", "num_registers", "patch_size",
-              "in_channels", "qkv_bias", "proj_bias", "ffn_bias", "mask_k_bias", "layer_norm_eps", "rope_base")
+_STRUCTURE = ("embed_dim", "depth", "num_heads", "ffn_layer", "ffn_act", "hidden_dim", "num_registers",
+              "patch_size", "in_channels", "qkv_bias", "proj_bias", "ffn_bias", "mask_k_bias", "layer_norm_eps",
+              "rope_base")
 
 
 def _check_agrees(preset: DINOv3Arch, found: DINOv3Arch) -> None:

@@ -21,6 +21,7 @@ import torch
 
 from vitlab.config import instantiate
 from vitlab.convert.dinov3_arch import (
+    DINOV3_FFN_ACT,
     DINOv3Arch,
     arch_of_model,
     dinov3_arch,
@@ -225,6 +226,9 @@ def dinov3_to_official(model: HybridViT) -> StateDict:
     (hybrid blocks, learned position embedding, a classification head, ...).
     """
     arch = arch_of_model(model)
+    if arch.ffn_act is not None:
+        raise ValueError(f"the model's FFN activation is {arch.ffn_act!r}; DINOv3's {arch.ffn_layer} FFN "
+                         f"has {DINOV3_FFN_ACT[arch.ffn_layer]!r} built in, so its checkpoints cannot hold another")
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     periods = [v for k, v in sd.items() if k.endswith(".mixer.rope.periods")]
     if any(not torch.equal(p, periods[0]) for p in periods):

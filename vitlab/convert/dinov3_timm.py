@@ -20,9 +20,11 @@ from torch import nn
 
 from vitlab.config import instantiate
 from vitlab.convert.dinov3_arch import (
+    FFN_ACTIVATIONS,
     DINOv3Arch,
     dinov3_arch,
     dinov3_model_config,
+    ffn_act_name,
     ffn_width_fields,
     matching_arch,
 )
@@ -105,11 +107,12 @@ def _vitlab_keys(arch: DINOv3Arch) -> list[str]:
 
 
 def timm_arch(state_dict: Mapping[str, torch.Tensor], *, num_heads: int | None = None,
-              layer_norm_eps: float = 1e-5, rope_base: float = 100.0) -> DINOv3Arch:
+              layer_norm_eps: float = 1e-5, rope_base: float = 100.0, ffn_act: str | None = None) -> DINOv3Arch:
     """The architecture of a timm Eva DINOv3 state dict, from its shapes.
 
     A state dict does not hold the head count: it is taken from ``num_heads`` or from the released
-    architecture with the same shapes.
+    architecture with the same shapes. Nor does it hold the FFN activation (``ffn_act``, see
+    :class:`DINOv3Arch`): DINOv3's own unless given.
     """
     if "cls_token" not in state_dict or "blocks.0.attn.qkv.weight" not in state_dict:
         raise StateDictMismatchError(
@@ -135,15 +138,22 @@ def timm_arch(state_dict: Mapping[str, torch.Tensor], *, num_heads: int | None =
         embed_dim=D, depth=depth, num_heads=num_heads, ffn_layer=ffn_layer, **ffn_width_fields(ffn_layer, D, hidden),
         num_registers=reg.shape[1] if reg is not None else 0, patch_size=patch.shape[-1], in_channels=patch.shape[1],
         qkv_bias=qkv_bias, mask_k_bias=qkv_bias, layer_norm_eps=layer_norm_eps, rope_base=rope_base,
+        ffn_act=ffn_act,
     )
 
 
 def _model_hints(model: nn.Module) -> dict:
-    """What a timm model knows beyond its state dict: heads, LayerNorm eps, RoPE temperature."""
+    """What a timm model knows beyond its state dict: heads, LayerNorm eps, RoPE temperature, FFN activation."""
     hints = {}
     block = model.blocks[0]
     hints["num_heads"] = block.attn.num_heads
     hints["layer_norm_eps"] = float(block.norm1.eps)
+    act = getattr(block.mlp, "act", None)
+    if act is not None:
+        hints["ffn_act"] = ffn_act_name(act)
+        if hints["ffn_act"] is None:
+            raise ValueError(f"timm model's FFN activation {act!r} (blocks.0.mlp.act) is none of "
+                             f"{', '.join(FFN_ACTIVATIONS)}")
     rope = getattr(model, "rope", None)
     if getattr(rope, "temperature", None) is not None:
         hints["rope_base"] = float(rope.temperature)

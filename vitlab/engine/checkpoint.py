@@ -108,20 +108,15 @@ class CheckpointManager:
     Args:
         folder: checkpoint folder (``<run>/checkpoints``).
         keep_last: how many recent step checkpoints to keep (the best one is kept besides).
-        mode: ``max`` or ``min``: which direction of the tracked metric is better.
+
+    Which checkpoint is best is the caller's call (``save(..., is_best=)``; the trainer's
+    ``RunState.improve_best``).
     """
 
-    def __init__(self, folder: str | Path, *, keep_last: int = 2, mode: str = "max"):
+    def __init__(self, folder: str | Path, *, keep_last: int = 2):
         if keep_last < 1:
             raise ValueError(f"keep_last must be >= 1, got {keep_last}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        self.folder, self.keep_last, self.mode = Path(folder), keep_last, mode
-
-    def is_better(self, value: float | None, best: float | None) -> bool:
-        if value is None:
-            return False
-        return best is None or (value > best if self.mode == "max" else value < best)
+        self.folder, self.keep_last = Path(folder), keep_last
 
     def save(self, state: dict[str, Any], step: int, *, is_best: bool = False) -> Path:
         """Check ``state`` is finite, write it atomically, update ``best.pt`` and prune old files."""

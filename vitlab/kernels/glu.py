@@ -3,7 +3,9 @@
 Eager torch writes ``silu(a)`` to memory and reads it back for the product, and autograd keeps
 it for the backward; the kernel reads ``a`` and ``b`` once and recomputes the sigmoid in the
 backward. ``a`` and ``b`` are usually the two halves of one ``w12`` projection
-(``chunk(2, -1)``), whose rows are strided: the kernel reads them in place.
+(``chunk(2, -1)``), whose rows are strided: the kernel reads them in place. The gated FFN
+(:class:`vitlab.layers.SwiGLU`) calls it only when its activation is SiLU; GeGLU and the other
+gates run in torch.
 
 Axis legend: M rows (all leading dims flattened), H hidden width.
 """

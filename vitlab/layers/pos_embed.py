@@ -27,11 +27,20 @@ class LearnedPosEmbed(nn.Module):
         if not self.pos_embed.is_meta:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
-    def forward(self, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(prefix [1, num_prefix, D], patches [1, h*w, D])`` for a ``grid_h x grid_w`` grid."""
-        prefix, pe = self.pos_embed[:, : self.num_prefix], self.pos_embed[:, self.num_prefix :]
-        if (grid_h, grid_w) == (self.grid_h, self.grid_w):
-            return prefix, pe
-        pe = pe.reshape(1, self.grid_h, self.grid_w, -1).permute(0, 3, 1, 2)  # [1, D, h0, w0]
-        pe = F.interpolate(pe.float(), size=(grid_h, grid_w), mode="bicubic", align_corners=False)
-        return prefix, pe.to(self.pos_embed.dtype).permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
+    def prefix_pos_embed(self) -> torch.Tensor:
+        """The ``num_prefix`` vectors of the prefix tokens (CLS): [1, num_prefix, D]."""
+        return self.pos_embed[:, : self.num_prefix]
+
+    def forward(self, patches: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Patch tokens [B, h*w, D] plus the embedding of a ``grid_h x grid_w`` grid: [B, h*w, D].
+
+        The addition happens here, not in the caller: a module that returned (a view of) its
+        parameter would, under ``torch.no_grad``, hand out a tensor with ``requires_grad`` and no
+        ``grad_fn``, on which torch's module tracker (``FlopCounterMode``) fails.
+        """
+        pe = self.pos_embed[:, self.num_prefix :]  # [1, h0*w0, D]
+        if (grid_h, grid_w) != (self.grid_h, self.grid_w):
+            pe = pe.reshape(1, self.grid_h, self.grid_w, -1).permute(0, 3, 1, 2)  # [1, D, h0, w0]
+            pe = F.interpolate(pe.float(), size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+            pe = pe.to(self.pos_embed.dtype).permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
+        return patches + pe

@@ -19,18 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["RotaryEmbedding2D", "rotate_half", "apply_rope"]
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """``[x1, x2] -> [-x2, x1]`` over the last dim."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` [..., N, d] by the angles whose ``sin``/``cos`` are [N, d]."""
-    return x * cos + rotate_half(x) * sin
+__all__ = ["RotaryEmbedding2D"]
 
 
 class RotaryEmbedding2D(nn.Module):

@@ -87,14 +87,33 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T, D = x.shape
+        q, k, v = self._qkv(x, layout)
+        x = self._attend(q, k, v)  # [B, H, T, d]
+        return self.proj(x.transpose(1, 2).reshape(B, T, D))
+
+    def attention_weights(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        """The attention probabilities of the forward on ``x``, whatever the backend.
+
+        Args:
+            x: the mixer's input [B, T, D] (the block's normed tokens).
+            layout: the tokens' layout (RoPE rotates the patches).
+
+        Returns:
+            ``softmax(q k^T / sqrt(d))`` [B, H, T, T], query by key: the ``math`` backend's weights.
+        """
+        q, k, _ = self._qkv(x, layout)
+        return self._weights(q, k)
+
+    def _qkv(self, x: torch.Tensor, layout: TokenLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys, values [B, H, T, d] each; q and k normed and rotated."""
+        B, T, _ = x.shape
         bias = self.qkv.bias if self.bias_mask is None else self.qkv.bias * self.bias_mask
         qkv = F.linear(x, self.qkv.weight, bias).reshape(B, T, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, d]
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             q, k = self._rotate(q, k, layout)
-        x = self._attend(q, k, v)  # [B, H, T, d]
-        return self.proj(x.transpose(1, 2).reshape(B, T, D))
+        return q, k, v
 
     def _rotate(self, q: torch.Tensor, k: torch.Tensor, layout: TokenLayout):
         h, w = layout.grid_h, layout.grid_w
@@ -116,8 +135,10 @@ class Attention(nn.Module):
             return out.transpose(1, 2)
         if backend == "sdpa":
             return F.scaled_dot_product_attention(q, k, v)
-        attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)
-        return attn.softmax(dim=-1) @ v
+        return self._weights(q, k) @ v
+
+    def _weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return ((q * self.head_dim**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)  # [B, H, T, T]
 
     def flop_count(self, tokens: int, layout: TokenLayout | None = None, batch_size: int = 1) -> int:
         """Forward FLOPs: qkv and output projections, ``q k^T`` and ``attn v`` (2 per multiply-add)."""

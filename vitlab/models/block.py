@@ -1,6 +1,7 @@
 """The pre-norm residual block (Xiong et al. 2020) shared by every block type: a token mixer
-(attention, RoPE attention, Hyena 2D, or your own) and a feed-forward network, each behind a norm,
-an optional LayerScale and drop path.
+(attention, RoPE attention, Hyena 2D, or your own) and a feed-forward network, each behind a norm
+and joined to the residual stream by a :class:`~vitlab.layers.ResidualBranch` (optional LayerScale
+and drop path, fused).
 
 Axis legend: B batch, T tokens, D width.
 """
@@ -13,15 +14,17 @@ import torch
 from torch import nn
 
 from vitlab.config import build
-from vitlab.kernels import residual_scale_drop
-from vitlab.layers import DropPath, LayerScale
+from vitlab.layers import ResidualBranch
 from vitlab.models.layout import TokenLayout
 
 __all__ = ["Block"]
 
 
 class Block(nn.Module):
-    """``x + drop(ls1(mixer(norm1(x))))`` then ``x + drop(ls2(ffn(norm2(x))))``.
+    """``x = ls1(x, mixer(norm1(x)))`` then ``x = ls2(x, ffn(norm2(x)))``, each ``x + drop_path(gamma * y)``.
+
+    The residual branches keep DINOv3's and timm's name, ``ls1``/``ls2``, so the LayerScale weights
+    load from ``blocks.N.ls1.gamma`` as they always have.
 
     Args:
         dim: width D (injected by the network).
@@ -39,25 +42,18 @@ class Block(nn.Module):
                  drop_path_rate: float = 0.0, device=None, dtype=None):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
+        branch = dict(layer_scale_init=layer_scale_init, drop_path_rate=drop_path_rate, **dd)
         self.norm1 = build(norm, dim=dim, **dd)
         self.mixer = build(mixer, dim=dim, **dd)
-        self.ls1 = LayerScale(dim, init_values=layer_scale_init, **dd) if layer_scale_init else nn.Identity()
-        self.drop_path1 = DropPath(drop_path_rate)
+        self.ls1 = ResidualBranch(dim, **branch)
         self.norm2 = build(norm, dim=dim, **dd)
         self.ffn = build(ffn, dim=dim, **dd)
-        self.ls2 = LayerScale(dim, init_values=layer_scale_init, **dd) if layer_scale_init else nn.Identity()
-        self.drop_path2 = DropPath(drop_path_rate)
-        self.kernels = "auto"
+        self.ls2 = ResidualBranch(dim, **branch)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        x = self.residual(x, self.mixer(self.norm1(x), layout), self.ls1, self.drop_path1)
-        x = self.residual(x, self.ffn(self.norm2(x)), self.ls2, self.drop_path2)
+        x = self.ls1(x, self.mixer(self.norm1(x), layout))
+        x = self.ls2(x, self.ffn(self.norm2(x)))
         return x
-
-    def residual(self, x: torch.Tensor, y: torch.Tensor, ls: nn.Module, drop: DropPath) -> torch.Tensor:
-        """``x + drop_path(gamma * y)`` in one pass (:func:`vitlab.kernels.residual_scale_drop`)."""
-        gamma = ls.gamma if isinstance(ls, LayerScale) else None
-        return residual_scale_drop(x, y, gamma, drop.drop_prob, self.training, backend=self.kernels)
 
     def flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
         """Forward FLOPs of ``batch_size`` sequences of ``tokens`` tokens (see vitlab/flops.py)."""

@@ -36,10 +36,6 @@ class TokenLayout:
         return self.grid_h * self.grid_w
 
     @property
-    def cls_index(self) -> int | None:
-        return self.num_patches if self.num_cls else None
-
-    @property
     def register_start(self) -> int:
         return self.num_patches + self.num_cls
 
@@ -56,10 +52,6 @@ class TokenLayout:
     def num_padded_tokens(self) -> int:
         """Tokens with padding: a whole number of grid rows."""
         return self.num_tokens + self.num_padding
-
-    @property
-    def padded_rows(self) -> int:
-        return self.num_padded_tokens // self.grid_w
 
     def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per forward pass for each ``key``."""

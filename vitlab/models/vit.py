@@ -221,9 +221,8 @@ class HybridViT(nn.Module):
             tokens = torch.where(masks[..., None], self.mask_token.to(tokens.dtype), tokens)
         cls = self.cls_token
         if self.pos_embed is not None:
-            cls_pos, patch_pos = self.pos_embed(h, w)
-            tokens = tokens + patch_pos
-            cls = cls + cls_pos if cls is not None else None
+            tokens = self.pos_embed(tokens, h, w)
+            cls = cls + self.pos_embed.prefix_pos_embed() if cls is not None else None
         parts = [tokens]
         if cls is not None:
             parts.append(cls.expand(B, -1, -1))
@@ -231,13 +230,17 @@ class HybridViT(nn.Module):
             parts.append(self.register_tokens.expand(B, -1, -1))
         return torch.cat(parts, dim=1), self.layout_for(h, w)
 
-    def run_block(self, i: int, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        """Block ``i`` on unpadded tokens; padded blocks get ``P`` zero tokens appended and removed."""
+    def block_tokens(self, i: int, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        """What block ``i`` sees of tokens ``x`` [B, N + cls + R, D]: with ``P`` zero tokens if it is padded."""
         pad = layout.num_padding
         if self.block_needs_padding[i] and pad:
-            padded = torch.cat((x, x.new_zeros(x.shape[0], pad, x.shape[2])), dim=1)
-            return self.blocks[i](padded, layout)[:, : layout.num_tokens]
-        return self.blocks[i](x, layout)
+            return torch.cat((x, x.new_zeros(x.shape[0], pad, x.shape[2])), dim=1)
+        return x
+
+    def run_block(self, i: int, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        """Block ``i`` on unpadded tokens; padded blocks get ``P`` zero tokens appended and removed."""
+        out = self.blocks[i](self.block_tokens(i, x, layout), layout)
+        return out[:, : layout.num_tokens] if out.shape[1] != layout.num_tokens else out
 
     def apply_norm(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         if self.cls_norm is None:
