@@ -8,6 +8,12 @@ Imports inside a config file resolve from the directory above the file's top-lev
 from the working directory, so ``experiments/foo.py`` (or a file elsewhere, run from the repository)
 can say ``from configs.models.hybrid_small_p16 import model``. Every load runs the imported base
 files from both places afresh, so an experiment that edits ``model`` never leaks into the next load.
+
+A loaded config is checked: ``train``, ``optim`` and ``data`` are typed (structured configs, see
+:mod:`vitlab.config.run`), and every LazyConfig's arguments are parameters of its ``_target_``. A file
+that writes a key that does not exist fails to load, with the file and line, the full key and the
+closest existing keys: ``experiments/x.py:12: config has no key 'train.max_step'; closest existing
+keys: train.max_steps``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from vitlab.config.overrides import UnknownKeyError, _unknown, check_keys
+from vitlab.config.overrides import UnknownKeyError, check_keys, unknown_key_message
 from vitlab.config.run import SECTIONS, typed_sections
 
 __all__ = ["load_config", "save_config"]
@@ -101,18 +107,18 @@ def _config_file_error(exc: ConfigAttributeError | ConfigKeyError | ValidationEr
     matches = [n for n, v in names.items() if v is root] or [
         n for n, v in names.items() if isinstance(v, DictConfig) and OmegaConf.get_type(v) is exc.object_type]
     name = next((n for n in matches if not n.startswith("_")), "")
-    root = names[name] if name else root
+    root = names[name] if name else root if root is not None else DictConfig({})
     key = f"{name}.{exc.full_key}" if name else str(exc.full_key)
     if isinstance(exc, ValidationError):
         return ValueError(f"{where}: config key '{key}': {exc.msg.splitlines()[0]}")
-    return UnknownKeyError(f"{where}: {_unknown(root, str(exc.full_key), prefix=name)}")
+    return UnknownKeyError(f"{where}: {unknown_key_message(root, str(exc.full_key), prefix=name)}")
 
 
 def _is_config_file(filename: str) -> bool:
     """A frame of a config file, not of omegaconf, the standard library or vitlab itself."""
     file = Path(filename)
-    return file.suffix == ".py" and not file.is_relative_to(_VITLAB) and "site-packages" not in file.parts and (
-        not file.is_relative_to(_STDLIB))
+    outside = not (file.is_relative_to(_VITLAB) or file.is_relative_to(_STDLIB) or "site-packages" in file.parts)
+    return file.suffix == ".py" and outside
 
 
 _VITLAB = Path(__file__).resolve().parents[1]
@@ -120,13 +126,15 @@ _STDLIB = Path(importlib.__file__).resolve().parents[1]
 
 
 def _typed(cfg: DictConfig, path: Path) -> DictConfig:
-    """``cfg`` with typed ``train``/``optim``/``data`` whose LazyConfig arguments all exist, or an error naming ``path``."""
+    """``cfg`` with typed ``train``/``optim``/``data`` whose LazyConfig arguments all exist, or an
+    error naming ``path``."""
     try:
         typed_sections(cfg)
     except ConfigKeyError as exc:
         section = next(k for k in SECTIONS if k in cfg and exc.object_type is SECTIONS[k])
         schema = DictConfig({section: OmegaConf.structured(SECTIONS[section])})
-        raise UnknownKeyError(f"{path}: {_unknown(schema, f'{section}.{exc.full_key}')}") from None
+        message = unknown_key_message(schema, f"{section}.{exc.full_key}")
+        raise UnknownKeyError(f"{path}: {message}") from None
     try:
         check_keys(cfg)
     except UnknownKeyError as exc:

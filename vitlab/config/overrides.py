@@ -10,6 +10,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from vitlab.config.instantiate import _target_name
 from vitlab.config.run import is_typed
 
 __all__ = ["apply_overrides", "parse_sweep", "config_keys", "check_keys", "UnknownKeyError"]
@@ -62,7 +63,7 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
         if ov.is_delete():
             if current is _MISSING:
-                raise UnknownKeyError(_unknown(cfg, key))
+                raise UnknownKeyError(unknown_key_message(cfg, key))
             if is_typed(parent):
                 raise KeyError(f"cannot delete '{key}': the keys of {parent_key} are fixed "
                                f"({OmegaConf.get_type(parent).__name__}'s fields); set it instead")
@@ -70,10 +71,11 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
                 del parent[leaf]
             continue
         if current is _MISSING and is_typed(parent):
-            raise UnknownKeyError(_unknown(cfg, key) + f" (the keys of {parent_key} are fixed: "
+            raise UnknownKeyError(unknown_key_message(cfg, key) + f" (the keys of {parent_key} are fixed: "
                                   f"{OmegaConf.get_type(parent).__name__}'s fields)")
         if current is _MISSING and not ov.is_add() and not _is_constructor_arg(cfg, key):
-            raise UnknownKeyError(_unknown(cfg, key) + f" (prefix with '+' to add a new key: +{ov.input_line})")
+            raise UnknownKeyError(unknown_key_message(cfg, key)
+                                  + f" (prefix with '+' to add a new key: +{ov.input_line})")
         with open_dict(cfg):
             OmegaConf.update(cfg, key, ov.value(), merge=False, force_add=True)
     return cfg
@@ -126,7 +128,8 @@ def check_keys(cfg: Any, prefix: str = "") -> None:
         for key in cfg.keys():
             if not str(key).startswith("_") and key not in found[0]:
                 full = f"{prefix}.{key}" if prefix else str(key)
-                close = [f"{prefix}.{c}" if prefix else c for c in difflib.get_close_matches(str(key), found[0], n=3)]
+                close = difflib.get_close_matches(str(key), found[0], n=3)
+                close = [f"{prefix}.{c}" if prefix else c for c in close]
                 hint = f"; closest existing keys: {', '.join(close)}" if close else ""
                 raise UnknownKeyError(f"config has no key '{full}' ({_target_name(cfg._target_)} takes no "
                                       f"argument '{key}'){hint}")
@@ -141,10 +144,6 @@ def check_keys(cfg: Any, prefix: str = "") -> None:
             check_keys(node, path)
 
 
-def _target_name(target: Any) -> str:
-    return target if isinstance(target, str) else getattr(target, "__qualname__", repr(target))
-
-
 def _is_constructor_arg(cfg: DictConfig, key: str) -> bool:
     """A key absent from the config but accepted by its node's constructor (left at its default)."""
     parent_key, _, leaf = key.rpartition(".")
@@ -152,9 +151,10 @@ def _is_constructor_arg(cfg: DictConfig, key: str) -> bool:
     return leaf in _target_params(parent)
 
 
-def _unknown(cfg: DictConfig, key: str, prefix: str = "") -> str:
-    """"config has no key 'train.max_step'; closest existing keys: train.max_steps" (``key`` relative to ``cfg``,
-    shown under ``prefix``)."""
+def unknown_key_message(cfg: DictConfig, key: str, prefix: str = "") -> str:
+    """"config has no key 'train.max_step'; closest existing keys: train.max_steps".
+
+    ``key`` is relative to ``cfg`` and shown under ``prefix``."""
     parent_key, _, _ = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
     candidates = config_keys(cfg) + [f"{parent_key}.{p}" if parent_key else p for p in _target_params(parent)]

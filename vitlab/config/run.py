@@ -34,7 +34,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     strategy: str = "ddp"  # ddp | fsdp | none (only used under torchrun)
     grad_accum_steps: int = 1
-    clip_grad: Optional[float] = 1.0  # max global grad norm; None/0 disables clipping (the norm is still logged)
+    clip_grad: Optional[float] = 1.0  # max global grad norm; None/0: no clipping (the norm is still logged)
     log_every: int = 20
     eval_every: Optional[int] = None  # steps; the run always evaluates at its end
     eval_at_start: bool = False  # also evaluate the untrained network (logged at step 0)
@@ -54,13 +54,16 @@ class OptimConfig:
     weight_decay: Any = 0.0  # a number (constant) or L(Schedule)(...)
     layer_decay: float = 1.0  # 1.0 = off; fine-tuning uses ~0.65-0.75 (BEiT)
     patch_embed_lr_mult: float = 1.0  # DINOv3 uses 0.2
-    lr_scaling: Optional[str] = None  # None: lr as written | sqrt_wrt_1024 (DINOv3) | linear_wrt_256 (Goyal et al.)
-    no_weight_decay: str = "timm"  # timm: biases, 1-D params, tokens exempt | dinov3: bias/norm/gamma names only
+    # None: lr as written | sqrt_wrt_1024 (DINOv3) | linear_wrt_256 (Goyal et al.)
+    lr_scaling: Optional[str] = None
+    # timm: biases, 1-D params, tokens exempt | dinov3: bias/norm/gamma names only
+    no_weight_decay: str = "timm"
 
 
 @dataclass(kw_only=True)
 class DataConfig:
-    """Datasets (``L(...)`` configs that get ``transform=``), transforms and loader settings (``vitlab.engine.batches``)."""
+    """Datasets (``L(...)`` configs that get ``transform=``), transforms and loader settings
+    (``vitlab.engine.batches``)."""
 
     train: Any = MISSING
     val: Any = None  # evaluation queries; None: no evaluation
@@ -68,7 +71,8 @@ class DataConfig:
     train_transform: Any = None
     eval_transform: Any = None
     collate: Any = None  # e.g. multi-crop views + iBOT masks
-    batch_size: int = MISSING  # global (all ranks, all accumulated micro-batches): the batch of one optimizer step
+    # global (all ranks, all accumulated micro-batches): the batch of one optimizer step
+    batch_size: int = MISSING
     eval_batch_size: Optional[int] = None  # None: batch_size
     num_workers: int = 0
 

@@ -157,7 +157,7 @@ class Trainer:
         return StepResult(loss, grad_norm, lr, wd, metrics, scheduled, stopping=flags[2].item() > 0)
 
     def forward_backward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Forward and backward of each micro-batch (gradients synced on the last); the mean loss and metrics."""
+        """Forward and backward of each micro-batch (gradients synced on the last); mean loss and metrics."""
         accum = self.tc.grad_accum_steps
         losses, metric_sums = [], {}
         for micro in range(accum):
@@ -186,7 +186,8 @@ class Trainer:
                   "train/weight_decay": result.weight_decay, "train/grad_norm": result.grad_norm.item(),
                   "train/epoch": state.epoch + state.batch / max(self.sampler.batches_per_epoch, 1),
                   "perf/images_per_s": w.steps * batch_size / elapsed, "perf/step_time_s": elapsed / w.steps,
-                  "perf/data_wait_s": w.wait / w.steps, "perf/peak_memory_mb": peak_memory_mb(self.info.device),
+                  "perf/data_wait_s": w.wait / w.steps,
+                  "perf/peak_memory_mb": peak_memory_mb(self.info.device),
                   "train/skipped_steps": float(self.guard.total_skipped)}
         values |= {f"train/{k}": distributed.all_reduce_mean(v).item() for k, v in result.metrics.items()}
         values |= {f"schedule/{k}": float(v) for k, v in result.scheduled.items()}
