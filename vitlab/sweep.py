@@ -66,7 +66,7 @@ def evaluate_run(run_dir: str, evals: list[dict[str, str]], linear_epochs: int =
         raise FileNotFoundError(f"no checkpoint in {run_dir!r}")
     model, cfg = build_model_from_checkpoint(ckpt, num_classes=0)
     data = cfg.data
-    bank_split = "knn_train" if data.get("knn_train") is not None else "train"
+    bank_split = "knn_train" if data.knn_train is not None else "train"
     rows = []
     for setting in evals:
         readout = setting.get("readout")
@@ -74,7 +74,7 @@ def evaluate_run(run_dir: str, evals: list[dict[str, str]], linear_epochs: int =
         feats = {}
         for split in (bank_split, "val"):
             loader, sampler = build_loader(build_dataset(data, split, train=False),
-                                           batch_size=data.get("eval_batch_size") or data.batch_size, seed=0,
+                                           batch_size=data.eval_batch_size or data.batch_size, seed=0,
                                            shuffle=False, drop_last=False)
             sampler.set_epoch(0)
             feats[split] = extract_features(model, loader, readout=readout)

@@ -4,12 +4,12 @@ from omegaconf import OmegaConf
 
 from torchvision.transforms import v2
 
-from vitlab.config import L
+from vitlab.config import DataConfig, L
 from vitlab.data import cifar10, compose, normalize
 
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]  # CIFAR-10 train-set statistics
 
-data = OmegaConf.create(dict(
+data = OmegaConf.structured(DataConfig(
     train=L(cifar10)(root="data/cifar10", split="train"),
     val=L(cifar10)(root="data/cifar10", split="test"),
     train_transform=L(compose)(transforms=[

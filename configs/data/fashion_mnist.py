@@ -7,12 +7,12 @@ from omegaconf import OmegaConf
 
 from torchvision.transforms import v2
 
-from vitlab.config import L
+from vitlab.config import DataConfig, L
 from vitlab.data import DEFAULT_ROOT, FashionMNIST, compose, normalize
 
 MEAN, STD = [0.2860], [0.3530]  # Fashion-MNIST train-set pixel mean / std
 
-data = OmegaConf.create(dict(
+data = OmegaConf.structured(DataConfig(
     train=L(FashionMNIST)(root=DEFAULT_ROOT, split="train"),
     val=L(FashionMNIST)(root=DEFAULT_ROOT, split="test"),
     train_transform=L(compose)(transforms=[

@@ -5,14 +5,14 @@ Global crops keep the native 28px (a 7x7 grid at patch 4, the grid evaluation se
 """
 
 from omegaconf import OmegaConf
-from vitlab.config import L
+from vitlab.config import DataConfig, L
 from vitlab.data import DEFAULT_ROOT, FashionMNIST, compose, normalize
 from vitlab.ssl import MaskingGenerator, MultiCrop, collate_multicrop, sample_ibot_masks
 
 MEAN, STD = [0.2860], [0.3530]  # Fashion-MNIST pixel statistics (one channel: the images are gray)
 GLOBAL, LOCAL, PATCH = 28, 16, 4
 
-data = OmegaConf.create(dict(
+data = OmegaConf.structured(DataConfig(
     train=L(FashionMNIST)(root=DEFAULT_ROOT, split="train"),
     knn_train=L(FashionMNIST)(root=DEFAULT_ROOT, split="train", limit=10000),
     val=L(FashionMNIST)(root=DEFAULT_ROOT, split="test"),

@@ -4,12 +4,12 @@ from omegaconf import OmegaConf
 
 from torchvision.transforms import v2
 
-from vitlab.config import L
+from vitlab.config import DataConfig, L
 from vitlab.data import ImageFolder, compose, normalize
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # ImageNet statistics
 
-data = OmegaConf.create(dict(
+data = OmegaConf.structured(DataConfig(
     train=L(ImageFolder)(root="/data/imagenet/train"),
     val=L(ImageFolder)(root="/data/imagenet/val"),
     train_transform=L(compose)(transforms=[

@@ -17,7 +17,7 @@ from configs.optim.adamw import optim
 from configs.train.default import train
 from vitlab.config import L
 from vitlab.engine import Schedule
-from vitlab.ssl import DINOHead
+from vitlab.ssl import DINOHead, GramConfig
 from vitlab.tasks import DINOv3Task
 
 # No LayerScale (DINOv3: 1e-5). With 1e-5 a 4-block network stays its patch embedding for the first
@@ -72,6 +72,6 @@ def set_budget(steps: int, *, evals: int = 1) -> None:
     train.max_steps = steps
     optim.lr.warmup_steps = steps // 10
     task.freeze_last_layer_steps = steps // 20
-    task.gram = dict(start_step=steps // 2, load_step=steps // 2, update_every=steps // 4)
+    task.gram = GramConfig(start_step=steps // 2, load_step=steps // 2, update_every=steps // 4)
     train.eval_every = steps // evals if evals > 1 else None  # None: only at the end
     train.checkpoint_every = max(steps // 5, 1)

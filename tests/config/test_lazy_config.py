@@ -4,8 +4,8 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vitlab.config import (ConfigInstantiationError, L, apply_overrides, instantiate, load_config, parse_sweep,
-                           save_config)
+from vitlab.config import (ConfigInstantiationError, L, TrainConfig, apply_overrides, instantiate, load_config,
+                           parse_sweep, save_config)
 from vitlab.layers import LayerNorm, Mlp
 from vitlab.mixers import Attention
 from vitlab.models import Block, HybridViT
@@ -85,7 +85,7 @@ def test_parse_sweep_is_cartesian():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    cfg = OmegaConf.create({"model": tiny_model(num_registers=2), "train": {"max_steps": 3, "lr": 1e-3}})
+    cfg = OmegaConf.create({"model": tiny_model(num_registers=2), "train": TrainConfig(max_steps=3, seed=1)})
     path = save_config(cfg, tmp_path / "run" / "config.yaml")
     back = load_config(path)
     assert back == cfg

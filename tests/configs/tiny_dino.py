@@ -1,6 +1,7 @@
 """The DINOv3 quickstart shrunk to seconds: for end-to-end tests of train, eval and sweep."""
 
 from experiments.dinov3_quickstart import data, model, optim, task, train  # noqa: F401
+from vitlab.ssl import GramConfig
 
 model.hidden_dim = 32
 model.num_blocks = 2
@@ -13,7 +14,7 @@ task.dino_head.out_dim = 64
 task.dino_head.hidden_dim = 32
 task.dino_head.bottleneck_dim = 16
 task.ibot_head = task.dino_head
-task.gram = dict(start_step=2, load_step=2, update_every=2)
+task.gram = GramConfig(start_step=2, load_step=2, update_every=2)
 task.freeze_last_layer_steps = 1
 data.train.limit = 64
 data.knn_train.limit = 100

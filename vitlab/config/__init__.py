@@ -1,9 +1,11 @@
-"""Configs as Python: ``L(cls)(...)`` LazyConfigs on omegaconf, built by hydra's ``instantiate``."""
+"""Configs as Python: ``L(cls)(...)`` LazyConfigs on omegaconf, built by hydra's ``instantiate``, and the
+typed run sections (``TrainConfig``, ``OptimConfig``, ``DataConfig``) whose keys are fixed."""
 
 from vitlab.config.instantiate import ConfigInstantiationError, build, instantiate
 from vitlab.config.io import load_config, save_config
 from vitlab.config.lazy import L, import_path, is_lazy
-from vitlab.config.overrides import apply_overrides, config_keys, parse_sweep
+from vitlab.config.overrides import UnknownKeyError, apply_overrides, check_keys, config_keys, parse_sweep
+from vitlab.config.run import DataConfig, OptimConfig, TrainConfig, typed_sections
 
 __all__ = [
     "L",
@@ -17,4 +19,10 @@ __all__ = [
     "is_lazy",
     "import_path",
     "ConfigInstantiationError",
+    "UnknownKeyError",
+    "check_keys",
+    "TrainConfig",
+    "OptimConfig",
+    "DataConfig",
+    "typed_sections",
 ]

@@ -8,6 +8,12 @@ Imports inside a config file resolve from the directory above the file's top-lev
 from the working directory, so ``experiments/foo.py`` (or a file elsewhere, run from the repository)
 can say ``from configs.models.hybrid_small_p16 import model``. Every load runs the imported base
 files from both places afresh, so an experiment that edits ``model`` never leaks into the next load.
+
+A loaded config is checked: ``train``, ``optim`` and ``data`` are typed (structured configs, see
+:mod:`vitlab.config.run`), and every LazyConfig's arguments are parameters of its ``_target_``. A file
+that writes a key that does not exist fails to load, with the file and line, the full key and the
+closest existing keys: ``experiments/x.py:12: config has no key 'train.max_step'; closest existing
+keys: train.max_steps``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+from vitlab.config.overrides import UnknownKeyError, check_keys, unknown_key_message
+from vitlab.config.run import SECTIONS, typed_sections
 
 __all__ = ["load_config", "save_config"]
 
@@ -60,7 +70,10 @@ def _exec_python(path: Path) -> dict[str, Any]:
     try:
         spec = importlib.util.spec_from_file_location(f"_vitlab_config_{next(_counter)}", path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except (ConfigAttributeError, ConfigKeyError, ValidationError) as exc:
+            raise _config_file_error(exc, path) from None
     finally:
         for root in roots:
             sys.path.remove(str(root))
@@ -75,6 +88,60 @@ def _exec_python(path: Path) -> dict[str, Any]:
     }
 
 
+def _config_file_error(exc: ConfigAttributeError | ConfigKeyError | ValidationError, path: Path) -> Exception:
+    """The error of a config file that writes a misspelt key of a typed config (``train.max_step = 5``):
+    the file and line that wrote it, the full key and the closest existing keys."""
+    frames, tb = [], exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    config_frames = [f for f in frames if _is_config_file(f.f_code.co_filename)]
+    frame = config_frames[-1] if config_frames else None
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else str(path)
+    if frame is not None and frame.f_code.co_filename != str(path):
+        where += f" (loading {path})"
+    node = getattr(exc, "parent_node", None)
+    root = node._get_root() if node is not None else None
+    names = {**frame.f_globals, **frame.f_locals} if frame is not None else {}
+    # the module-level name of the config the error is in (``train``); item assignment reports a copy
+    matches = [n for n, v in names.items() if v is root] or [
+        n for n, v in names.items() if isinstance(v, DictConfig) and OmegaConf.get_type(v) is exc.object_type]
+    name = next((n for n in matches if not n.startswith("_")), "")
+    root = names[name] if name else root if root is not None else DictConfig({})
+    key = f"{name}.{exc.full_key}" if name else str(exc.full_key)
+    if isinstance(exc, ValidationError):
+        return ValueError(f"{where}: config key '{key}': {exc.msg.splitlines()[0]}")
+    return UnknownKeyError(f"{where}: {unknown_key_message(root, str(exc.full_key), prefix=name)}")
+
+
+def _is_config_file(filename: str) -> bool:
+    """A frame of a config file, not of omegaconf, the standard library or vitlab itself."""
+    file = Path(filename)
+    outside = not (file.is_relative_to(_VITLAB) or file.is_relative_to(_STDLIB) or "site-packages" in file.parts)
+    return file.suffix == ".py" and outside
+
+
+_VITLAB = Path(__file__).resolve().parents[1]
+_STDLIB = Path(importlib.__file__).resolve().parents[1]
+
+
+def _typed(cfg: DictConfig, path: Path) -> DictConfig:
+    """``cfg`` with typed ``train``/``optim``/``data`` whose LazyConfig arguments all exist, or an
+    error naming ``path``."""
+    try:
+        typed_sections(cfg)
+    except ConfigKeyError as exc:
+        section = next(k for k in SECTIONS if k in cfg and exc.object_type is SECTIONS[k])
+        schema = DictConfig({section: OmegaConf.structured(SECTIONS[section])})
+        message = unknown_key_message(schema, f"{section}.{exc.full_key}")
+        raise UnknownKeyError(f"{path}: {message}") from None
+    try:
+        check_keys(cfg)
+    except UnknownKeyError as exc:
+        raise UnknownKeyError(f"{path}: {exc}") from None
+    return cfg
+
+
 def load_config(path: str | Path) -> DictConfig:
     """Load a config file: Python (module-level configs become keys) or YAML.
 
@@ -82,7 +149,13 @@ def load_config(path: str | Path) -> DictConfig:
         path: a ``.py`` or ``.yaml``/``.yml`` file.
 
     Returns:
-        A ``DictConfig`` with one key per top-level config (``model``, ``train``, ...).
+        A ``DictConfig`` with one key per top-level config (``model``, ``train``, ...); its ``train``,
+        ``optim`` and ``data`` are typed (:mod:`vitlab.config.run`).
+
+    Raises:
+        UnknownKeyError: the file (or a base it runs) writes a key that does not exist, in a typed
+            section or as an argument of a LazyConfig; the message names the file and line, the full
+            key and the closest existing keys.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -95,12 +168,12 @@ def load_config(path: str | Path) -> DictConfig:
         allow_objects = any(
             isinstance(v, DictConfig) and v._get_flag("allow_objects") for v in content.values()
         )
-        return DictConfig(content, flags={"allow_objects": True} if allow_objects else None)
+        return _typed(DictConfig(content, flags={"allow_objects": True} if allow_objects else None), path)
     if path.suffix in (".yaml", ".yml"):
         cfg = OmegaConf.load(path)
         if not isinstance(cfg, DictConfig):
             raise ValueError(f"config file {str(path)!r} must hold a mapping at the top, got a list")
-        return cfg
+        return _typed(cfg, path)
     raise ValueError(f"config file {str(path)!r} must end in .py, .yaml or .yml")
 
 

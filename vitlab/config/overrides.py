@@ -10,9 +10,19 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-__all__ = ["apply_overrides", "parse_sweep", "config_keys"]
+from vitlab.config.instantiate import _target_name
+from vitlab.config.run import is_typed
+
+__all__ = ["apply_overrides", "parse_sweep", "config_keys", "check_keys", "UnknownKeyError"]
 
 _MISSING = object()
+
+
+class UnknownKeyError(KeyError):
+    """A config key that does not exist (a misspelling), with the closest existing keys in its message."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 def config_keys(cfg: Any, prefix: str = "") -> list[str]:
@@ -41,23 +51,31 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
 
     ``key=value`` sets an existing key, or a constructor argument of a LazyConfig node that the
     config leaves at its default; a misspelt key raises ``KeyError`` naming the closest keys.
-    ``+key=value`` adds a new one, ``~key`` deletes one. Sweeps (``a=1,2``) belong to ``vitlab sweep``.
+    ``+key=value`` adds a new one, ``~key`` deletes one, except in a typed section (``train``, ``optim``,
+    ``data``, ``task.gram``: structured configs), whose keys are fixed. Sweeps (``a=1,2``) belong to ``vitlab sweep``.
     """
     for ov in _parse(overrides):
         key = ov.key_or_group
         if ov.is_sweep_override():
             raise ValueError(f"override '{ov.input_line}' is a sweep; use `vitlab sweep` or --multirun for sweeps")
         current = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
         if ov.is_delete():
             if current is _MISSING:
-                raise KeyError(_unknown(cfg, key))
-            parent_key, _, leaf = key.rpartition(".")
-            parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+                raise UnknownKeyError(unknown_key_message(cfg, key))
+            if is_typed(parent):
+                raise KeyError(f"cannot delete '{key}': the keys of {parent_key} are fixed "
+                               f"({OmegaConf.get_type(parent).__name__}'s fields); set it instead")
             with open_dict(parent):
                 del parent[leaf]
             continue
+        if current is _MISSING and is_typed(parent):
+            raise UnknownKeyError(unknown_key_message(cfg, key) + f" (the keys of {parent_key} are fixed: "
+                                  f"{OmegaConf.get_type(parent).__name__}'s fields)")
         if current is _MISSING and not ov.is_add() and not _is_constructor_arg(cfg, key):
-            raise KeyError(_unknown(cfg, key) + f" (prefix with '+' to add a new key: +{ov.input_line})")
+            raise UnknownKeyError(unknown_key_message(cfg, key)
+                                  + f" (prefix with '+' to add a new key: +{ov.input_line})")
         with open_dict(cfg):
             OmegaConf.update(cfg, key, ov.value(), merge=False, force_add=True)
     return cfg
@@ -78,17 +96,52 @@ def parse_sweep(overrides: Iterable[str]) -> list[list[str]]:
     return combos
 
 
-def _target_params(node: Any) -> list[str]:
-    """Keyword parameters of a LazyConfig node's ``_target_`` (empty if it has none)."""
+def _signature(node: Any) -> tuple[list[str], bool] | None:
+    """Keyword parameters of a LazyConfig node's ``_target_`` and whether it takes ``**kwargs``
+    (None if it has no resolvable ``_target_``)."""
     if not isinstance(node, DictConfig) or "_target_" not in node:
-        return []
+        return None
     try:
         target = node._target_
         target = get_object(target) if isinstance(target, str) else target
         params = inspect.signature(target).parameters.values()
     except Exception:  # noqa: BLE001 - an unresolvable target simply offers no parameters
-        return []
-    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return None
+    names = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _target_params(node: Any) -> list[str]:
+    """Keyword parameters of a LazyConfig node's ``_target_`` (empty if it has none)."""
+    found = _signature(node)
+    return found[0] if found else []
+
+
+def check_keys(cfg: Any, prefix: str = "") -> None:
+    """Every argument of every LazyConfig node in ``cfg`` is a parameter of its ``_target_``.
+
+    Raises:
+        UnknownKeyError: naming the full key and the closest parameters (``task.koleo_wieght``).
+    """
+    found = _signature(cfg)
+    if found is not None and not found[1]:
+        for key in cfg.keys():
+            if not str(key).startswith("_") and key not in found[0]:
+                full = f"{prefix}.{key}" if prefix else str(key)
+                close = difflib.get_close_matches(str(key), found[0], n=3)
+                close = [f"{prefix}.{c}" if prefix else c for c in close]
+                hint = f"; closest existing keys: {', '.join(close)}" if close else ""
+                raise UnknownKeyError(f"config has no key '{full}' ({_target_name(cfg._target_)} takes no "
+                                      f"argument '{key}'){hint}")
+    if isinstance(cfg, DictConfig):
+        children = [(f"{prefix}.{k}" if prefix else str(k), cfg._get_node(k)) for k in cfg.keys()]
+    elif isinstance(cfg, ListConfig):
+        children = [(f"{prefix}[{i}]", cfg._get_node(i)) for i in range(len(cfg))]
+    else:
+        children = []
+    for path, node in children:
+        if isinstance(node, (DictConfig, ListConfig)):
+            check_keys(node, path)
 
 
 def _is_constructor_arg(cfg: DictConfig, key: str) -> bool:
@@ -98,10 +151,14 @@ def _is_constructor_arg(cfg: DictConfig, key: str) -> bool:
     return leaf in _target_params(parent)
 
 
-def _unknown(cfg: DictConfig, key: str) -> str:
+def unknown_key_message(cfg: DictConfig, key: str, prefix: str = "") -> str:
+    """"config has no key 'train.max_step'; closest existing keys: train.max_steps".
+
+    ``key`` is relative to ``cfg`` and shown under ``prefix``."""
     parent_key, _, _ = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
     candidates = config_keys(cfg) + [f"{parent_key}.{p}" if parent_key else p for p in _target_params(parent)]
+    shown = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)  # noqa: E731
     close = difflib.get_close_matches(key, sorted(set(candidates)), n=3, cutoff=0.5)
-    hint = f"; closest existing keys: {', '.join(close)}" if close else ""
-    return f"config has no key '{key}'{hint}"
+    hint = f"; closest existing keys: {', '.join(shown(k) for k in close)}" if close else ""
+    return f"config has no key '{shown(key)}'{hint}"

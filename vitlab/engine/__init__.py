@@ -15,8 +15,8 @@ from vitlab.engine.checkpoint import (
 from vitlab.engine.nonfinite import NonFiniteError, NonFiniteGuard
 from vitlab.engine.optim import build_optimizer, param_groups, set_hyperparams
 from vitlab.engine.schedules import Schedule, as_schedule
-from vitlab.engine.trainer import train
+from vitlab.engine.trainer import Trainer, train
 
 __all__ = ["CheckpointManager", "build_model_from_checkpoint", "latest_checkpoint", "load_checkpoint",
            "save_atomic", "NonFiniteError", "NonFiniteGuard", "build_optimizer", "param_groups",
-           "set_hyperparams", "Schedule", "as_schedule", "train"]
+           "set_hyperparams", "Schedule", "as_schedule", "Trainer", "train"]

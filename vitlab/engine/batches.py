@@ -20,23 +20,23 @@ def build_data(cfg: DictConfig, info: DistInfo) -> tuple[DataLoader, ResumableSa
     """The training loader (per-rank micro-batches), its sampler, and a factory of eval loaders.
 
     ``data.batch_size`` is the global batch of one optimizer step, split over ranks and
-    ``train.grad_accum_steps`` micro-batches.
+    ``train.grad_accum_steps`` micro-batches. ``cfg.data`` is a typed :class:`vitlab.config.DataConfig`.
     """
     dc, accum = cfg.data, cfg.train.grad_accum_steps
     per_rank, rest = divmod(dc.batch_size, info.world_size * accum)
     if rest or per_rank == 0:
         raise ValueError(f"data.batch_size={dc.batch_size} must be divisible by world size {info.world_size} "
                          f"x train.grad_accum_steps={accum}")
-    common = dict(rank=info.rank, world_size=info.world_size, num_workers=dc.get("num_workers", 0),
+    common = dict(rank=info.rank, world_size=info.world_size, num_workers=dc.num_workers,
                   pin_memory=info.device.type == "cuda")
-    collate = instantiate(dc.collate) if dc.get("collate") is not None else None  # e.g. multi-crop + masks
+    collate = instantiate(dc.collate) if dc.collate is not None else None  # e.g. multi-crop + masks
     loader, sampler = build_loader(build_dataset(dc, "train"), batch_size=per_rank, seed=cfg.train.seed,
                                    shuffle=True, drop_last=True, collate_fn=collate, **common)
     cache: dict[str, DataLoader] = {}
 
     def make_eval_loader(split: str) -> DataLoader:
         if split not in cache:
-            eval_batch = dc.get("eval_batch_size") or dc.batch_size
+            eval_batch = dc.eval_batch_size or dc.batch_size
             cache[split], eval_sampler = build_loader(
                 build_dataset(dc, split, train=False), batch_size=max(1, eval_batch // info.world_size),
                 seed=cfg.train.seed, shuffle=False, drop_last=False, **common)

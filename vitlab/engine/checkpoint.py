@@ -173,12 +173,12 @@ def build_model_from_checkpoint(path: str | Path, **model_overrides: Any) -> tup
         **model_overrides: constructor arguments replacing the config's (e.g. ``num_classes=0``);
             head parameters that then have no place are dropped.
     """
-    from vitlab.config import instantiate  # deferred: keeps checkpoint IO importable without hydra
+    from vitlab.config import instantiate, typed_sections  # deferred: keeps checkpoint IO importable without hydra
 
     ckpt = load_checkpoint(path)
     if "config" not in ckpt:
         raise ValueError(f"{str(path)!r} holds no 'config' YAML; cannot rebuild its model")
-    cfg = OmegaConf.create(ckpt["config"])
+    cfg = typed_sections(OmegaConf.create(ckpt["config"]))
     model = instantiate(cfg.model, **model_overrides)
     state = ckpt["model"]
     if model_overrides.get("num_classes", None) == 0:

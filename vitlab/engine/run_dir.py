@@ -20,7 +20,7 @@ def prepare_run_dir(cfg: DictConfig, experiment: str, info: DistInfo) -> Path:
     ``train.output_dir`` is written back into ``cfg`` so the saved config names its own folder.
     """
     OmegaConf.resolve(cfg)
-    out = cfg.train.get("output_dir")
+    out = cfg.train.output_dir
     if not out:
         stamp = distributed.broadcast_object(time.strftime("%Y%m%d-%H%M%S"))
         out = f"runs/{experiment}/{stamp}"

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from dataclasses import dataclass, field
 
 import torch
 from omegaconf import DictConfig
 
-from vitlab.config import instantiate
+from vitlab.config import instantiate, typed_sections
 from vitlab.engine import distributed
 from vitlab.engine.batches import build_data, data_stream, to_device
 from vitlab.engine.faults import Faults
@@ -29,146 +30,225 @@ from vitlab.engine.rng import seed_everything
 from vitlab.engine.run_dir import prepare_run_dir
 from vitlab.engine.schedules import as_schedule
 
-__all__ = ["train"]
+__all__ = ["Trainer", "StepResult", "train"]
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step leaves for logging: the mean loss over micro-batches, the global grad
+    norm, the hyperparameters it ran with, the task's metrics and schedules, and whether to stop."""
+
+    loss: torch.Tensor
+    grad_norm: torch.Tensor
+    lr: float
+    weight_decay: float
+    metrics: dict[str, torch.Tensor]
+    scheduled: dict[str, float]
+    stopping: bool  # a SIGTERM reached some rank before this step's all-reduce
+
+
+@dataclass
+class _Window:
+    """The throughput window between two log lines (evaluation time is moved out of it)."""
+
+    start: float = field(default_factory=lambda: time.perf_counter())
+    steps: int = 0
+    wait: float = 0.0  # seconds spent waiting for batches
+
+
+class Trainer:
+    """A training run of ``cfg`` (keys ``model``, ``task``, ``data``, ``optim``, ``train``).
+
+    Construction builds everything (task, data, optimizer, precision, logger) and resumes; ``fit()``
+    runs the steps. Seeds: ``train.seed`` before the task is built (identical initial weights on every
+    rank: FSDP does not broadcast), then ``seed + 1_000_003 * rank`` before the restore (distinct
+    dropout / drop-path / mixup per rank).
+    """
+
+    def __init__(self, cfg: DictConfig, *, experiment: str = "run"):
+        self.cfg, self.experiment = typed_sections(cfg), experiment
+        self.info = info = distributed.setup(cfg.train.device)
+        self.tc = tc = cfg.train
+        oc = cfg.optim
+        self.run_dir = prepare_run_dir(cfg, experiment, info)
+
+        seed_everything(tc.seed)
+        self.task = instantiate(cfg.task, model=cfg.model).to(info.device)
+        self.train_loader, self.sampler, self.make_eval_loader = build_data(cfg, info)
+        self.steps_per_epoch = self.sampler.batches_per_epoch // tc.grad_accum_steps
+        self.total_steps = tc.max_steps if tc.max_steps else tc.epochs * self.steps_per_epoch
+        self.task.setup(total_steps=self.total_steps)
+        lr_factor = lr_scale_factor(oc.lr_scaling, cfg.data.batch_size)
+        lr_base = as_schedule(oc.lr, self.total_steps)
+        self.lr_schedule = (lambda s: lr_factor * lr_base(s)) if lr_factor != 1.0 else lr_base
+        self.wd_schedule = as_schedule(oc.weight_decay, self.total_steps)
+        self.model = distributed.wrap(self.task, info, tc.strategy)
+        groups = param_groups(self.task.trainable_modules(), layer_decay=oc.layer_decay,
+                              patch_embed_lr_mult=oc.patch_embed_lr_mult, no_weight_decay=oc.no_weight_decay)
+        self.optimizer = build_optimizer(oc.optimizer, groups)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.precision = Precision(tc.precision, info.device)
+        self.guard = NonFiniteGuard(tc.max_nonfinite_steps)
+        self.state = RunState()
+        seed_everything(tc.seed + 1_000_003 * info.rank)
+        restore(tc.resume, self.run_dir, self.task, self.optimizer, self.precision, self.state, info)
+        self.logger = MetricLogger(self.run_dir, total_steps=self.total_steps, enabled=info.is_main,
+                                   start_step=self.state.step)
+        self.data = data_stream(self.train_loader, self.sampler, self.state)
+        self.faults = Faults.from_env()
+        self.stop_requested = False
+        self.has_val = cfg.data.val is not None
+        self.start_eval: dict[str, float] = {}
+        self.last_eval: dict[str, float] = {}
+        self.window = _Window()
+
+    def fit(self) -> dict[str, float]:
+        """Train to ``total_steps`` (or until SIGTERM) and return the last evaluation's metrics."""
+        state, tc = self.state, self.tc
+        previous_handler = self.install_signal_handler()
+        try:
+            self.announce()
+            if self.has_val and tc.eval_at_start and state.step == 0:
+                self.evaluate_at_start()
+            while state.step < self.total_steps:
+                result = self.train_step()
+                if state.step % tc.log_every == 0 or state.step == self.total_steps:
+                    self.log(result)
+                is_best = self.maybe_evaluate()
+                self.maybe_checkpoint(is_best, result.stopping)
+                self.faults.maybe_fire(state.step)
+                if result.stopping:
+                    print(f"[vitlab] SIGTERM: saved a checkpoint at step {state.step} and stopped", flush=True)
+                    break
+            if self.info.is_main and self.start_eval and self.last_eval and state.step == self.total_steps:
+                self.print_before_after()
+            self.logger.log_hparams(flat_hparams(self.cfg), self.last_eval)
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+            self.logger.close()
+        distributed.barrier()
+        return self.last_eval
+
+    # ----------------------------------------------------------------- one step
+    def train_step(self) -> StepResult:
+        """One optimizer step over ``grad_accum_steps`` micro-batches; skipped (by all ranks) if not finite."""
+        step, optimizer, precision = self.state.step, self.optimizer, self.precision
+        lr, wd = self.lr_schedule(step), self.wd_schedule(step)
+        set_hyperparams(optimizer, lr, wd)
+        scheduled = self.task.before_step(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss, metrics = self.forward_backward()
+        precision.unscale(optimizer)
+        self.task.before_optimizer_step(step)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.tc.clip_grad or float("inf"))
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        # every rank must take the same branch: agree on bad loss / bad grads / stop signal
+        flags = distributed.all_reduce_max(torch.stack([
+            (~torch.isfinite(loss)).float(), (~torch.isfinite(grad_norm)).float(),
+            torch.tensor(float(self.stop_requested), device=loss.device)]))
+        loss_ok, grads_ok = flags[0].item() == 0, flags[1].item() == 0 or precision.scaler is not None
+        if self.guard.check(step, loss_ok, grads_ok):
+            precision.step(optimizer)
+            self.task.after_optimizer_step(step)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+        self.state.step = step + 1
+        self.window.steps += 1
+        return StepResult(loss, grad_norm, lr, wd, metrics, scheduled, stopping=flags[2].item() > 0)
+
+    def forward_backward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward and backward of each micro-batch (gradients synced on the last); mean loss and metrics."""
+        accum = self.tc.grad_accum_steps
+        losses, metric_sums = [], {}
+        for micro in range(accum):
+            t0 = time.perf_counter()
+            batch = to_device(next(self.data), self.info.device)
+            self.window.wait += time.perf_counter() - t0
+            last = micro == accum - 1
+            no_sync = hasattr(self.model, "no_sync") and not last
+            with self.model.no_sync() if no_sync else contextlib.nullcontext():
+                with self.precision.autocast():
+                    loss, metrics = self.model(batch)
+                self.precision.backward(loss / accum)
+            losses.append(loss.detach().float())
+            for k, v in metrics.items():
+                metric_sums[k] = metric_sums.get(k, 0.0) + v.detach().float() / accum
+        return torch.stack(losses).mean(), metric_sums
+
+    # ----------------------------------------------------------------- around the steps
+    def log(self, result: StepResult) -> None:
+        """Losses, hyperparameters and throughput of the window since the last log line (ranks averaged)."""
+        if self.info.device.type == "cuda":
+            torch.cuda.synchronize()  # honest timings: wait for queued kernels
+        w, state, batch_size = self.window, self.state, self.cfg.data.batch_size
+        elapsed = time.perf_counter() - w.start
+        values = {"train/loss": distributed.all_reduce_mean(result.loss).item(), "train/lr": result.lr,
+                  "train/weight_decay": result.weight_decay, "train/grad_norm": result.grad_norm.item(),
+                  "train/epoch": state.epoch + state.batch / max(self.sampler.batches_per_epoch, 1),
+                  "perf/images_per_s": w.steps * batch_size / elapsed, "perf/step_time_s": elapsed / w.steps,
+                  "perf/data_wait_s": w.wait / w.steps,
+                  "perf/peak_memory_mb": peak_memory_mb(self.info.device),
+                  "train/skipped_steps": float(self.guard.total_skipped)}
+        values |= {f"train/{k}": distributed.all_reduce_mean(v).item() for k, v in result.metrics.items()}
+        values |= {f"schedule/{k}": float(v) for k, v in result.scheduled.items()}
+        self.logger.log(state.step, values)
+        self.window = _Window()
+
+    def evaluate(self) -> dict[str, float]:
+        """The task's evaluation; its time is left out of the throughput window."""
+        t0 = time.perf_counter()
+        with self.precision.autocast(), distributed.full_params(self.model):
+            metrics = self.task.evaluate(self.make_eval_loader)
+        self.window.start += time.perf_counter() - t0
+        return metrics
+
+    def evaluate_at_start(self) -> None:
+        """The untrained network's metrics (e.g. k-NN at random initialisation), logged at step 0."""
+        self.start_eval = self.evaluate()
+        self.logger.restart_clock()  # the ETA counts training steps only
+        if self.start_eval:
+            self.logger.log(0, {f"val/{k}": v for k, v in self.start_eval.items()})
+            if self.info.is_main:
+                print("[vitlab] step 0 (before training): " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in self.start_eval.items()), flush=True)
+
+    def maybe_evaluate(self) -> bool:
+        """Evaluate every ``eval_every`` steps and at the end; returns whether the run has a new best."""
+        step, tc = self.state.step, self.tc
+        if not self.has_val or not ((tc.eval_every and step % tc.eval_every == 0) or step == self.total_steps):
+            return False
+        self.last_eval = self.evaluate()
+        if not self.last_eval:
+            return False
+        self.logger.log(step, {f"val/{k}": v for k, v in self.last_eval.items()})
+        return self.state.improve_best(self.last_eval.get(tc.best_metric.removeprefix("val/")), tc.best_mode)
+
+    def maybe_checkpoint(self, is_best: bool, stopping: bool) -> None:
+        """Save every ``checkpoint_every`` steps, at the end, on a new best and before stopping."""
+        step, tc = self.state.step, self.tc
+        if is_best or step % tc.checkpoint_every == 0 or step == self.total_steps or stopping:
+            save_checkpoint(self.run_dir, self.cfg, self.task, self.optimizer, self.precision, self.state,
+                            self.info, tc.keep_last, is_best)
+
+    def install_signal_handler(self):
+        """SIGTERM asks for a stop: the ranks agree on it in the next step, checkpoint and stop."""
+        return signal.signal(signal.SIGTERM, self.request_stop)
+
+    def request_stop(self, *_) -> None:
+        self.stop_requested = True
+
+    def announce(self) -> None:
+        if self.info.is_main:
+            print(f"[vitlab] {self.experiment}: {self.total_steps} steps, {self.steps_per_epoch} steps/epoch, "
+                  f"world size {self.info.world_size}, device {self.info.device}, run dir {self.run_dir}", flush=True)
+            self.logger.log_text("config", (self.run_dir / "config.yaml").read_text())
+
+    def print_before_after(self) -> None:
+        print("[vitlab] before -> after training: " + ", ".join(
+            f"{k} {self.start_eval[k]:.2f} -> {v:.2f} ({v - self.start_eval[k]:+.2f})"
+            for k, v in self.last_eval.items() if k in self.start_eval), flush=True)
 
 
 def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:
     """Run ``cfg`` (keys ``model``, ``task``, ``data``, ``optim``, ``train``) and return the last eval metrics."""
-    info = distributed.setup(cfg.train.get("device", "auto"))
-    tc = cfg.train
-    run_dir = prepare_run_dir(cfg, experiment, info)
-
-    seed_everything(tc.seed)  # identical initial weights on every rank (FSDP does not broadcast)
-    task = instantiate(cfg.task, model=cfg.model).to(info.device)
-    train_loader, sampler, make_eval_loader = build_data(cfg, info)
-    accum = tc.grad_accum_steps
-    steps_per_epoch = sampler.batches_per_epoch // accum
-    total_steps = tc.max_steps if tc.get("max_steps") else tc.epochs * steps_per_epoch
-    task.setup(total_steps=total_steps)
-    lr_factor = lr_scale_factor(cfg.optim.get("lr_scaling"), cfg.data.batch_size)
-    lr_base = as_schedule(cfg.optim.lr, total_steps)
-    lr_schedule = (lambda s: lr_factor * lr_base(s)) if lr_factor != 1.0 else lr_base
-    wd_schedule = as_schedule(cfg.optim.weight_decay, total_steps)
-    model = distributed.wrap(task, info, tc.get("strategy", "ddp"))
-    groups = param_groups(task.trainable_modules(), layer_decay=cfg.optim.get("layer_decay", 1.0),
-                          patch_embed_lr_mult=cfg.optim.get("patch_embed_lr_mult", 1.0),
-                          no_weight_decay=cfg.optim.get("no_weight_decay", "timm"))
-    optimizer = build_optimizer(cfg.optim.optimizer, groups)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    precision = Precision(tc.get("precision", "auto"), info.device)
-    guard = NonFiniteGuard(tc.max_nonfinite_steps)
-    state = RunState()
-    seed_everything(tc.seed + 1_000_003 * info.rank)  # distinct dropout / drop-path / mixup per rank
-    restore(tc.get("resume"), run_dir, task, optimizer, precision, state, info)
-    logger = MetricLogger(run_dir, total_steps=total_steps, enabled=info.is_main, start_step=state.step)
-    data = data_stream(train_loader, sampler, state)
-    faults = Faults.from_env()
-    stop = {"requested": False}
-    old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
-    last_eval: dict[str, float] = {}
-    start_eval: dict[str, float] = {}
-    has_val = cfg.data.get("val") is not None
-    window = {"start": time.perf_counter(), "steps": 0, "wait": 0.0}
-
-    def evaluate() -> dict[str, float]:
-        """The task's evaluation; its time is left out of the throughput window."""
-        t0 = time.perf_counter()
-        with precision.autocast(), distributed.full_params(model):
-            metrics = task.evaluate(make_eval_loader)
-        window["start"] += time.perf_counter() - t0
-        return metrics
-
-    if info.is_main:
-        print(f"[vitlab] {experiment}: {total_steps} steps, {steps_per_epoch} steps/epoch, "
-              f"world size {info.world_size}, device {info.device}, run dir {run_dir}", flush=True)
-        logger.log_text("config", (run_dir / "config.yaml").read_text())
-
-    try:
-        if has_val and tc.get("eval_at_start") and state.step == 0:
-            # the untrained network's metrics (e.g. k-NN at random initialisation), logged at step 0
-            start_eval = evaluate()
-            logger.restart_clock()  # the ETA counts training steps only
-            if start_eval:
-                logger.log(0, {f"val/{k}": v for k, v in start_eval.items()})
-                print("[vitlab] step 0 (before training): " + ", ".join(f"{k} {v:.2f}" for k, v in start_eval.items()),
-                      flush=True) if info.is_main else None
-        while state.step < total_steps:
-            step = state.step
-            lr, wd = lr_schedule(step), wd_schedule(step)
-            set_hyperparams(optimizer, lr, wd)
-            scheduled = task.before_step(step)
-            optimizer.zero_grad(set_to_none=True)
-            losses, metric_sums = [], {}
-            for micro in range(accum):
-                t0 = time.perf_counter()
-                batch = to_device(next(data), info.device)
-                window["wait"] += time.perf_counter() - t0
-                last = micro == accum - 1
-                sync = model.no_sync() if hasattr(model, "no_sync") and not last else contextlib.nullcontext()
-                with sync:
-                    with precision.autocast():
-                        loss, metrics = model(batch)
-                    precision.backward(loss / accum)
-                losses.append(loss.detach().float())
-                for k, v in metrics.items():
-                    metric_sums[k] = metric_sums.get(k, 0.0) + v.detach().float() / accum
-            precision.unscale(optimizer)
-            task.before_optimizer_step(step)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_grad or float("inf"))
-            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-            loss = torch.stack(losses).mean()
-            # every rank must take the same branch: agree on bad loss / bad grads / stop signal
-            flags = distributed.all_reduce_max(torch.stack([
-                (~torch.isfinite(loss)).float(), (~torch.isfinite(grad_norm)).float(),
-                torch.tensor(float(stop["requested"]), device=loss.device)]))
-            loss_ok, grads_ok = flags[0].item() == 0, flags[1].item() == 0 or precision.scaler is not None
-            stopping = flags[2].item() > 0  # a SIGTERM reached some rank before this step's all-reduce
-            if guard.check(step, loss_ok, grads_ok):
-                precision.step(optimizer)
-                task.after_optimizer_step(step)
-            else:
-                optimizer.zero_grad(set_to_none=True)
-            state.step = step + 1
-            window["steps"] += 1
-
-            if state.step % tc.log_every == 0 or state.step == total_steps:
-                if info.device.type == "cuda":
-                    torch.cuda.synchronize()  # honest timings: wait for queued kernels
-                elapsed = time.perf_counter() - window["start"]
-                values = {"train/loss": distributed.all_reduce_mean(loss).item(), "train/lr": lr,
-                          "train/weight_decay": wd, "train/grad_norm": grad_norm.item(),
-                          "train/epoch": state.epoch + state.batch / max(sampler.batches_per_epoch, 1),
-                          "perf/images_per_s": window["steps"] * cfg.data.batch_size / elapsed,
-                          "perf/step_time_s": elapsed / window["steps"],
-                          "perf/data_wait_s": window["wait"] / window["steps"],
-                          "perf/peak_memory_mb": peak_memory_mb(info.device),
-                          "train/skipped_steps": float(guard.total_skipped)}
-                values |= {f"train/{k}": distributed.all_reduce_mean(v).item() for k, v in metric_sums.items()}
-                values |= {f"schedule/{k}": float(v) for k, v in scheduled.items()}
-                logger.log(state.step, values)
-                window = {"start": time.perf_counter(), "steps": 0, "wait": 0.0}
-
-            is_best = False
-            if has_val and ((tc.eval_every and state.step % tc.eval_every == 0) or state.step == total_steps):
-                last_eval = evaluate()
-                if last_eval:
-                    logger.log(state.step, {f"val/{k}": v for k, v in last_eval.items()})
-                    value = last_eval.get(tc.best_metric.removeprefix("val/"))
-                    is_best = state.improve_best(value, tc.best_mode)
-            if (is_best or state.step % tc.checkpoint_every == 0 or state.step == total_steps
-                    or stopping):
-                save_checkpoint(run_dir, cfg, task, optimizer, precision, state, info, tc.keep_last, is_best)
-            faults.maybe_fire(state.step)
-            if stopping:
-                print(f"[vitlab] SIGTERM: saved a checkpoint at step {state.step} and stopped", flush=True)
-                break
-        if info.is_main and start_eval and last_eval and state.step == total_steps:
-            print("[vitlab] before -> after training: " + ", ".join(
-                f"{k} {start_eval[k]:.2f} -> {v:.2f} ({v - start_eval[k]:+.2f})"
-                for k, v in last_eval.items() if k in start_eval), flush=True)
-        logger.log_hparams(flat_hparams(cfg), last_eval)
-    finally:
-        signal.signal(signal.SIGTERM, old_handler)
-        logger.close()
-    distributed.barrier()
-    return last_eval
+    return Trainer(cfg, experiment=experiment).fit()

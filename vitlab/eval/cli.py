@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from omegaconf import OmegaConf
 
-    from vitlab.config import apply_overrides, load_config
+    from vitlab.config import apply_overrides, load_config, typed_sections
     from vitlab.data import build_dataset, build_loader
     from vitlab.engine.checkpoint import build_model_from_checkpoint
     from vitlab.eval.features import extract_features
@@ -46,16 +46,16 @@ def run(args: argparse.Namespace) -> int:
                           "cpu" if args.device == "auto" else args.device)
     model, ckpt_cfg = build_model_from_checkpoint(args.checkpoint, num_classes=0)
     model.to(device)
-    cfg = load_config(args.data) if args.data else OmegaConf.create({"data": ckpt_cfg.get("data")})
+    cfg = load_config(args.data) if args.data else typed_sections(OmegaConf.create({"data": ckpt_cfg.get("data")}))
     if cfg.get("data") is None:
         raise SystemExit(f"{args.checkpoint} holds no data config; pass --data CONFIG")
     apply_overrides(cfg, args.overrides)
     features = {}
     for split in ("train", "val"):
         dataset = build_dataset(cfg.data, split, train=False)
-        loader, sampler = build_loader(dataset, batch_size=cfg.data.get("eval_batch_size") or cfg.data.batch_size,
+        loader, sampler = build_loader(dataset, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
                                        seed=0, shuffle=False, drop_last=False,
-                                       num_workers=cfg.data.get("num_workers", 0))
+                                       num_workers=cfg.data.num_workers)
         sampler.set_epoch(0)
         autocast = torch.bfloat16 if device.type == "cuda" else None
         features[split] = extract_features(model, loader, readout=args.readout, device=device, autocast_dtype=autocast)

@@ -4,7 +4,7 @@ from vitlab.ssl.centering import SoftmaxCenter
 from vitlab.ssl.collapse import collapse_stats, teacher_entropy
 from vitlab.ssl.dino_loss import DINOLoss
 from vitlab.ssl.ema import ema_update
-from vitlab.ssl.gram import GramTeacher, gram_loss, resize_patch_features, snapshot_into
+from vitlab.ssl.gram import GramConfig, GramTeacher, gram_loss, resize_patch_features, snapshot_into
 from vitlab.ssl.heads import DINOHead
 from vitlab.ssl.ibot_loss import iBOTPatchLoss, masked_patch_weights
 from vitlab.ssl.koleo import KoLeoLoss, koleo_loss
@@ -17,6 +17,7 @@ __all__ = [
     "IMAGENET_STD",
     "DINOHead",
     "DINOLoss",
+    "GramConfig",
     "GramTeacher",
     "KoLeoLoss",
     "MaskingGenerator",

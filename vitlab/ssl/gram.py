@@ -9,12 +9,14 @@ taken over the whole batch.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GramTeacher", "gram_loss", "resize_patch_features", "snapshot_into"]
+__all__ = ["GramConfig", "GramTeacher", "gram_loss", "resize_patch_features", "snapshot_into"]
 
 
 def _similarity(feats: torch.Tensor, normalize: bool, img_level: bool) -> torch.Tensor:
@@ -104,6 +106,22 @@ def snapshot_into(dst_module: nn.Module, src_module: nn.Module) -> None:
         if tensor.shape != src[name].shape:
             raise ValueError(f"{name}: shape {tuple(tensor.shape)} vs source {tuple(src[name].shape)}")
     torch._foreach_copy_([t.data for t in dst.values()], [src[k].data for k in dst])
+
+
+@dataclass(kw_only=True)
+class GramConfig:
+    """When Gram anchoring runs (DINOv3 ``gram`` config): ``DINOv3Task(gram=...)`` as a typed config,
+    ``OmegaConf.structured(GramConfig(start_step=100, load_step=100, update_every=50))``.
+
+    ``start_step`` is the first step that adds the Gram loss; the other fields are
+    :class:`GramTeacher`'s snapshot schedule, with its defaults (a test keeps the two in step).
+    """
+
+    start_step: int
+    load_step: Optional[int] = 0
+    update_every: Optional[int] = None
+    first_update_step: int = 0
+    max_updates: Optional[int] = None
 
 
 class GramTeacher(nn.Module):

@@ -17,6 +17,7 @@ masks. Axis legend: B images, G=2 global crops, L local crops, K prototypes, N p
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections import deque
 from typing import Any, Callable, ClassVar
@@ -31,6 +32,7 @@ from vitlab.eval import extract_features, knn_eval
 from vitlab.ssl import (
     DINOHead,
     DINOLoss,
+    GramConfig,
     GramTeacher,
     collapse_stats,
     ema_update,
@@ -54,10 +56,11 @@ class DINOv3Task(Task):
         teacher_temp: teacher temperature schedule (DINOv3: 0.04 -> 0.07 warmup over 30 epochs).
         momentum: EMA momentum schedule (DINOv3: 0.992 -> 1.0 cosine).
         dino_weight, ibot_weight, koleo_weight, gram_weight: loss weights (numbers or schedules;
-            DINOv3: 1.0, 1.0, 0.1, 2.0 once Gram anchoring starts).
+            DINOv3: 1.0, 1.0, 0.1, 2.0). ``gram_weight`` applies only when ``gram`` is set, from its
+            ``start_step`` on; without ``gram`` there is no Gram loss, whatever the weight.
         centering: ``sinkhorn_knopp`` (DINOv3) or ``softmax`` (DINO's EMA center).
-        gram: ``None`` (off) or a dict of :class:`GramTeacher` schedule arguments plus ``start_step``
-            (first step that adds the Gram loss).
+        gram: ``None`` (off) or a :class:`GramConfig` (a typed config node, or a dict of its fields):
+            ``start_step`` (first step that adds the Gram loss) and the :class:`GramTeacher` schedule.
         freeze_last_layer_steps: steps during which the prototype layers (``last_layer``) of both heads
             get no update (DINOv3's ``freeze_last_layer_epochs``).
         knn_ks, knn_temperature: the online k-NN monitor (``data.knn_train`` as the bank, ``data.val``
@@ -71,7 +74,7 @@ class DINOv3Task(Task):
     def __init__(self, *, model: Any, dino_head: Any = None, ibot_head: Any = None, student_temp: float = 0.1,
                  teacher_temp: Any = 0.07, momentum: Any = 0.992, dino_weight: Any = 1.0, ibot_weight: Any = 1.0,
                  koleo_weight: Any = 0.1, gram_weight: Any = 2.0, centering: str = "sinkhorn_knopp",
-                 gram: dict | None = None, freeze_last_layer_steps: int = 0, knn_ks: tuple[int, ...] = (10, 20),
+                 gram: GramConfig | None = None, freeze_last_layer_steps: int = 0, knn_ks: tuple[int, ...] = (10, 20),
                  knn_temperature: float = 0.07, collapse_window: int = 50, collapse_after: int = 100):
         super().__init__()
         self.student = build(model)
@@ -94,13 +97,14 @@ class DINOv3Task(Task):
         k_ibot = self.student_ibot_head.last_layer.out_features
         self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering)
         self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering)
-        gram = dict(gram or {})
-        self.gram_start = gram.pop("start_step", None)
-        self.gram_teacher = GramTeacher.from_teacher(self.model, **gram) if self.gram_start is not None else None
+        gram = GramConfig(**gram) if gram is not None and not isinstance(gram, GramConfig) else gram
+        self.gram_start = gram.start_step if gram is not None else None
+        schedule = {k: v for k, v in dataclasses.asdict(gram).items() if k != "start_step"} if gram else {}
+        self.gram_teacher = GramTeacher.from_teacher(self.model, **schedule) if gram is not None else None
         self.specs = {"teacher_temp": teacher_temp, "momentum": momentum, "dino_weight": dino_weight,
                       "ibot_weight": ibot_weight, "koleo_weight": koleo_weight, "gram_weight": gram_weight}
         self.schedules: dict[str, Callable[[int], float]] = {}
-        self.now: dict[str, float] = {}
+        self.now: dict[str, float] = {}  # every schedule's value at this step, set by before_step
         self.freeze_last_layer_steps = freeze_last_layer_steps
         self.knn_ks, self.knn_temperature = tuple(knn_ks), knn_temperature
         self.recent_dino = deque(maxlen=collapse_window)
@@ -149,7 +153,7 @@ class DINOv3Task(Task):
 
     @torch.no_grad()
     def after_optimizer_step(self, step: int) -> None:
-        m = self.now.get("momentum", 0.992)
+        m = self.now["momentum"]
         ema_update(self.model, self.student, m)
         ema_update(self.teacher_dino_head, self.student_dino_head, m)
         ema_update(self.teacher_ibot_head, self.student_ibot_head, m)
@@ -160,7 +164,7 @@ class DINOv3Task(Task):
         locals_ = batch.get("local_crops")  # [L*B, C, h, w] or None
         masks = batch.get("masks")  # [G*B, N] bool
         B = globals_.shape[0] // 2
-        temp = self.now.get("teacher_temp", 0.07)
+        temp = self.now["teacher_temp"]
 
         with torch.no_grad():
             t_feats = self.model.forward_features(globals_)
@@ -190,9 +194,8 @@ class DINOv3Task(Task):
                 g_patches = self.gram_teacher.module.forward_features(globals_)["patches"].flatten(1, 2)
             gram = gram_loss(s_feats["patches"].flatten(1, 2).float(), g_patches.float())
         w = self.now
-        loss = (w.get("dino_weight", 1.0) * dino + w.get("ibot_weight", 1.0) * ibot
-                + w.get("koleo_weight", 0.1) * koleo
-                + (w.get("gram_weight", 0.0) * gram if self.gram_teacher is not None else 0.0))
+        loss = (w["dino_weight"] * dino + w["ibot_weight"] * ibot + w["koleo_weight"] * koleo
+                + (w["gram_weight"] * gram if self.gram_teacher is not None else 0.0))
         metrics = {"dino_loss": dino.detach(), "ibot_loss": ibot.detach(), "koleo_loss": koleo.detach(),
                    "gram_loss": gram.detach()}
         metrics |= self._collapse_watch(t_logits, temp, dino.detach())

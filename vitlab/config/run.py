@@ -1,0 +1,101 @@
+"""The typed sections of a run config: ``train``, ``optim`` and ``data``.
+
+Each is an omegaconf structured config of a dataclass below, so its keys are fixed: writing,
+overriding or loading a misspelt key (``train.max_step``) fails at once, naming the key and the
+closest existing ones, where a plain dict would be silently accepted. Every default is written here,
+once; config files build a section with the values they change::
+
+    train = OmegaConf.structured(TrainConfig(clip_grad=3.0))
+
+Values that describe objects (datasets, transforms, schedules, the optimizer) are ``L(...)``
+LazyConfigs inside, free-form as ever, and checked by their constructors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, is_dataclass
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+__all__ = ["TrainConfig", "OptimConfig", "DataConfig", "SECTIONS", "is_typed", "typed_sections"]
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Trainer settings (``vitlab.engine.Trainer``)."""
+
+    seed: int = 0
+    max_steps: Optional[int] = None  # optimizer steps; None: ``epochs`` x steps per epoch
+    epochs: Optional[int] = 1
+    output_dir: Optional[str] = None  # None: runs/<experiment>/<timestamp>
+    resume: Optional[str] = None  # None | auto | path/to/step_N.pt
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    strategy: str = "ddp"  # ddp | fsdp | none (only used under torchrun)
+    grad_accum_steps: int = 1
+    clip_grad: Optional[float] = 1.0  # max global grad norm; None/0: no clipping (the norm is still logged)
+    log_every: int = 20
+    eval_every: Optional[int] = None  # steps; the run always evaluates at its end
+    eval_at_start: bool = False  # also evaluate the untrained network (logged at step 0)
+    checkpoint_every: int = 500
+    keep_last: int = 2
+    best_metric: str = "val/top1"
+    best_mode: str = "max"  # max | min
+    max_nonfinite_steps: int = 5  # consecutive NaN/Inf steps before the run stops
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    """Optimizer, per-step lr / weight-decay schedules and parameter groups (``vitlab.engine.optim``)."""
+
+    optimizer: Any = MISSING  # L(torch.optim.AdamW)(...): the parameter groups are injected
+    lr: Any = MISSING  # a number (constant) or L(Schedule)(...); total_steps comes from the run
+    weight_decay: Any = 0.0  # a number (constant) or L(Schedule)(...)
+    layer_decay: float = 1.0  # 1.0 = off; fine-tuning uses ~0.65-0.75 (BEiT)
+    patch_embed_lr_mult: float = 1.0  # DINOv3 uses 0.2
+    # None: lr as written | sqrt_wrt_1024 (DINOv3) | linear_wrt_256 (Goyal et al.)
+    lr_scaling: Optional[str] = None
+    # timm: biases, 1-D params, tokens exempt | dinov3: bias/norm/gamma names only
+    no_weight_decay: str = "timm"
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """Datasets (``L(...)`` configs that get ``transform=``), transforms and loader settings
+    (``vitlab.engine.batches``)."""
+
+    train: Any = MISSING
+    val: Any = None  # evaluation queries; None: no evaluation
+    knn_train: Any = None  # the k-NN bank of an SSL run's online monitor
+    train_transform: Any = None
+    eval_transform: Any = None
+    collate: Any = None  # e.g. multi-crop views + iBOT masks
+    # global (all ranks, all accumulated micro-batches): the batch of one optimizer step
+    batch_size: int = MISSING
+    eval_batch_size: Optional[int] = None  # None: batch_size
+    num_workers: int = 0
+
+
+SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "data": DataConfig}
+
+
+def is_typed(node: Any) -> bool:
+    """True for a structured config node (its keys are those of a dataclass)."""
+    return isinstance(node, DictConfig) and is_dataclass(OmegaConf.get_type(node))
+
+
+def typed_sections(cfg: DictConfig) -> DictConfig:
+    """Make ``cfg``'s ``train``, ``optim`` and ``data`` typed (in place) where they are plain mappings.
+
+    A config read from YAML (a run's ``config.yaml``, a checkpoint's config) holds plain mappings;
+    merging each into its dataclass makes it as strict as the config file that wrote it.
+
+    Raises:
+        omegaconf.errors.ConfigKeyError: a section has a key its dataclass lacks.
+    """
+    for key, cls in SECTIONS.items():
+        node = cfg._get_node(key) if key in cfg else None
+        if isinstance(node, DictConfig) and not is_typed(node):
+            cfg[key] = OmegaConf.merge(OmegaConf.structured(cls), node)
+    return cfg
