@@ -34,8 +34,11 @@ def test_quickstart_runs_end_to_end_with_knn_before_and_after(tmp_path):
     assert list((out / "checkpoints").glob("*.pt"))
     assert list(out.glob("events.out.tfevents.*"))
     assert all(d["wall_s"] >= 0 for d in lines) and lines[-1]["wall_s"] >= lines[0]["wall_s"]
+    from vitlab.config import load_config
+
+    base = load_config(ROOT / "experiments/dinov3_quickstart.py").optim.lr.base
     lr_at_step_1 = next(d["train/lr"] for d in lines if d["step"] == 2)  # the end of the 1-step warmup
-    assert abs(lr_at_step_1 - 1e-3 * 4 * (8 / 1024) ** 0.5) < 1e-12  # DINOv3's sqrt_wrt_1024 rule, batch 8
+    assert abs(lr_at_step_1 - base * 4 * (8 / 1024) ** 0.5) < 1e-12  # DINOv3's sqrt_wrt_1024 rule, batch 8
 
     # the run as a reference curve, then the run drawn against it
     ref, png = tmp_path / "ref.csv", tmp_path / "curves.png"
