@@ -58,6 +58,14 @@ def test_only_padding_types_see_padding():
     assert seen == {0: 20, 1: 18, 2: 20, 3: 20}
 
 
+def test_padding_follows_the_mixer_not_the_letter():
+    from tests.models.helpers import block
+
+    model = instantiate(tiny("YA", num_registers=1, layer_types={"Y": block("H"), "A": block("A")})).eval()
+    assert model.block_needs_padding == [True, False]  # a Hyena block under "Y" is padded without padding_types
+    assert model(torch.randn(1, 3, 16, 16)).shape == (1, 5)
+
+
 def test_padding_is_zero_when_hyena_sees_it():
     model = instantiate(tiny("H", num_registers=1)).eval()
     captured = []

@@ -53,8 +53,9 @@ class HybridViT(nn.Module):
         reg_init: ``trunc_normal`` or ``zeros`` for the register tokens.
         layer_pattern: one character per block (hybrid mode), e.g. ``"HR" * 6``.
         layer_types: character -> block config (hybrid mode).
-        padding_types: characters whose blocks see the padded sequence (default ``{"H"}``); in
-            homogeneous mode a block is padded when its mixer sets ``needs_grid = True``.
+        padding_types: characters whose blocks see the padded sequence (hybrid mode), an explicit
+            override; by default (None) a block is padded when its mixer sets ``needs_grid = True``
+            (Hyena 2D does), whatever its character.
         max_drop_path_rate: peak stochastic depth rate.
         drop_path_schedule: ``constant`` or ``linear`` (0 -> max across depth).
         class_token: whether there is a CLS token.
@@ -137,14 +138,18 @@ class HybridViT(nn.Module):
         rates = drop_path_rates(max_drop_path_rate, num_blocks, drop_path_schedule)
         if layer_pattern is not None:
             self.layer_pattern = "".join(parse_layer_pattern(layer_pattern, layer_types, num_blocks))
-            pad_chars = set(padding_types) if padding_types is not None else {"H"}
             blocks = [build(layer_types[c], dim=D, drop_path_rate=r, **dd) for c, r in zip(self.layer_pattern, rates)]
-            self.block_needs_padding = [c in pad_chars for c in self.layer_pattern]
         else:
             if padding_types is not None:
                 raise ValueError("padding_types is only used with layer_pattern")
             blocks = [build(block_cfg, dim=D, drop_path_rate=r, **dd) for r in rates]
+        # One rule: a block sees the padded grid when its mixer says it needs the grid (Hyena 2D);
+        # padding_types, the seed API's name, overrides that per character in hybrid mode.
+        if padding_types is None:
             self.block_needs_padding = [bool(getattr(getattr(b, "mixer", None), "needs_grid", False)) for b in blocks]
+        else:
+            self.block_needs_padding = [c in set(padding_types) for c in self.layer_pattern]
+        if layer_pattern is None:
             self.layer_pattern = "".join("H" if p else "B" for p in self.block_needs_padding)
         self.blocks = nn.ModuleList(blocks)
         self.drop_path_rates = rates
