@@ -97,10 +97,11 @@ class DINOv3Task(Task):
         k_ibot = self.student_ibot_head.last_layer.out_features
         self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering)
         self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering)
-        gram = GramConfig(**gram) if gram is not None and not isinstance(gram, GramConfig) else gram
-        self.gram_start = gram.start_step if gram is not None else None
-        schedule = {k: v for k, v in dataclasses.asdict(gram).items() if k != "start_step"} if gram else {}
-        self.gram_teacher = GramTeacher.from_teacher(self.model, **schedule) if gram is not None else None
+        self.gram_start, self.gram_teacher = None, None
+        if gram is not None:
+            schedule = dataclasses.asdict(gram if isinstance(gram, GramConfig) else GramConfig(**gram))
+            self.gram_start = schedule.pop("start_step")
+            self.gram_teacher = GramTeacher.from_teacher(self.model, **schedule)
         self.specs = {"teacher_temp": teacher_temp, "momentum": momentum, "dino_weight": dino_weight,
                       "ibot_weight": ibot_weight, "koleo_weight": koleo_weight, "gram_weight": gram_weight}
         self.schedules: dict[str, Callable[[int], float]] = {}
