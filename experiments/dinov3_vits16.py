@@ -5,7 +5,7 @@ ImageNet-1k recipe (configs/recipes/dinov3_im1k.py; no ViT-S-specific IN-1k reci
 Set the data roots, then:
 
     torchrun --nproc_per_node 8 -m vitlab train experiments/dinov3_vits16.py \
-        data.train.root=/data/imagenet/train data.val.root=/data/imagenet/val data.knn_train.root=/data/imagenet/train
+        data.train.root=/data/imagenet/train data.val.root=/data/imagenet/val
 """
 
 from configs.models.dinov3_vits16 import model

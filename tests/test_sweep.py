@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_plan_runs_shares_training_between_eval_settings():
     runs = plan_runs(["model.num_registers=0,4", "model.readout=cls,gap", "eval.readout=model,cls+gap", "train.max_steps=5"])
     assert len(runs) == 4
+    seeded = plan_runs(["model.num_registers=0,4", "eval.readout=model,cls+gap"], seeds=3)
+    assert len(seeded) == 6 and seeded[1]["name"] == "num_registers=0__seed=1" and "train.seed=1" in seeded[1]["overrides"]
     assert all(r["evals"] == [{"readout": "model"}, {"readout": "cls+gap"}] for r in runs)
     assert runs[0]["name"] == "num_registers=0__readout=cls"
     assert "train.max_steps=5" in runs[0]["overrides"]
@@ -22,27 +24,37 @@ def test_plan_runs_shares_training_between_eval_settings():
 def test_sweep_2x2_writes_table_and_plot_and_skips_finished(tmp_path):
     out = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "vitlab", "sweep", "tests/configs/tiny_dino.py", "model.num_registers=0,2",
-           "model.readout=cls,register_concat", "--out", str(out), "--linear-epochs", "2"]
+           "model.readout=cls,register_concat", "eval.probe_epochs=2", "--seeds", "2", "--out", str(out)]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
-    rows = list(csv.DictReader(open(out / "results.csv")))
-    assert len(rows) == 4
-    status = {(r["model.num_registers"], r["model.readout"]): r["status"] for r in rows}
+    runs = list(csv.DictReader(open(out / "runs.csv")))
+    assert len(runs) == 8 and {r["train.seed"] for r in runs} == {"0", "1"}
+    status = {(r["model.num_registers"], r["model.readout"]): r["status"] for r in runs}
     assert status == {("0", "cls"): "ok", ("0", "register_concat"): "failed",
                       ("2", "cls"): "ok", ("2", "register_concat"): "ok"}
-    failed = next(r for r in rows if r["status"] == "failed")
+    failed = next(r for r in runs if r["status"] == "failed")
     assert "register_concat" in failed["error"] and "registers" in failed["error"]
-    for r in rows:
-        if r["status"] == "ok":
-            assert 0 <= float(r["knn_top1"]) <= 100 and 0 <= float(r["linear_top1"]) <= 100
-    assert "| model.num_registers |" in (out / "results.md").read_text()
+    for r in runs:
+        if r["status"] == "ok":  # the pretrained score and its random-init baseline, same protocol
+            assert all(0 <= float(r[m]) <= 100 for m in ("knn_top1", "linear_top1", "init_knn_top1", "init_linear_top1"))
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 4 and "train.seed" not in rows[0]
+    ok = [r for r in rows if r["knn_top1_mean"]]
+    assert len(ok) == 3 and all(r["seeds"] == "2" and r["knn_top1_std"] != "" for r in ok)
+    assert {r["knn_top1_vs_best"] for r in ok} <= {"best", "n.s.", "lower"} and \
+        [r["knn_top1_vs_best"] for r in ok].count("best") == 1
+    for r in ok:
+        assert abs(float(r["knn_top1_gain"]) - (float(r["knn_top1_mean"]) - float(r["init_knn_top1_mean"]))) < 0.02
+    md = (out / "results.md").read_text()
+    assert "| model.num_registers |" in md and "raw pixels" in md and " ± " in md and "k-NN init" in md
+    assert json.loads((out / "pixels.json").read_text())["readout"] == "pixels"
     assert Image.open(out / "results.png").size[0] > 300
-    result = json.loads((out / "num_registers=2__readout=cls" / "result.json").read_text())
+    result = json.loads((out / "num_registers=2__readout=cls__seed=1" / "result.json").read_text())
     assert result["status"] == "ok" and result["rows"][0]["eval_readout"] == "model"
-    # a second invocation skips the finished runs (and retries the failed one)
+    # a second invocation skips the finished runs (and retries the failed ones)
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0
-    assert second.stdout.count("finished before, skipped") == 3
+    assert second.stdout.count("finished before, skipped") == 6
 
 
 def test_train_multirun_hands_the_grid_to_sweep(monkeypatch):
@@ -65,13 +77,32 @@ def test_train_without_multirun_rejects_a_sweep(capsys):
     assert "--multirun" in capsys.readouterr().err
 
 
-def test_failed_run_gets_a_row_per_evaluation_setting_and_best_k():
+def _row(readout, knn, linear=50.0, init=10.0):
+    return {"eval_readout": readout, "feature_dim": 8, "knn_top1": knn, "linear_top1": linear,
+            "init_knn_top1": init, "init_linear_top1": init}
+
+
+def test_failed_run_gets_a_row_per_evaluation_setting():
     from vitlab.sweep import _flatten
 
-    ok = {"overrides": ["model.readout=cls"], "status": "ok", "rows": [
-        {"eval_readout": "model", "knn_k10_top1": 61.0, "knn_k20_top1": 60.0, "knn_top1": 61.0, "linear_top1": 65.0},
-        {"eval_readout": "cls+gap", "knn_k10_top1": 58.0, "knn_k20_top1": 59.5, "knn_top1": 59.5, "linear_top1": 66.0}]}
+    ok = {"overrides": ["model.readout=cls"], "status": "ok", "rows": [_row("model", 61.0), _row("cls+gap", 59.5)]}
     failed = {"overrides": ["model.readout=register_concat"], "status": "failed", "rows": [], "error": "needs registers"}
     columns, table = _flatten([ok, failed])
     assert [r["knn_top1"] for r in table[:2]] == [61.0, 59.5]
     assert [(r["eval_readout"], r["status"]) for r in table[2:]] == [("model", "failed"), ("cls+gap", "failed")]
+
+
+def test_summary_marks_differences_within_the_spread():
+    from vitlab.sweep import _flatten, summarise
+
+    def run(readout, seed, knn):
+        return {"overrides": [f"model.readout={readout}", f"train.seed={seed}"], "status": "ok", "rows": [_row("model", knn)]}
+
+    results = [run("cls", 0, 70.0), run("cls", 1, 72.0),  # 71 +- 1.41
+               run("gap", 0, 69.0), run("gap", 1, 70.0),  # 69.5 +- 0.71: within 1.41 + 0.71 of the best
+               run("registers", 0, 60.0), run("registers", 1, 61.0)]  # 60.5: well below
+    columns, table = summarise(*_flatten(results))
+    by = {r["model.readout"]: r for r in table}
+    assert (by["cls"]["knn_top1_mean"], by["cls"]["knn_top1_std"]) == (71.0, 1.41)
+    assert [by[k]["knn_top1_vs_best"] for k in ("cls", "gap", "registers")] == ["best", "n.s.", "lower"]
+    assert by["gap"]["knn_top1_gain"] == 59.5 and by["cls"]["seeds"] == 2

@@ -1,7 +1,8 @@
 """Fashion-MNIST for self-supervised pretraining: DINOv3 multi-crop views with iBOT block masks.
 
 Global crops keep the native 28px (a 7x7 grid at patch 4, the grid evaluation sees); local crops are
-16px (4x4). ``knn_train`` is the k-NN bank of the online monitor and of ``vitlab eval``.
+16px (4x4). ``val`` is the test set: the online monitor and every hyperparameter choice use the
+validation split the evaluation protocol carves from ``train`` (``vitlab.eval.protocol``).
 """
 
 from omegaconf import OmegaConf
@@ -14,7 +15,6 @@ GLOBAL, LOCAL, PATCH = 28, 16, 4
 
 data = OmegaConf.structured(DataConfig(
     train=L(FashionMNIST)(root=DEFAULT_ROOT, split="train"),
-    knn_train=L(FashionMNIST)(root=DEFAULT_ROOT, split="train", limit=10000),
     val=L(FashionMNIST)(root=DEFAULT_ROOT, split="test"),
     train_transform=L(MultiCrop)(
         global_crops_size=GLOBAL,

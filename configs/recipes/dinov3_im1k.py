@@ -8,7 +8,6 @@ from configs.data.imagenet import MEAN, STD, data
 from configs.optim.adamw import optim
 from configs.train.default import train
 from vitlab.config import L
-from vitlab.data import ImageFolder
 from vitlab.engine import Schedule
 from vitlab.ssl import DINOHead, MaskingGenerator, MultiCrop, collate_multicrop, sample_ibot_masks
 from vitlab.tasks import DINOv3Task
@@ -19,7 +18,6 @@ BATCH = 2048  # 64 per GPU x 32 GPUs (the recipe's header: total batch 2048)
 PATCH = 16  # the backbone's patch size (ViT-*/16): sets the iBOT mask grid
 
 data.train.root = "/data/imagenet/train"  # train.dataset_path: ImageNet:split=TRAIN
-data.knn_train = L(ImageFolder)(root="/data/imagenet/train")  # k-NN bank of the online monitor
 data.train_transform = L(MultiCrop)(
     global_crops_size=224,  # crops.global_crops_size
     local_crops_size=96,  # crops.local_crops_size

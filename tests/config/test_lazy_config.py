@@ -4,7 +4,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vitlab.config import (ConfigInstantiationError, L, TrainConfig, apply_overrides, instantiate, load_config,
+from vitlab.config import (ConfigInstantiationError, EvalConfig, L, TrainConfig, typed_sections, apply_overrides, instantiate, load_config,
                            parse_sweep, save_config)
 from vitlab.layers import LayerNorm, Mlp
 from vitlab.mixers import Attention
@@ -88,7 +88,9 @@ def test_save_and_load_round_trip(tmp_path):
     cfg = OmegaConf.create({"model": tiny_model(num_registers=2), "train": TrainConfig(max_steps=3, seed=1)})
     path = save_config(cfg, tmp_path / "run" / "config.yaml")
     back = load_config(path)
-    assert back == cfg
+    assert back == typed_sections(cfg)  # a run config gains the eval protocol it is scored with
+    assert back.eval.val_size == EvalConfig().val_size
+    assert load_config(save_config(back, tmp_path / "again.yaml")) == back
     model = instantiate(back.model)
     assert model.num_registers == 2
 
@@ -112,7 +114,7 @@ def test_python_config_file_imports_a_base_without_leaking(tmp_path):
     assert variant.model.out_features == 8 and variant.train.max_steps == 20
     base = load_config(pkg / "base.py")
     assert base.model.out_features == 2 and base.train.max_steps == 10  # the variant's edits did not leak
-    assert set(base.keys()) == {"model", "train"}
+    assert set(base.keys()) == {"model", "train", "eval"}  # eval: the protocol every run config states
 
 
 def test_load_config_errors(tmp_path):

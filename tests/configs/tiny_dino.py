@@ -1,6 +1,8 @@
 """The DINOv3 quickstart shrunk to seconds: for end-to-end tests of train, eval and sweep."""
 
 from experiments.dinov3_quickstart import data, model, optim, task, train  # noqa: F401
+from omegaconf import OmegaConf
+from vitlab.config import EvalConfig
 from vitlab.ssl import GramConfig
 
 model.hidden_dim = 32
@@ -17,7 +19,6 @@ task.ibot_head = task.dino_head
 task.gram = GramConfig(start_step=2, load_step=2, update_every=2)
 task.freeze_last_layer_steps = 1
 data.train.limit = 64
-data.knn_train.limit = 100
 data.val.limit = 100
 data.batch_size = 8
 data.num_workers = 0
@@ -26,3 +27,4 @@ optim.lr.warmup_steps = 1
 train.max_steps = 3
 train.log_every = 1
 train.checkpoint_every = 2
+eval = OmegaConf.structured(EvalConfig(val_size=16, monitor_bank=32, ks=[5, 10]))  # noqa: A001 (the section)

@@ -90,8 +90,9 @@ def test_eval_knn_on_converted_weights(tmp_path):
         "data.val.limit = 32\n")
     result = tmp_path / "knn.json"
     assert main(["eval", "knn", "--checkpoint", str(out), "--data", str(tmp_path / "data.py"),
-                 "--output", str(result)]) == 0
+                 "eval.val_size=16", "eval.ks=[5,10]", "--output", str(result)]) == 0
     import json
 
     scores = json.loads(result.read_text())
-    assert scores["train_samples"] == 64 and scores["val_samples"] == 32 and 0 <= scores["knn_k10_top1"] <= 100
+    assert (scores["bank_samples"], scores["holdout_samples"], scores["test_samples"]) == (48, 16, 32)
+    assert 0 <= scores["knn_top1"] <= 100 and scores["knn_k"] in (5, 10)

@@ -40,7 +40,7 @@ def test_throughput_excludes_evaluation_time(tmp_path, monkeypatch):
     offset = {"s": 0.0}
     monkeypatch.setattr(trainer.time, "perf_counter", lambda: time.monotonic() + offset["s"])
 
-    def slow_evaluate(self, make_loader):
+    def slow_evaluate(self, make_loader, protocol=None):
         offset["s"] += 100.0
         return {"top1": 0.0}
 

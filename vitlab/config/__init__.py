@@ -5,7 +5,7 @@ from vitlab.config.instantiate import ConfigInstantiationError, build, instantia
 from vitlab.config.io import load_config, save_config
 from vitlab.config.lazy import L, import_path, is_lazy
 from vitlab.config.overrides import UnknownKeyError, apply_overrides, check_keys, config_keys, parse_sweep
-from vitlab.config.run import DataConfig, OptimConfig, TrainConfig, typed_sections
+from vitlab.config.run import DataConfig, EvalConfig, OptimConfig, TrainConfig, eval_config, typed_sections
 
 __all__ = [
     "L",
@@ -25,4 +25,6 @@ __all__ = [
     "OptimConfig",
     "DataConfig",
     "typed_sections",
+    "EvalConfig",
+    "eval_config",
 ]

@@ -1,4 +1,4 @@
-"""The typed sections of a run config: ``train``, ``optim`` and ``data``.
+"""The typed sections of a run config: ``train``, ``optim``, ``data`` and ``eval``.
 
 Each is an omegaconf structured config of a dataclass below, so its keys are fixed: writing,
 overriding or loading a misspelt key (``train.max_step``) fails at once, naming the key and the
@@ -13,12 +13,13 @@ LazyConfigs inside, free-form as ever, and checked by their constructors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, is_dataclass
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-__all__ = ["TrainConfig", "OptimConfig", "DataConfig", "SECTIONS", "is_typed", "typed_sections"]
+__all__ = ["TrainConfig", "OptimConfig", "DataConfig", "EvalConfig", "SECTIONS", "is_typed", "typed_sections",
+           "eval_config"]
 
 
 @dataclass(kw_only=True)
@@ -67,7 +68,6 @@ class DataConfig:
 
     train: Any = MISSING
     val: Any = None  # evaluation queries; None: no evaluation
-    knn_train: Any = None  # the k-NN bank of an SSL run's online monitor
     train_transform: Any = None
     eval_transform: Any = None
     collate: Any = None  # e.g. multi-crop views + iBOT masks
@@ -77,7 +77,24 @@ class DataConfig:
     num_workers: int = 0
 
 
-SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "data": DataConfig}
+@dataclass(kw_only=True)
+class EvalConfig:
+    """The frozen-feature protocol (``vitlab.eval.protocol``) of ``vitlab eval``, ``vitlab sweep`` and an SSL
+    run's online k-NN monitor: hyperparameters are chosen on a validation split carved from
+    ``data.train``; ``data.val`` (the test set) is scored once, with the chosen values."""
+
+    readout: Optional[str] = None  # cls | gap | cls+gap | registers | register_concat | pixels; None: the model's own
+    val_size: int = 10000  # validation images, drawn (seeded, fixed) from data.train; never in a bank
+    split_seed: int = 0  # seed of that draw
+    monitor_bank: Optional[int] = 10000  # the online monitor's bank: this many of the other training images
+    ks: list[int] = field(default_factory=lambda: [10, 20, 50, 100])  # k-NN grid (DINO: 10, 20, 100, 200)
+    temperature: float = 0.07  # k-NN vote temperature (DINO)
+    probe_lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    probe_weight_decays: list[float] = field(default_factory=lambda: [0.0, 1e-4, 1e-3])
+    probe_epochs: int = 20
+
+
+SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "data": DataConfig, "eval": EvalConfig}
 
 
 def is_typed(node: Any) -> bool:
@@ -86,16 +103,25 @@ def is_typed(node: Any) -> bool:
 
 
 def typed_sections(cfg: DictConfig) -> DictConfig:
-    """Make ``cfg``'s ``train``, ``optim`` and ``data`` typed (in place) where they are plain mappings.
+    """Make ``cfg``'s ``train``, ``optim``, ``data`` and ``eval`` typed (in place) where they are plain mappings.
 
-    A config read from YAML (a run's ``config.yaml``, a checkpoint's config) holds plain mappings;
+    A run config (one with ``model`` and ``train``) without ``eval`` gets the default protocol, so the
+    config a run saves states how it was scored. A config read from YAML (a run's ``config.yaml``, a checkpoint's config) holds plain mappings;
     merging each into its dataclass makes it as strict as the config file that wrote it.
 
     Raises:
         omegaconf.errors.ConfigKeyError: a section has a key its dataclass lacks.
     """
+    if "train" in cfg and "model" in cfg and "eval" not in cfg:  # a run config states the protocol it is scored with
+        cfg["eval"] = OmegaConf.structured(EvalConfig)
     for key, cls in SECTIONS.items():
         node = cfg._get_node(key) if key in cfg else None
         if isinstance(node, DictConfig) and not is_typed(node):
             cfg[key] = OmegaConf.merge(OmegaConf.structured(cls), node)
     return cfg
+
+
+def eval_config(cfg: DictConfig) -> DictConfig:
+    """``cfg.eval`` as a typed :class:`EvalConfig` (the defaults where the config has no ``eval``)."""
+    node = cfg.get("eval") if isinstance(cfg, DictConfig) else None
+    return node if is_typed(node) else OmegaConf.merge(OmegaConf.structured(EvalConfig), node or {})

@@ -8,10 +8,11 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from vitlab.config import instantiate
+from vitlab.config import eval_config, instantiate
 from vitlab.data import build_dataset, build_loader
 from vitlab.data.sampler import ResumableSampler
 from vitlab.engine.distributed import DistInfo
+from vitlab.eval.protocol import PROTOCOL_SPLITS, protocol_dataset
 
 __all__ = ["build_data", "data_stream", "to_device"]
 
@@ -35,10 +36,13 @@ def build_data(cfg: DictConfig, info: DistInfo) -> tuple[DataLoader, ResumableSa
     cache: dict[str, DataLoader] = {}
 
     def make_eval_loader(split: str) -> DataLoader:
+        """``split``: a key of ``data`` (e.g. ``val``) or a protocol split (``holdout``, ``monitor_bank``, ...)."""
         if split not in cache:
             eval_batch = dc.eval_batch_size or dc.batch_size
+            dataset = (protocol_dataset(dc, split, eval_config(cfg)) if split in PROTOCOL_SPLITS
+                       else build_dataset(dc, split, train=False))
             cache[split], eval_sampler = build_loader(
-                build_dataset(dc, split, train=False), batch_size=max(1, eval_batch // info.world_size),
+                dataset, batch_size=max(1, eval_batch // info.world_size),
                 seed=cfg.train.seed, shuffle=False, drop_last=False, **common)
             eval_sampler.set_epoch(0)
         return cache[split]

@@ -165,11 +165,14 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: 
     model.load_state_dict(state, strict=True)
 
 
-def build_model_from_checkpoint(path: str | Path, **model_overrides: Any) -> tuple[nn.Module, Any]:
+def build_model_from_checkpoint(path: str | Path, *, init: bool = False, **model_overrides: Any) -> tuple[nn.Module, Any]:
     """Rebuild ``config.model`` from a checkpoint, load its weights, and return (model, config).
 
     Args:
         path: a vitlab checkpoint (training output or converted weights).
+        init: skip the weights and return the run's random initialisation instead: the model is built
+            after seeding with the run's ``train.seed``, as the trainer builds it first thing (the
+            baseline a pretraining is compared with).
         **model_overrides: constructor arguments replacing the config's (e.g. ``num_classes=0``);
             head parameters that then have no place are dropped.
     """
@@ -179,6 +182,11 @@ def build_model_from_checkpoint(path: str | Path, **model_overrides: Any) -> tup
     if "config" not in ckpt:
         raise ValueError(f"{str(path)!r} holds no 'config' YAML; cannot rebuild its model")
     cfg = typed_sections(OmegaConf.create(ckpt["config"]))
+    if init:
+        from vitlab.engine.rng import seed_everything
+
+        seed_everything(OmegaConf.select(cfg, "train.seed", default=0))
+        return instantiate(cfg.model, **model_overrides), cfg
     model = instantiate(cfg.model, **model_overrides)
     state = ckpt["model"]
     if model_overrides.get("num_classes", None) == 0:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from omegaconf import DictConfig
 
-from vitlab.config import instantiate, typed_sections
+from vitlab.config import eval_config, instantiate, typed_sections
 from vitlab.engine import distributed
 from vitlab.engine.batches import build_data, data_stream, to_device
 from vitlab.engine.faults import Faults
@@ -98,6 +98,7 @@ class Trainer:
         self.faults = Faults.from_env()
         self.stop_requested = False
         self.has_val = cfg.data.val is not None
+        self.protocol = eval_config(self.cfg)  # the frozen-feature protocol of an SSL task's monitor
         self.start_eval: dict[str, float] = {}
         self.last_eval: dict[str, float] = {}
         self.window = _Window()
@@ -198,7 +199,7 @@ class Trainer:
         """The task's evaluation; its time is left out of the throughput window."""
         t0 = time.perf_counter()
         with self.precision.autocast(), distributed.full_params(self.model):
-            metrics = self.task.evaluate(self.make_eval_loader)
+            metrics = self.task.evaluate(self.make_eval_loader, self.protocol)
         self.window.start += time.perf_counter() - t0
         return metrics
 

@@ -1,11 +1,14 @@
-"""``vitlab eval knn|linear [key=value ...] --checkpoint CKPT [--data CONFIG] [--readout R]``.
-
-Data-config overrides (``data.val.limit=1000``) follow the protocol, before the options.
+"""``vitlab eval knn|linear|all --checkpoint CKPT [--init] [--data CONFIG] [key=value ...]``.
 
 The model is rebuilt from the checkpoint's config (training runs and converted DINOv3 weights both
-store it), its head dropped, and its frozen features extracted for the ``train`` and ``val`` datasets
-of the data config (the checkpoint's own ``data`` unless ``--data`` names a config file), both with the
-eval transform. Results are printed and written as JSON next to the checkpoint (or to ``--output``).
+store it), its head dropped, and evaluated under the frozen-feature protocol of
+:mod:`vitlab.eval.protocol`: k (or the probe's lr and weight decay) chosen on a validation split
+carved from ``data.train``, then ``data.val`` (the test set) scored once with the chosen value.
+The protocol's settings are the checkpoint's ``eval`` section (:class:`vitlab.config.EvalConfig`),
+overridable like the data config: ``eval.readout=gap``, ``eval.ks=[10,20]``, ``data.val.limit=1000``.
+``eval.readout=pixels`` scores the images themselves (the raw-pixel baseline) and ``--init`` the run's
+random initialisation, each under the same protocol. Results are printed and written as JSON next to
+the checkpoint (or to ``--output``).
 """
 
 from __future__ import annotations
@@ -18,56 +21,43 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("protocol", choices=["knn", "linear"], help="k-NN vote or linear probe")
+    parser.add_argument("protocol", choices=["knn", "linear", "all"], help="k-NN vote, linear probe, or both")
     parser.add_argument("--checkpoint", required=True, help="vitlab checkpoint (.pt) with 'model' and 'config'")
+    parser.add_argument("--init", action="store_true",
+                        help="evaluate the run's random initialisation (built with its seed), not the weights")
     parser.add_argument("--data", default=None, help="config file defining 'data' (default: the checkpoint's)")
-    parser.add_argument("--readout", default=None, choices=["cls", "gap", "register_concat", "cls+gap", "registers"],
-                        help="feature readout (default: the model's own)")
-    parser.add_argument("--ks", default="10,20", help="k values for knn (comma-separated)")
-    parser.add_argument("--temperature", type=float, default=0.07, help="knn vote temperature (DINO: 0.07)")
-    parser.add_argument("--epochs", type=int, default=20, help="linear-probe epochs")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--output", default=None, help="JSON file for the results")
-    parser.add_argument("overrides", nargs="*", help="overrides of the data config, e.g. data.val.limit=1000")
+    parser.add_argument("overrides", nargs="*", help="data.* and eval.* overrides, e.g. eval.readout=gap")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
     from omegaconf import OmegaConf
 
-    from vitlab.config import apply_overrides, load_config, typed_sections
-    from vitlab.data import build_dataset, build_loader
+    from vitlab.config import apply_overrides, eval_config, load_config, typed_sections
     from vitlab.engine.checkpoint import build_model_from_checkpoint
-    from vitlab.eval.features import extract_features
-    from vitlab.eval.knn import knn_eval
-    from vitlab.eval.linear import linear_probe
+    from vitlab.eval.protocol import evaluate
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
-    model, ckpt_cfg = build_model_from_checkpoint(args.checkpoint, num_classes=0)
+    model, ckpt_cfg = build_model_from_checkpoint(args.checkpoint, init=args.init, num_classes=0)
     model.to(device)
-    cfg = load_config(args.data) if args.data else typed_sections(OmegaConf.create({"data": ckpt_cfg.get("data")}))
-    if cfg.get("data") is None:
+    data = load_config(args.data).get("data") if args.data else ckpt_cfg.get("data")
+    if data is None:
         raise SystemExit(f"{args.checkpoint} holds no data config; pass --data CONFIG")
+    cfg = typed_sections(OmegaConf.create({"data": data, "eval": eval_config(ckpt_cfg)}))
+    cfg.eval = eval_config(cfg)
+    bad = [o for o in args.overrides if o.lstrip("+~").split(".", 1)[0] not in ("data", "eval")]
+    if bad:
+        raise SystemExit(f"vitlab eval takes data.* and eval.* overrides only, got {bad}")
     apply_overrides(cfg, args.overrides)
-    features = {}
-    for split in ("train", "val"):
-        dataset = build_dataset(cfg.data, split, train=False)
-        loader, sampler = build_loader(dataset, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
-                                       seed=0, shuffle=False, drop_last=False,
-                                       num_workers=cfg.data.num_workers)
-        sampler.set_epoch(0)
-        autocast = torch.bfloat16 if device.type == "cuda" else None
-        features[split] = extract_features(model, loader, readout=args.readout, device=device, autocast_dtype=autocast)
-    (train_x, train_y), (val_x, val_y) = features["train"], features["val"]
-    if args.protocol == "knn":
-        results = knn_eval(train_x, train_y, val_x, val_y, ks=[int(k) for k in args.ks.split(",")],
-                           temperature=args.temperature)
-    else:
-        results = linear_probe(train_x, train_y, val_x, val_y, epochs=args.epochs)
-    results |= {"readout": args.readout or "model", "checkpoint": str(args.checkpoint),
-                "train_samples": len(train_y), "val_samples": len(val_y)}
-    out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(f".{args.protocol}.json")
+    results = evaluate(model, cfg.data, cfg.eval, args.protocol, device=device,
+                       num_workers=cfg.data.num_workers, progress=True)
+    results |= {"checkpoint": str(args.checkpoint), "init": args.init,
+                "protocol": OmegaConf.to_container(cfg.eval)}
+    suffix = f"{'init.' if args.init else ''}{results['readout']}.{args.protocol}.json"
+    out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix("." + suffix)
     out.write_text(json.dumps(results, indent=2) + "\n")
     for key, value in results.items():
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")

@@ -20,8 +20,11 @@ def readout_features(model: nn.Module, images: torch.Tensor, readout: str | None
 
     Args:
         readout: ``cls``, ``gap``, ``cls+gap``, ``registers`` (parameter-free) or ``register_concat`` / None (the model's
-            own readout, its neck included).
+            own readout, its neck included); ``pixels``: the images themselves, flattened (the raw-pixel
+            baseline; the model is not run).
     """
+    if readout == "pixels":
+        return images.flatten(1)
     features = model.forward_features(images)
     if readout is None or readout == getattr(getattr(model, "readout", None), "readout", None):
         return model.readout(features)
@@ -31,16 +34,19 @@ def readout_features(model: nn.Module, images: torch.Tensor, readout: str | None
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader: Iterable, *, readout: str | None = None,
+def extract_features(model: nn.Module | None, loader: Iterable, *, readout: str | None = None,
                      device: torch.device | str | None = None, autocast_dtype: torch.dtype | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features [N, D] (float32, on CPU) and labels [N] of every (image, label) batch of ``loader``.
 
     The model is put in eval mode for the pass and restored afterwards.
     """
+    if model is None and readout != "pixels":
+        raise ValueError(f"readout={readout!r} needs a model (only 'pixels' runs without one)")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
     feats, labels = [], []
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
@@ -48,5 +54,6 @@ def extract_features(model: nn.Module, loader: Iterable, *, readout: str | None 
             out = readout_features(model, images, readout)
         feats.append(out.float().cpu())
         labels.append(torch.as_tensor(targets).cpu())
-    model.train(was_training)
+    if model is not None:
+        model.train(was_training)
     return torch.cat(feats), torch.cat(labels).long()

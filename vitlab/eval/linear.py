@@ -1,13 +1,14 @@
-"""Linear probe on cached frozen features, with a small learning-rate grid (DINOv2's protocol, simplified).
+"""Linear probe on cached frozen features, with an lr x weight-decay grid (DINOv2's protocol, simplified).
 
-All learning rates train at once (one ``Linear`` per lr over the same mini-batches); the lr is chosen
-on a held-out 10% of the training features, and its head is reported on the test features.
+Every (lr, weight decay) pair trains at once (one linear head each, over the same mini-batches); the
+pair is chosen on the validation features, and the chosen head alone scores the test features.
 
-Axis legend: N samples, D feature width, C classes, G lr-grid size.
+Axis legend: N samples, D feature width, C classes, G grid size.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import torch
@@ -16,35 +17,39 @@ import torch.nn.functional as F
 __all__ = ["linear_probe"]
 
 
-def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
-                 test_labels: torch.Tensor, *, lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-                 epochs: int = 20, batch_size: int = 256, weight_decay: float = 0.0, holdout: float = 0.1,
-                 num_classes: int | None = None, seed: int = 0) -> dict[str, float]:
-    """Train linear classifiers on ``train_feats`` [N, D] and report the best-on-holdout one on ``test_feats``.
+def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feats: torch.Tensor,
+                 val_labels: torch.Tensor, test_feats: torch.Tensor | None = None,
+                 test_labels: torch.Tensor | None = None, *,
+                 lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), weight_decays: Sequence[float] = (0.0,),
+                 epochs: int = 20, batch_size: int = 256, num_classes: int | None = None,
+                 seed: int = 0) -> dict[str, float]:
+    """Train linear heads on ``train_feats`` [N, D], choose one on ``val_feats``, report it on ``test_feats``.
 
     Features are standardised with the training statistics; SGD with momentum 0.9 and a cosine lr.
+    The test features never influence the choice (they may be omitted).
 
     Returns:
-        ``{"linear_top1", "linear_top5", "linear_lr", "linear_holdout_top1"}`` (accuracies in %).
+        ``{"linear_val_top1", "linear_lr", "linear_weight_decay"}`` and, with test features,
+        ``"linear_top1", "linear_top5"`` (accuracies in %).
     """
     g = torch.Generator().manual_seed(seed)
-    num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
+    labels = [train_labels, val_labels] + ([test_labels] if test_labels is not None else [])
+    num_classes = num_classes or int(max(t.max() for t in labels)) + 1
     x, y = train_feats.float(), train_labels.long()
     mean, std = x.mean(0), x.std(0) + 1e-6
-    x, test_x = (x - mean) / std, (test_feats.float() - mean) / std
-    perm = torch.randperm(len(x), generator=g)
-    n_hold = max(1, int(holdout * len(x))) if len(x) > 10 else 0
-    hold, fit = perm[:n_hold], perm[n_hold:]
-    G, D = len(lrs), x.shape[1]
+    x, val_x = (x - mean) / std, (val_feats.float() - mean) / std
+    grid = list(itertools.product(lrs, weight_decays))
+    G, D = len(grid), x.shape[1]
     weight = torch.zeros(G, D, num_classes, requires_grad=True)
     bias = torch.zeros(G, 1, num_classes, requires_grad=True)
-    lr_vec = torch.tensor(list(lrs))[:, None, None]
+    lr_vec = torch.tensor([lr for lr, _ in grid])[:, None, None]
+    wd_vec = torch.tensor([wd for _, wd in grid])[:, None, None]
     opt = torch.optim.SGD([weight, bias], lr=1.0, momentum=0.9)  # per-head lr is folded into the gradient
-    steps_per_epoch = max(1, len(fit) // batch_size)
+    steps_per_epoch = max(1, len(x) // batch_size)
     total = epochs * steps_per_epoch
     for step in range(total):
         if step % steps_per_epoch == 0:
-            order = fit[torch.randperm(len(fit), generator=g)]
+            order = torch.randperm(len(x), generator=g)
         idx = order[(step % steps_per_epoch) * batch_size: (step % steps_per_epoch + 1) * batch_size]
         logits = torch.einsum("bd,gdc->gbc", x[idx], weight) + bias  # [G, b, C]
         loss = F.cross_entropy(logits.flatten(0, 1), y[idx].repeat(G), reduction="sum") / len(idx)
@@ -52,18 +57,22 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
         loss.backward()
         scale = 0.5 * (1 + torch.cos(torch.tensor(torch.pi * step / total)))
         with torch.no_grad():
-            weight.grad.add_(weight, alpha=weight_decay).mul_(lr_vec * scale)
+            weight.grad.add_(weight * wd_vec).mul_(lr_vec * scale)
             bias.grad.mul_(lr_vec * scale)
         opt.step()
 
-    def accuracy(feats: torch.Tensor, labels: torch.Tensor, head: int | None = None) -> torch.Tensor:
+    def accuracy(feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             logits = torch.einsum("bd,gdc->gbc", feats, weight) + bias  # [G, n, C]
             top = logits.topk(min(5, num_classes), dim=-1).indices
-            hit = top == labels[None, :, None]
+            hit = top == labels.long()[None, :, None]
             return torch.stack([hit[..., 0].float().mean(-1), hit.any(-1).float().mean(-1)], -1) * 100  # [G, 2]
 
-    best = int(accuracy(x[hold], y[hold])[:, 0].argmax()) if n_hold else 0
-    test = accuracy(test_x, test_labels.long())[best]
-    return {"linear_top1": test[0].item(), "linear_top5": test[1].item(), "linear_lr": float(lrs[best]),
-            "linear_holdout_top1": accuracy(x[hold], y[hold])[best, 0].item() if n_hold else float("nan")}
+    val = accuracy(val_x, val_labels)
+    best = int(val[:, 0].argmax())  # the first of equals: the grid's order breaks ties
+    out = {"linear_val_top1": val[best, 0].item(), "linear_lr": float(grid[best][0]),
+           "linear_weight_decay": float(grid[best][1])}
+    if test_feats is not None:
+        test = accuracy((test_feats.float() - mean) / std, test_labels)[best]
+        out |= {"linear_top1": test[0].item(), "linear_top5": test[1].item()}
+    return out

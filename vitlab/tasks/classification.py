@@ -60,7 +60,7 @@ class ClassificationTask(Task):
         return loss, {"top1": top1}
 
     @torch.no_grad()
-    def evaluate(self, make_loader: Callable[[str], Any]) -> dict[str, float]:
+    def evaluate(self, make_loader: Callable[[str], Any], protocol: Any = None) -> dict[str, float]:
         """Top-1 / top-5 accuracy (%) and mean loss on ``data.val``, summed over ranks."""
         was_training = self.training
         self.eval()

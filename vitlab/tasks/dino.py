@@ -28,7 +28,8 @@ from torch import nn
 from vitlab.config import build
 from vitlab.engine.distributed import gather_objects
 from vitlab.engine.schedules import as_schedule
-from vitlab.eval import extract_features, knn_eval
+from vitlab.eval import extract_features
+from vitlab.eval.protocol import choose_knn
 from vitlab.ssl import (
     DINOHead,
     DINOLoss,
@@ -63,8 +64,6 @@ class DINOv3Task(Task):
             ``start_step`` (first step that adds the Gram loss) and the :class:`GramTeacher` schedule.
         freeze_last_layer_steps: steps during which the prototype layers (``last_layer``) of both heads
             get no update (DINOv3's ``freeze_last_layer_epochs``).
-        knn_ks, knn_temperature: the online k-NN monitor (``data.knn_train`` as the bank, ``data.val``
-            as queries).
         collapse_window: steps of DINO loss the collapse watch looks at.
         collapse_after: first step at which it may warn (every run starts with the loss at ln K).
     """
@@ -74,8 +73,7 @@ class DINOv3Task(Task):
     def __init__(self, *, model: Any, dino_head: Any = None, ibot_head: Any = None, student_temp: float = 0.1,
                  teacher_temp: Any = 0.07, momentum: Any = 0.992, dino_weight: Any = 1.0, ibot_weight: Any = 1.0,
                  koleo_weight: Any = 0.1, gram_weight: Any = 2.0, centering: str = "sinkhorn_knopp",
-                 gram: GramConfig | None = None, freeze_last_layer_steps: int = 0, knn_ks: tuple[int, ...] = (10, 20),
-                 knn_temperature: float = 0.07, collapse_window: int = 50, collapse_after: int = 100):
+                 gram: GramConfig | None = None, freeze_last_layer_steps: int = 0, collapse_window: int = 50, collapse_after: int = 100):
         super().__init__()
         self.student = build(model)
         if getattr(self.student, "num_classes", 0):
@@ -107,7 +105,6 @@ class DINOv3Task(Task):
         self.schedules: dict[str, Callable[[int], float]] = {}
         self.now: dict[str, float] = {}  # every schedule's value at this step, set by before_step
         self.freeze_last_layer_steps = freeze_last_layer_steps
-        self.knn_ks, self.knn_temperature = tuple(knn_ks), knn_temperature
         self.recent_dino = deque(maxlen=collapse_window)
         self.collapse_after = collapse_after
         self.step = 0
@@ -224,13 +221,16 @@ class DINOv3Task(Task):
 
     # ----------------------------------------------------------------- online k-NN monitor
     @torch.no_grad()
-    def evaluate(self, make_loader: Callable[[str], Any]) -> dict[str, float]:
-        """Weighted k-NN top-1 of the teacher backbone's readout: ``data.knn_train`` bank, ``data.val`` queries."""
-        bank, bank_labels = extract_features(self.model, make_loader("knn_train"))
-        queries, labels = extract_features(self.model, make_loader("val"))
-        # Each rank embedded its shard; every rank scores the whole set.
-        bank, bank_labels, queries, labels = (torch.cat(gather_objects(t)) for t in (bank, bank_labels, queries, labels))
-        res = knn_eval(bank, bank_labels, queries, labels, ks=self.knn_ks, temperature=self.knn_temperature)
-        return {k: v for k, v in res.items() if k.endswith("top1")} | {"knn_top1": max(
-            v for k, v in res.items() if k.endswith("top1"))}
+    def evaluate(self, make_loader: Callable[[str], Any], protocol: Any) -> dict[str, float]:
+        """Weighted k-NN top-1 of the teacher backbone's ``eval.readout`` on the protocol's validation split
+        (``holdout`` queries, ``monitor_bank`` bank; :mod:`vitlab.eval.protocol`), for each ``eval.ks``;
+        ``knn_top1`` is the best of them. The test set is never looked at."""
+        feats = {}
+        for split in ("monitor_bank", "holdout"):
+            x, y = extract_features(self.model, make_loader(split), readout=protocol.readout)
+            # Each rank embedded its shard; every rank scores the whole set.
+            feats["bank" if split == "monitor_bank" else split] = tuple(torch.cat(gather_objects(t)) for t in (x, y))
+        res = choose_knn(feats, protocol)
+        return {f"knn_k{k}_top1": res[f"knn_val_k{k}_top1"] for k in sorted(protocol.ks)} | {
+            "knn_top1": res["knn_val_top1"]}
 

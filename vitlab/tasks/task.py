@@ -20,9 +20,11 @@ several from the same config (DINO's student and teacher). The trainer knows not
   optimizer step: e.g. drop the gradient of parameters frozen for the first steps.
 - ``after_optimizer_step(step)``: runs only after a step that updated the weights (EMA teachers).
   A step skipped for a non-finite loss or gradient skips this hook too.
-- ``evaluate(make_loader) -> {name: float}``: eval metrics (logged as ``val/<name>``); ``make_loader(split)``
-  returns a DataLoader of ``data.<split>`` with the eval transform, sharded over ranks (reduce results with
-  ``vitlab.engine.distributed.all_reduce_mean``/sums).
+- ``evaluate(make_loader, protocol) -> {name: float}``: eval metrics (logged as ``val/<name>``);
+  ``make_loader(split)`` returns a DataLoader of ``data.<split>`` or of a split of the frozen-feature
+  protocol (``holdout``, ``monitor_bank``: :mod:`vitlab.eval.protocol`) with the eval transform, sharded
+  over ranks (reduce results with ``vitlab.engine.distributed.all_reduce_mean``/sums); ``protocol`` is
+  the run's ``eval`` section (:class:`vitlab.config.EvalConfig`).
 """
 
 from __future__ import annotations
@@ -61,5 +63,5 @@ class Task(nn.Module):
     def after_optimizer_step(self, step: int) -> None:
         """Called after the weights were updated at ``step``."""
 
-    def evaluate(self, make_loader: Callable[[str], Any]) -> dict[str, float]:
+    def evaluate(self, make_loader: Callable[[str], Any], protocol: Any = None) -> dict[str, float]:
         return {}
