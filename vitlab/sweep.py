@@ -82,6 +82,7 @@ def _vitlab_eval(ckpt: Path, overrides: list[str], out: Path, *extra: str) -> di
 def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]]) -> list[dict[str, Any]]:
     """Scores of a run's final checkpoint and of its random initialisation, per evaluation setting."""
     from vitlab.engine.checkpoint import latest_checkpoint
+    from vitlab.eval.tokens import summarise_tokens
 
     run_dir = Path(run_dir)
     ckpt = latest_checkpoint(run_dir / "checkpoints")
@@ -93,9 +94,10 @@ def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]]) -> list[dict[
         tag = _run_name(_eval_overrides(setting)) if setting else "model"
         trained = _vitlab_eval(ckpt, _eval_overrides(setting), run_dir / f"eval_{tag}.json")
         init = _vitlab_eval(ckpt, _eval_overrides(setting), run_dir / f"eval_{tag}_init.json", "--init")
+        tokens = {f"tok_{k}": v for k, v in summarise_tokens(trained["tokens"]).items()} if trained.get("tokens") else {}
         rows.append({"eval_readout": readout, "feature_dim": trained["feature_dim"], "checkpoint": str(ckpt),
                      "knn_k": trained["knn_k"], "linear_lr": trained["linear_lr"],
-                     **{m: trained[m] for m in METRICS}, **{f"init_{m}": init[m] for m in METRICS}})
+                     **{m: trained[m] for m in METRICS}, **{f"init_{m}": init[m] for m in METRICS}, **tokens})
     return rows
 
 
@@ -162,7 +164,8 @@ def _flatten(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, A
     # every run of a grid has the same evaluation settings: a failed run gets a row for each, so its
     # table rows and plot bars line up with the others
     planned = list(dict.fromkeys(row["eval_readout"] for r in results if r["status"] == "ok" for row in r["rows"]))
-    scores = [*METRICS, *(f"init_{m}" for m in METRICS)]
+    tokens = list(dict.fromkeys(k for r in results for row in r["rows"] for k in row if k.startswith("tok_")))
+    scores = [*METRICS, *(f"init_{m}" for m in METRICS), *tokens]
     table = []
     for r in results:
         base = {k: "" for k in keys} | {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in r["overrides"]}
@@ -174,7 +177,8 @@ def _flatten(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, A
             continue
         for row in r["rows"]:
             table.append(base | {"eval_readout": row["eval_readout"], "feature_dim": row.get("feature_dim", "")}
-                         | {m: round(row[m], 2) if row.get(m) is not None else "" for m in scores} | {"error": ""})
+                         | {m: round(row[m], 4 if m.startswith("tok_") else 2) if row.get(m) is not None else ""
+                            for m in scores} | {"error": ""})
     return keys + ["eval_readout", "feature_dim", *scores, "status", "error"], table
 
 
@@ -206,6 +210,9 @@ def summarise(columns: list[str], runs: list[dict[str, Any]]) -> tuple[list[str]
                         f"init_{m}_mean": round(init, 2), f"{m}_gain": round(mean - init, 2)}
             else:
                 out |= {f"{m}_mean": "", f"{m}_std": "", f"init_{m}_mean": "", f"{m}_gain": ""}
+        for t in (c for c in columns if c.startswith("tok_")):
+            values = [float(r[t]) for r in ok if r.get(t, "") != ""]
+            out[t] = round(statistics.fmean(values), 4) if values else ""
         out["error"] = next((r["error"] for r in rows if r["error"]), "")
         table.append(out)
     for m in METRICS:
@@ -223,7 +230,8 @@ def summarise(columns: list[str], runs: list[dict[str, Any]]) -> tuple[list[str]
                 r[f"{m}_vs_best"] = "n.s." if gap <= r[f"{m}_std"] + best[f"{m}_std"] else "lower"
     metric_cols = [f"{p}{m}{q}" for m in METRICS for p, q in
                    (("", "_mean"), ("", "_std"), ("init_", "_mean"), ("", "_gain"), ("", "_vs_best"))]
-    return config_keys + ["feature_dim", "seeds", "failed", *metric_cols, "error"], table
+    token_cols = [c for c in columns if c.startswith("tok_")]
+    return config_keys + ["feature_dim", "seeds", "failed", *metric_cols, *token_cols, "error"], table
 
 
 def _cell(row: dict[str, Any], m: str) -> str:
@@ -243,22 +251,29 @@ def write_results(results: list[dict[str, Any]], out: Path, pixels: dict[str, An
             writer.writeheader()
             writer.writerows(rows)
     keys = columns[:columns.index("feature_dim")]
+    tok = [c for c in ("tok_outliers_max", "tok_cls_attn_registers", "tok_norm_patches", "tok_norm_registers")
+           if c in columns]
     head = keys + ["width", "seeds", "k-NN", "k-NN init", "k-NN gain", "vs best", "linear", "linear init",
-                   "linear gain", "vs best"]
+                   "linear gain", "vs best"] + [c.removeprefix("tok_") for c in tok]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         cells = [str(r[k]) for k in keys] + [str(r["feature_dim"]), str(r["seeds"])]
         for m in METRICS:
             cells += [_cell(r, m), str(r[f"init_{m}_mean"]), str(r[f"{m}_gain"]), r[f"{m}_vs_best"]]
+        cells += [str(r[c]) for c in tok]
         lines.append("| " + " | ".join(cells) + " |")
     if pixels is not None:
         lines.append("| " + " | ".join(["raw pixels"] + [""] * (len(keys) - 1) + [
             str(pixels["feature_dim"]), "-", f"{pixels['knn_top1']:.2f}", "", "", "", f"{pixels['linear_top1']:.2f}",
-            "", "", ""]) + " |")
+            "", "", ""] + [""] * len(tok)) + " |")
     lines += ["", "k-NN (k chosen on the validation split) and linear probe (lr, weight decay chosen there) top-1 (%) "
               "on the test set; mean ± std over seeds; `init`: the same configuration's random initialisation "
               "under the same protocol; `vs best`: `n.s.` where the gap to the column's best is within the sum "
-              "of their standard deviations."]
+              "of their standard deviations. Token statistics of the pretrained backbone (`vitlab.eval.tokens`, mean "
+              "over seeds, on the first `eval.token_images` validation images): `outliers_max`, the largest "
+              "fraction over layers of patch tokens with a norm above `eval.outlier_factor` x the layer's median; "
+              "`cls_attn_registers`, the share of the CLS token's attention on registers in the last attention "
+              "block; the last layer's mean patch / register token norms."]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot_results(table, columns, out / "results.png", pixels)
     return [out / "runs.csv", out / "results.csv", out / "results.md", out / "results.png"]

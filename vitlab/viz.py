@@ -4,6 +4,9 @@
   of the given images, each min-max scaled to [0, 1] (the DINOv2/DINOv3 papers' figures).
 - Attention maps of the CLS token and of each register over the patches, from the last attention
   block (mean over heads), as in "Vision Transformers Need Registers" (Darcet et al. 2024).
+- Patch-token norms of the last block's output (before the final norm), one map per image, scaled
+  by the largest norm over all images: high-norm outlier tokens (Darcet et al.) show as bright
+  spots. The token statistics of :mod:`vitlab.eval.tokens` are printed alongside.
 
 Written as PNG files and as tensorboard images.
 """
@@ -18,7 +21,7 @@ import torch.nn.functional as F
 
 from vitlab.mixers import Attention
 
-__all__ = ["pca_rgb", "attention_maps", "add_arguments", "run"]
+__all__ = ["pca_rgb", "attention_maps", "patch_norm_maps", "add_arguments", "run"]
 
 
 def pca_rgb(patches: torch.Tensor) -> torch.Tensor:
@@ -53,6 +56,16 @@ def attention_maps(model, x: torch.Tensor) -> torch.Tensor:
     n = layout.num_patches
     maps = weights[:, :, n : layout.num_tokens, :n].mean(dim=1)  # CLS, registers over patches: [B, cls+R, N]
     return maps.reshape(x.shape[0], -1, layout.grid_h, layout.grid_w)
+
+
+@torch.no_grad()
+def patch_norm_maps(model, x: torch.Tensor) -> torch.Tensor:
+    """L2 norms of the patch tokens after the last block (before the final norm): [B, 1, h, w]."""
+    tokens, layout = model.prepare_tokens(x)
+    for i in range(len(model.blocks)):
+        tokens = model.run_block(i, tokens, layout)
+    norms = tokens[:, : layout.num_patches].float().norm(dim=-1)
+    return norms.reshape(x.shape[0], 1, layout.grid_h, layout.grid_w)
 
 
 def _normalise(maps: torch.Tensor) -> torch.Tensor:
@@ -110,6 +123,15 @@ def run(args: argparse.Namespace) -> int:
         written.append(out / "attention.png")
         for q, name in enumerate(names):
             writer.add_images(f"attention/{name}", maps[:, q : q + 1])
+    norms = patch_norm_maps(model, x)
+    norms = F.interpolate(norms / norms.amax().clamp_min(1e-8), size=x.shape[-2:], mode="nearest")
+    save_image(norms, out / "norms.png", nrow=len(args.images))
+    writer.add_images("patch_norms", norms)
+    written.append(out / "norms.png")
+    from vitlab.eval.tokens import summarise_tokens, token_statistics
+
+    stats = summarise_tokens(token_statistics(model, x))
+    print("token statistics: " + ", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
     writer.close()
     for path in written:
         print(f"wrote {path}")

@@ -26,6 +26,11 @@ def test_quickstart_runs_end_to_end_with_knn_before_and_after(tmp_path):
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     knn = [(d["step"], d["val/knn_top1"]) for d in lines if "val/knn_top1" in d]
     assert [s for s, _ in knn] == [0, 4]
+    evals = [d for d in lines if "val/knn_top1" in d]
+    # the register / token statistics of the fixed validation batch, per layer (tensorboard and metrics.jsonl)
+    assert all(k in evals[-1] for k in ("val/tokens/layer0/outliers", "val/tokens/layer1/norm_registers",
+                                        "val/tokens/layer1/cls_attn_registers"))
+    assert "val/tokens/" not in proc.stdout  # the console shows the headline metrics only
     (_, before), (_, after) = knn
     assert f"knn_top1 {before:.2f} -> {after:.2f} ({after - before:+.2f})" in proc.stdout
     losses = [d for d in lines if "train/dino_loss" in d]

@@ -92,6 +92,8 @@ class EvalConfig:
     probe_lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
     probe_weight_decays: list[float] = field(default_factory=lambda: [0.0, 1e-4, 1e-3])
     probe_epochs: int = 20
+    token_images: int = 64  # the fixed batch (the first holdout images) of the register / token statistics
+    outlier_factor: float = 4.0  # a high-norm token: norm above this x the layer's median patch norm
 
 
 SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "data": DataConfig, "eval": EvalConfig}

@@ -116,7 +116,7 @@ class MetricLogger:
         if "train/collapse/teacher_entropy" in scalars and "train/collapse/ln_k" in scalars:
             parts.append(f"teacher_entropy {scalars['train/collapse/teacher_entropy']:.2f}"
                          f"/{scalars['train/collapse/ln_k']:.2f}")
-        parts += [f"{k} {v:.4f}" for k, v in scalars.items() if k.startswith("val/")]
+        parts += [f"{k} {v:.4f}" for k, v in scalars.items() if k.startswith("val/") and k.count("/") == 1]
         parts.append(f"eta {format_eta(rate * (self.total_steps - step))}")
         return " | ".join(parts)
 

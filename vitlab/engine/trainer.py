@@ -211,7 +211,7 @@ class Trainer:
             self.logger.log(0, {f"val/{k}": v for k, v in self.start_eval.items()})
             if self.info.is_main:
                 print("[vitlab] step 0 (before training): " + ", ".join(
-                    f"{k} {v:.2f}" for k, v in self.start_eval.items()), flush=True)
+                    f"{k} {v:.2f}" for k, v in self.start_eval.items() if "/" not in k), flush=True)
 
     def maybe_evaluate(self) -> bool:
         """Evaluate every ``eval_every`` steps and at the end; returns whether the run has a new best."""
@@ -245,9 +245,10 @@ class Trainer:
             self.logger.log_text("config", (self.run_dir / "config.yaml").read_text())
 
     def print_before_after(self) -> None:
+        """The headline metrics at step 0 and now (grouped ones such as ``tokens/*`` go to the logs only)."""
         print("[vitlab] before -> after training: " + ", ".join(
             f"{k} {self.start_eval[k]:.2f} -> {v:.2f} ({v - self.start_eval[k]:+.2f})"
-            for k, v in self.last_eval.items() if k in self.start_eval), flush=True)
+            for k, v in self.last_eval.items() if k in self.start_eval and "/" not in k), flush=True)
 
 
 def train(cfg: DictConfig, *, experiment: str = "run") -> dict[str, float]:

@@ -59,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
     suffix = f"{'init.' if args.init else ''}{results['readout']}.{args.protocol}.json"
     out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix("." + suffix)
     out.write_text(json.dumps(results, indent=2) + "\n")
+    from vitlab.eval.tokens import summarise_tokens
+
     for key, value in results.items():
+        if key == "tokens":  # per layer in the JSON; a summary here
+            value = ", ".join(f"{k} {v:.4g}" for k, v in summarise_tokens(value).items())
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
     print(f"written to {out}")
     return 0

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 __all__ = ["PROTOCOL_SPLITS", "split_indices", "protocol_dataset", "protocol_features", "choose_knn", "choose_linear",
-           "evaluate"]
+           "fixed_batch_tokens", "evaluate"]
 
 PROTOCOL_SPLITS = ("holdout", "bank", "monitor_bank", "test")
 Features = tuple[torch.Tensor, torch.Tensor]  # [N, D] float32, [N] labels
@@ -118,6 +118,20 @@ def protocol_features(model: nn.Module | None, data_cfg: Any, protocol: Any, *, 
     return out
 
 
+def fixed_batch_tokens(model: nn.Module, holdout: Any, protocol: Any, *, device: torch.device | str = "cpu"
+                       ) -> dict[str, float]:
+    """Token statistics (:func:`vitlab.eval.tokens.token_statistics`) on the first ``eval.token_images``
+    images of ``holdout`` (a dataset, or a loader of (images, labels) batches, of which the first batch
+    is used): the same images for every run."""
+    from vitlab.eval.tokens import token_statistics
+
+    if isinstance(holdout, Dataset):
+        images = torch.stack([torch.as_tensor(holdout[i][0]) for i in range(min(protocol.token_images, len(holdout)))])
+    else:
+        images = next(iter(holdout))[0][:protocol.token_images]
+    return token_statistics(model, torch.as_tensor(images).float().to(device), outlier_factor=protocol.outlier_factor)
+
+
 def evaluate(model: nn.Module | None, data_cfg: Any, protocol: Any, kind: str, **kwargs: Any) -> dict[str, Any]:
     """``kind`` ``knn``, ``linear`` or ``all`` (both, from one feature pass) under the protocol; the result
     names the chosen hyperparameters and the split sizes."""
@@ -126,5 +140,8 @@ def evaluate(model: nn.Module | None, data_cfg: Any, protocol: Any, kind: str, *
     feats = protocol_features(model, data_cfg, protocol, **kwargs)
     result = choose_knn(feats, protocol) if kind in ("knn", "all") else {}
     result |= choose_linear(feats, protocol) if kind in ("linear", "all") else {}
+    if model is not None and protocol.readout != "pixels" and hasattr(model, "prepare_tokens"):
+        result["tokens"] = fixed_batch_tokens(model, protocol_dataset(data_cfg, "holdout", protocol), protocol,
+                                              device=kwargs.get("device", "cpu"))
     return result | {"readout": protocol.readout or "model", "feature_dim": int(feats["bank"][0].shape[1]),
                      **{f"{s}_samples": len(feats[s][1]) for s in feats}}

@@ -29,7 +29,7 @@ from vitlab.config import build
 from vitlab.engine.distributed import gather_objects
 from vitlab.engine.schedules import as_schedule
 from vitlab.eval import extract_features
-from vitlab.eval.protocol import choose_knn
+from vitlab.eval.protocol import choose_knn, fixed_batch_tokens
 from vitlab.ssl import (
     DINOHead,
     DINOLoss,
@@ -224,13 +224,17 @@ class DINOv3Task(Task):
     def evaluate(self, make_loader: Callable[[str], Any], protocol: Any) -> dict[str, float]:
         """Weighted k-NN top-1 of the teacher backbone's ``eval.readout`` on the protocol's validation split
         (``holdout`` queries, ``monitor_bank`` bank; :mod:`vitlab.eval.protocol`), for each ``eval.ks``;
-        ``knn_top1`` is the best of them. The test set is never looked at."""
+        ``knn_top1`` is the best of them; ``tokens/*`` are the register / token statistics of
+        :mod:`vitlab.eval.tokens` on the first ``eval.token_images`` holdout images. The test set is
+        never looked at."""
         feats = {}
         for split in ("monitor_bank", "holdout"):
             x, y = extract_features(self.model, make_loader(split), readout=protocol.readout)
             # Each rank embedded its shard; every rank scores the whole set.
             feats["bank" if split == "monitor_bank" else split] = tuple(torch.cat(gather_objects(t)) for t in (x, y))
         res = choose_knn(feats, protocol)
+        tokens = fixed_batch_tokens(self.model, make_loader("holdout"), protocol,
+                                    device=next(self.model.parameters()).device)
         return {f"knn_k{k}_top1": res[f"knn_val_k{k}_top1"] for k in sorted(protocol.ks)} | {
-            "knn_top1": res["knn_val_top1"]}
+            "knn_top1": res["knn_val_top1"]} | {f"tokens/{k}": v for k, v in tokens.items()}
 
