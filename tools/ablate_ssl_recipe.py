@@ -121,9 +121,6 @@ def median_step_time(run_dir: Path) -> float | None:
     return round(times[len(times) // 2], 3) if times else None
 
 
-# Runs of 2026-12-01 that shared the 2-core CPU with a test run or another job (their minutes and s/step
-# are inflated; their k-NN is not affected). Kept here so the table says so.
-SHARED = {"ls_0.1", "mom_0.96", "lr_2e-3", "lr_4e-3", "lr_8e-3", "p7", "local_2", "mom_0.96_lr4"}
 
 
 def changes(overrides: list[str]) -> str:
@@ -166,7 +163,7 @@ def write_table(rows: list[dict], path: Path) -> None:
     for r in rows:
         knn, init = r.get("knn"), r.get("knn_init")
         defined = {n: o for n, o, _ in VARIANTS}
-        cells = [r["name"] + (" *" if r["name"] in SHARED or r.get("shared") else ""), changes(defined.get(r["name"], r["overrides"])), r.get("split", "slices"),
+        cells = [r["name"] + (" *" if r.get("shared") else ""), changes(defined.get(r["name"], r["overrides"])), r.get("split", "slices"),
                  f"{init:.2f}" if init is not None else "-", f"{knn:.2f}" if knn is not None else "failed",
                  f"{knn - init:+.2f}" if knn is not None and init is not None else "-",
                  str(r.get("dino_over_ln_k", "-")), "yes" if r.get("collapse_warning") else "no",

@@ -61,11 +61,9 @@ def attention_maps(model, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def patch_norm_maps(model, x: torch.Tensor) -> torch.Tensor:
     """L2 norms of the patch tokens after the last block (before the final norm): [B, 1, h, w]."""
-    tokens, layout = model.prepare_tokens(x)
-    for i in range(len(model.blocks)):
-        tokens = model.run_block(i, tokens, layout)
-    norms = tokens[:, : layout.num_patches].float().norm(dim=-1)
-    return norms.reshape(x.shape[0], 1, layout.grid_h, layout.grid_w)
+    features = model.forward_features(x)
+    B, h, w, _ = features["patches"].shape
+    return features["prenorm"][:, : h * w].float().norm(dim=-1).reshape(B, 1, h, w)
 
 
 def _normalise(maps: torch.Tensor) -> torch.Tensor:

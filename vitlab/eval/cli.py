@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from vitlab.config import apply_overrides, eval_config, load_config, typed_sections
     from vitlab.engine.checkpoint import build_model_from_checkpoint
     from vitlab.eval.protocol import evaluate
+    from vitlab.eval.tokens import summarise_tokens
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
@@ -47,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     if data is None:
         raise SystemExit(f"{args.checkpoint} holds no data config; pass --data CONFIG")
     cfg = typed_sections(OmegaConf.create({"data": data, "eval": eval_config(ckpt_cfg)}))
-    cfg.eval = eval_config(cfg)
     bad = [o for o in args.overrides if o.lstrip("+~").split(".", 1)[0] not in ("data", "eval")]
     if bad:
         raise SystemExit(f"vitlab eval takes data.* and eval.* overrides only, got {bad}")
@@ -59,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
     suffix = f"{'init.' if args.init else ''}{results['readout']}.{args.protocol}.json"
     out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix("." + suffix)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    from vitlab.eval.tokens import summarise_tokens
-
     for key, value in results.items():
         if key == "tokens":  # per layer in the JSON; a summary here
             value = ", ".join(f"{k} {v:.4g}" for k, v in summarise_tokens(value).items())

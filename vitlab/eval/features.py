@@ -43,7 +43,9 @@ def extract_features(model: nn.Module | None, loader: Iterable, *, readout: str 
     """
     if model is None and readout != "pixels":
         raise ValueError(f"readout={readout!r} needs a model (only 'pixels' runs without one)")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if device is None:
+        device = next(model.parameters()).device if model is not None else "cpu"
+    device = torch.device(device)
     was_training = model.training if model is not None else False
     if model is not None:
         model.eval()
