@@ -89,7 +89,8 @@ class EvalConfig:
     monitor_bank: Optional[int] = 10000  # the online monitor's bank: this many of the other training images
     ks: list[int] = field(default_factory=lambda: [10, 20, 50, 100])  # k-NN grid (DINO: 10, 20, 100, 200)
     temperature: float = 0.07  # k-NN vote temperature (DINO)
-    probe_lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    # up to 1.0: on standardised features the dinov3_fmnist probe chose 0.1, the top of a grid that ended there
+    probe_lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0])
     probe_weight_decays: list[float] = field(default_factory=lambda: [0.0, 1e-4, 1e-3])
     probe_epochs: int = 20
     token_images: int = 64  # the fixed batch (the first holdout images) of the register / token statistics
