@@ -1,4 +1,5 @@
-"""Sinkhorn-Knopp centering: against the linear-domain recipe, marginals, stability, distributed."""
+"""Sinkhorn-Knopp centering (the one implementation, ``vitlab.kernels.sinkhorn_knopp``, as the losses
+call it): against the linear-domain recipe, marginals, stability, distributed."""
 
 import math
 import os
@@ -9,7 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from vitlab.ssl import SoftmaxCenter, sinkhorn_knopp
+from vitlab.kernels import distributed_all_reduce, sinkhorn_knopp
+from vitlab.ssl import DINOLoss, SoftmaxCenter
 
 
 def reference_sinkhorn(logits: torch.Tensor, temp: float, n_iterations: int = 3) -> torch.Tensor:
@@ -81,7 +83,9 @@ def _worker(rank, world, port, scenarios, result_queue):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         for name, chunks in scenarios.items():
-            probs = sinkhorn_knopp(chunks[rank], 0.05)
+            probs = sinkhorn_knopp(chunks[rank], 0.05, all_reduce=distributed_all_reduce)
+            # The losses pass the all-reduce themselves once torch.distributed is initialised.
+            torch.testing.assert_close(DINOLoss(6).teacher_probs(chunks[rank], 0.05), probs)
             center = SoftmaxCenter(chunks[rank].shape[-1], momentum=0.5)
             center.update(chunks[rank])
             result_queue.put((name, rank, probs, center.center))

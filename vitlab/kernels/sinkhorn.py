@@ -76,23 +76,27 @@ def _global_logsumexp(local: torch.Tensor, all_reduce: AllReduce | None) -> torc
     return m + torch.log(total)
 
 
-def _log_sizes(teacher_logits: torch.Tensor, all_reduce: AllReduce | None) -> tuple[float, float]:
-    """``(log K, log B)`` with B the batch summed over ranks."""
-    B, K = teacher_logits.shape
+def _global_batch(teacher_logits: torch.Tensor, all_reduce: AllReduce | None) -> float:
+    """B summed over ranks (every rank joins this all-reduce, whatever its B)."""
+    B = float(teacher_logits.shape[0])
     if all_reduce is not None:
-        total = torch.tensor([float(B)], device=teacher_logits.device)
+        total = torch.tensor([B], device=teacher_logits.device)
         all_reduce(total, "sum")
         B = total.item()
-    if B == 0:
-        raise ValueError("sinkhorn_knopp got no samples on any rank")
-    return math.log(K), math.log(B)
+    return B
 
 
 def sinkhorn_knopp_reference(
-    teacher_logits: torch.Tensor, temp: float, n_iterations: int = 3, all_reduce: AllReduce | None = None
+    teacher_logits: torch.Tensor, temp: float, n_iterations: int = 3, all_reduce: AllReduce | None = None,
+    global_batch: float | None = None,
 ) -> torch.Tensor:
-    """Plain torch log-domain Sinkhorn-Knopp; float32 [B, K] probabilities (see module docstring)."""
-    log_k, log_b = _log_sizes(teacher_logits, all_reduce)
+    """Plain torch log-domain Sinkhorn-Knopp; float32 [B, K] probabilities (see module docstring).
+
+    ``global_batch`` is B summed over ranks when the caller already knows it (saves a collective).
+    """
+    if global_batch is None:
+        global_batch = _global_batch(teacher_logits, all_reduce)
+    log_k, log_b = math.log(teacher_logits.shape[1]), math.log(global_batch)
     x = teacher_logits.float() * (1.0 / temp)  # multiply by the reciprocal, as the kernel does
     v = x.new_zeros(x.shape[0], 1)
     for _ in range(n_iterations):
@@ -171,8 +175,8 @@ def _logsumexp_triton(x, bias, inv_temp: float, over_samples: bool) -> torch.Ten
     return part[0] if chunks == 1 else torch.logsumexp(part, dim=0)
 
 
-def _sinkhorn_triton(logits, temp, n_iterations, all_reduce):
-    log_k, log_b = _log_sizes(logits, all_reduce)
+def _sinkhorn_triton(logits, temp, n_iterations, all_reduce, global_batch):
+    log_k, log_b = math.log(logits.shape[1]), math.log(global_batch)
     x = logits if logits.stride(-1) == 1 else logits.contiguous()
     B, K = x.shape
     inv_temp = 1.0 / temp
@@ -200,9 +204,16 @@ def sinkhorn_knopp(
 ) -> torch.Tensor:
     """Teacher probabilities by Sinkhorn-Knopp centering, numerically stable at any temperature.
 
+    The one Sinkhorn-Knopp of vitlab: the DINO and iBOT losses centre their teachers with it
+    (:class:`~vitlab.ssl.centering.CenteredTeacherLoss`, which passes
+    :func:`distributed_all_reduce` when ``torch.distributed`` is initialised, as DINOv3's
+    ``sinkhorn_knopp_teacher`` all-reduces its sums).
+
     Args:
-        teacher_logits: [B, K] prototype scores of the teacher's crops on this rank; B may be 0
-            on some ranks when ``all_reduce`` is given (iBOT: a rank without masked patches).
+        teacher_logits: [B, K] prototype scores of the teacher's crops on this rank, or [..., K]
+            (flattened over the leading axes, which are restored on return: DINO's [T, B, K]).
+            B may be 0 (iBOT: no masked patch); with ``all_reduce`` that rank still joins every
+            collective, and when the global batch is empty the result is empty.
         temp: teacher temperature (DINOv3 warms it from 0.04 to 0.07); must be > 0.
         n_iterations: Sinkhorn iterations (DINOv3: 3); must be >= 1.
         all_reduce: in-place ``all_reduce(tensor, "max" | "sum")`` across data-parallel ranks
@@ -210,19 +221,25 @@ def sinkhorn_knopp(
         backend: ``"auto" | "triton" | "torch"`` (see :mod:`vitlab.kernels.dispatch`).
 
     Returns:
-        float32 [B, K]; each row sums to 1 and, as iterations grow, each prototype gets mass
-        B/K. No gradient (it is a teacher target).
+        float32 with the input's shape; each row sums to 1 and, as iterations grow, each
+        prototype gets mass B/K. No gradient (it is a teacher target).
     """
-    if teacher_logits.ndim != 2:
-        raise ValueError(f"sinkhorn_knopp needs teacher_logits [B, K], got {tuple(teacher_logits.shape)}")
+    if teacher_logits.ndim < 2:
+        raise ValueError(f"sinkhorn_knopp needs teacher_logits [..., K], got {tuple(teacher_logits.shape)}")
     if not temp > 0:
         raise ValueError(f"sinkhorn_knopp needs temp > 0, got {temp}")
     if n_iterations < 1:
         raise ValueError(f"sinkhorn_knopp needs n_iterations >= 1, got {n_iterations}")
-    B, K = teacher_logits.shape
-    if K == 0 or (B == 0 and all_reduce is None):
-        raise ValueError(f"sinkhorn_knopp needs a non-empty [B, K], got {tuple(teacher_logits.shape)}")
+    shape = teacher_logits.shape
+    if shape[-1] == 0:
+        raise ValueError(f"sinkhorn_knopp needs K >= 1 prototypes, got {tuple(shape)}")
+    logits = teacher_logits.reshape(-1, shape[-1])  # [B, K]
     with torch.no_grad():
-        if resolve_backend(backend, teacher_logits) == "torch":
-            return sinkhorn_knopp_reference(teacher_logits, temp, n_iterations, all_reduce)
-        return _sinkhorn_triton(teacher_logits, float(temp), n_iterations, all_reduce)
+        global_batch = _global_batch(logits, all_reduce)
+        if global_batch == 0:  # nothing to balance on any rank
+            return logits.new_zeros(logits.shape, dtype=torch.float32).reshape(shape)
+        if resolve_backend(backend, logits) == "torch":
+            probs = sinkhorn_knopp_reference(logits, temp, n_iterations, all_reduce, global_batch)
+        else:
+            probs = _sinkhorn_triton(logits, float(temp), n_iterations, all_reduce, global_batch)
+    return probs.reshape(shape)

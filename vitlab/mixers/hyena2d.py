@@ -13,6 +13,11 @@ convolution over the whole grid, zero-padded to ``2R x 2W`` so nothing wraps aro
     for i in 0..o-2:  v = (longconv(v, k_i) + skip_i * v) * g_{o-2-i}
     out = out_proj(v)
 
+In eval mode without autograd the filter's FFT depends only on the weights and the grid, so
+:meth:`Hyena2D.filter_fft` keeps it per grid size. The cache is dropped by ``train()`` and is keyed
+on every filter tensor's storage and version counter (bumped by every in-place write: optimizer
+steps, ``load_state_dict``, ``copy_``), so it never serves stale weights.
+
 Axis legend: B batch, T tokens (a whole number R of grid rows of width W), D width, C channels.
 """
 
@@ -28,6 +33,12 @@ from vitlab.mixers.implicit_filter import ImplicitFilter2D
 from vitlab.models.layout import TokenLayout
 
 __all__ = ["Hyena2D", "fft_flop_count"]
+
+
+def _fft_input(t: torch.Tensor) -> torch.Tensor:
+    """FFTs run in float32 for half inputs (cuFFT has no bf16, and fp16 only at powers of two), and
+    at the input's own precision otherwise: no float64 -> float32 round trip."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 def fft_flop_count(n: int) -> int:
@@ -65,6 +76,36 @@ class Hyena2D(nn.Module):
         self.skip = nn.Parameter(torch.ones(order - 1, dim, **dd))
         self.out_proj = nn.Linear(dim, dim, bias=bias, **dd)
         self.kernels = "auto"
+        self._filter_fft_cache: dict[tuple, tuple[tuple, list, torch.Tensor]] = {}
+
+    def train(self, mode: bool = True) -> Hyena2D:
+        self._filter_fft_cache.clear()
+        return super().train(mode)
+
+    def _filter_fft(self, R: int, W: int) -> torch.Tensor:
+        k = self.filter(R, W).reshape(self.order - 1, self.dim, 2 * R, 2 * W)
+        return torch.fft.rfft2(_fft_input(k))  # [o-1, D, 2R, W+1]
+
+    def filter_fft(self, R: int, W: int) -> torch.Tensor:
+        """The long filters' 2D FFT ``[o-1, D, 2R, W+1]`` (complex) for an ``R x W`` grid.
+
+        Cached in eval mode when no gradient is recorded (and not under ``torch.compile``).
+        """
+        cacheable = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
+        if not cacheable:
+            return self._filter_fft(R, W)
+        tensors = [*self.filter.parameters(), *self.filter.buffers()]
+        # Holding the storages keeps their addresses from being reused while the entry lives.
+        state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in tensors)
+        key = (R, W, torch.is_inference_mode_enabled())
+        hit = self._filter_fft_cache.get(key)
+        if hit is not None and hit[0] == state:
+            return hit[2]
+        k_f = self._filter_fft(R, W)
+        if len(self._filter_fft_cache) >= 4:  # a few grid sizes at most (each can be large)
+            self._filter_fft_cache.clear()
+        self._filter_fft_cache[key] = (state, [t.untyped_storage() for t in tensors], k_f)
+        return k_f
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T, D = x.shape
@@ -74,8 +115,7 @@ class Hyena2D(nn.Module):
         R = T // W
         u = self.in_proj(x).transpose(1, 2).reshape(B, (self.order + 1) * D, R, W)
         *gates, v = self.short_conv(u).split(D, dim=1)  # each [B, D, R, W]
-        k = self.filter(R, W).reshape(self.order - 1, D, 2 * R, 2 * W)
-        k_f = torch.fft.rfft2(k.float())  # [o-1, D, 2R, W+1]
+        k_f = self.filter_fft(R, W)  # [o-1, D, 2R, W+1]
         v = v * gates[-1]
         for i in range(self.order - 1):
             y = self._long_conv(v, k_f[i], R, W)
@@ -84,8 +124,12 @@ class Hyena2D(nn.Module):
 
     @staticmethod
     def _long_conv(v: torch.Tensor, k_f: torch.Tensor, R: int, W: int) -> torch.Tensor:
-        v_f = torch.fft.rfft2(v.float(), s=(2 * R, 2 * W))  # [B, D, 2R, W+1]
-        y = torch.fft.irfft2(v_f * k_f, s=(2 * R, 2 * W))[..., :R, :W]
+        v_f = torch.fft.rfft2(_fft_input(v), s=(2 * R, 2 * W))  # [B, D, 2R, W+1]
+        # Without autograd the spectral product can overwrite v_f: one [B, D, 2R, W+1] complex
+        # buffer less at inference (autograd needs v_f itself for the filter's gradient).
+        recording = torch.is_grad_enabled() and (v.requires_grad or k_f.requires_grad)
+        product = v_f * k_f if recording else v_f.mul_(k_f)
+        y = torch.fft.irfft2(product, s=(2 * R, 2 * W))[..., :R, :W]
         return y.to(v.dtype)
 
     def flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:

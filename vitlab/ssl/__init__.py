@@ -10,7 +10,6 @@ from vitlab.ssl.ibot_loss import iBOTPatchLoss, masked_patch_weights
 from vitlab.ssl.koleo import KoLeoLoss, koleo_loss
 from vitlab.ssl.masking import MaskingGenerator, sample_ibot_masks
 from vitlab.ssl.multicrop import IMAGENET_MEAN, IMAGENET_STD, MultiCrop, collate_multicrop
-from vitlab.ssl.sinkhorn import sinkhorn_knopp
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -32,7 +31,6 @@ __all__ = [
     "masked_patch_weights",
     "resize_patch_features",
     "sample_ibot_masks",
-    "sinkhorn_knopp",
     "snapshot_into",
     "teacher_entropy",
 ]

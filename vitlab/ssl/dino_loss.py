@@ -5,6 +5,11 @@ Self-Supervised Vision Transformers"), with the Sinkhorn-Knopp teacher of DINOv2
 Cross-entropy between the teacher's centred, sharpened CLS distribution on each global crop and the
 student's distribution on every other crop of the same image.
 
+The cross-entropy runs through :func:`~vitlab.kernels.softmax_cross_entropy` (on CUDA a Triton kernel
+that streams K with an online logsumexp instead of keeping B x K fp32 copies). The loss is linear in
+the teacher distribution, so each student crop is scored once against the sum of the teacher crops
+it is paired with: ``sum_t CE(s, p_t) = CE(s, sum_t p_t)``.
+
 Axis legend: S student crops (the T global crops first, then the local crops), T teacher (global)
 crops, B images, K prototypes.
 """
@@ -12,8 +17,8 @@ crops, B images, K prototypes.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from vitlab.kernels.cross_entropy import softmax_cross_entropy
 from vitlab.ssl.centering import CenteredTeacherLoss
 
 __all__ = ["DINOLoss"]
@@ -49,14 +54,22 @@ class DINOLoss(CenteredTeacherLoss):
         """
         n_student, batch, _ = student_logits.shape
         n_teacher = teacher_probs.shape[0]
-        log_p_student = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)  # [S, B, K]
-        pair_loss = -torch.einsum("sbk,tbk->st", log_p_student, teacher_probs.float())  # [S, T]
-        n_pairs = n_student * n_teacher
-        if ignore_diagonal:
-            n_diag = min(n_student, n_teacher)
-            pair_loss = pair_loss * (1 - torch.eye(n_student, n_teacher, device=pair_loss.device))
-            n_pairs -= n_diag
+        n_pairs = n_student * n_teacher - (min(n_student, n_teacher) if ignore_diagonal else 0)
         if n_pairs == 0:
             raise ValueError(f"no crop pairs left: {n_student} student and {n_teacher} teacher crops with "
                              f"ignore_diagonal={ignore_diagonal}")
-        return pair_loss.sum() / (n_pairs * batch)
+        targets: dict[tuple[int, ...], torch.Tensor] = {}  # the local crops share one target
+        total = student_logits.new_zeros((), dtype=torch.float32)
+        for s in range(n_student):
+            paired = tuple(t for t in range(n_teacher) if not (ignore_diagonal and t == s))
+            if not paired:
+                continue
+            if paired not in targets:  # [B, K], rows sum to len(paired)
+                if len(paired) == 1:
+                    targets[paired] = teacher_probs[paired[0]]  # a view, no copy
+                else:
+                    targets[paired] = teacher_probs[list(paired)].sum(0)
+            row_loss = softmax_cross_entropy(student_logits[s], targets[paired], self.student_temp,
+                                             backend=self.backend)  # [B]
+            total = total + row_loss.sum()
+        return total / (n_pairs * batch)

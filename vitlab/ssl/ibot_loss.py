@@ -11,8 +11,8 @@ batch (the True entries of ``masks`` in row-major order), K prototypes.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from vitlab.kernels.cross_entropy import softmax_cross_entropy
 from vitlab.ssl.centering import CenteredTeacherLoss
 
 __all__ = ["iBOTPatchLoss", "masked_patch_weights"]
@@ -59,6 +59,6 @@ class iBOTPatchLoss(CenteredTeacherLoss):
         """
         if masks_weight is None:
             masks_weight = masked_patch_weights(masks)
-        log_p_student = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)  # [M, K]
-        patch_loss = -(teacher_probs.float() * log_p_student).sum(dim=-1)  # [M]
+        patch_loss = softmax_cross_entropy(student_logits, teacher_probs, self.student_temp,
+                                           backend=self.backend)  # [M]
         return (patch_loss * masks_weight.to(patch_loss.device)).sum() / masks.shape[0]
