@@ -154,7 +154,8 @@ def _norm_forward(x, residual, weight, bias, eps: float, is_rms: bool):
     res2 = as_rows(residual, D) if residual is not None else None
     y = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     s = torch.empty(x.shape if residual is not None else (0,), device=x.device, dtype=x.dtype)
-    mean = torch.empty(M, device=x.device, dtype=torch.float32)
+    # RMSNorm has no mean: zeros, so the op's output is defined (the kernel writes it only for LayerNorm)
+    mean = (torch.zeros if is_rms else torch.empty)(M, device=x.device, dtype=torch.float32)
     rstd = torch.empty(M, device=x.device, dtype=torch.float32)
     BLOCK_N = next_power_of_2(D)
     BLOCK_M = _rows_per_tile(BLOCK_N)
