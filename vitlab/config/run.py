@@ -34,6 +34,11 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     strategy: str = "ddp"  # ddp | fsdp | none (only used under torchrun)
+    # torch.compile: null (auto: blocks on CUDA, off on CPU) | false | true (the whole task forward) |
+    # blocks (each block in place, fullgraph, as torchtitan); see vitlab.engine.compile
+    compile: Optional[Any] = None
+    # the device's dense peak TFLOP/s for train/mfu; None: vitlab.engine.mfu's table (CUDA devices only)
+    peak_tflops: Optional[float] = None
     grad_accum_steps: int = 1
     clip_grad: Optional[float] = 1.0  # max global grad norm; None/0: no clipping (the norm is still logged)
     log_every: int = 20

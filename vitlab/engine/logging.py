@@ -107,7 +107,8 @@ class MetricLogger:
         done = step - self.start_step
         rate = (time.perf_counter() - self.started) / done if done > 0 else float("nan")
         parts = [f"step {step}/{self.total_steps}"]
-        for key, fmt in (("train/loss", ".4f"), ("perf/images_per_s", ".1f"), ("train/lr", ".2e")):
+        for key, fmt in (("train/loss", ".4f"), ("perf/images_per_s", ".1f"), ("train/tflops", ".3g"),
+                         ("train/mfu", ".1%"), ("train/lr", ".2e")):
             if key in scalars:
                 parts.append(f"{key.split('/')[-1]} {scalars[key]:{fmt}}")
         # a task's loss terms (DINO, iBOT, KoLeo, Gram) and the collapse watch's teacher entropy

@@ -20,8 +20,10 @@ from omegaconf import DictConfig
 from vitlab.config import eval_config, instantiate, typed_sections
 from vitlab.engine import distributed
 from vitlab.engine.batches import build_data, data_stream, to_device
+from vitlab.engine.compile import apply_compile, resolve_compile
 from vitlab.engine.faults import Faults
 from vitlab.engine.logging import MetricLogger, flat_hparams, peak_memory_mb
+from vitlab.engine.mfu import peak_tflops
 from vitlab.engine.nonfinite import NonFiniteGuard
 from vitlab.engine.optim import build_optimizer, lr_scale_factor, param_groups, set_hyperparams
 from vitlab.engine.precision import Precision
@@ -54,6 +56,7 @@ class _Window:
     start: float = field(default_factory=lambda: time.perf_counter())
     steps: int = 0
     wait: float = 0.0  # seconds spent waiting for batches
+    flops: float = 0.0  # this rank's analytic training FLOPs (task.train_flops), or nan if the task has none
 
 
 class Trainer:
@@ -82,12 +85,15 @@ class Trainer:
         lr_base = as_schedule(oc.lr, self.total_steps)
         self.lr_schedule = (lambda s: lr_factor * lr_base(s)) if lr_factor != 1.0 else lr_base
         self.wd_schedule = as_schedule(oc.weight_decay, self.total_steps)
+        self.compile_mode = resolve_compile(tc.compile, info.device)
+        apply_compile(self.task, self.compile_mode)  # before wrapping: compiled blocks, then FSDP2 (torchtitan)
         self.model = distributed.wrap(self.task, info, tc.strategy)
         groups = param_groups(self.task.trainable_modules(), layer_decay=oc.layer_decay,
                               patch_embed_lr_mult=oc.patch_embed_lr_mult, no_weight_decay=oc.no_weight_decay)
         self.optimizer = build_optimizer(oc.optimizer, groups)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.precision = Precision(tc.precision, info.device)
+        self.peak_tflops = peak_tflops(info.device, self.precision.dtype, tc.peak_tflops)
         self.guard = NonFiniteGuard(tc.max_nonfinite_steps)
         self.state = RunState()
         seed_everything(tc.seed + 1_000_003 * info.rank)
@@ -165,6 +171,8 @@ class Trainer:
             t0 = time.perf_counter()
             batch = to_device(next(self.data), self.info.device)
             self.window.wait += time.perf_counter() - t0
+            flops = self.task.train_flops(batch)
+            self.window.flops += float("nan") if flops is None else flops
             last = micro == accum - 1
             no_sync = hasattr(self.model, "no_sync") and not last
             with self.model.no_sync() if no_sync else contextlib.nullcontext():
@@ -190,6 +198,10 @@ class Trainer:
                   "perf/data_wait_s": w.wait / w.steps,
                   "perf/peak_memory_mb": peak_memory_mb(self.info.device),
                   "train/skipped_steps": float(self.guard.total_skipped)}
+        if w.flops == w.flops:  # the task counts its FLOPs: achieved TFLOP/s per device, MFU against the peak
+            values["train/tflops"] = w.flops / elapsed / 1e12
+            if self.peak_tflops:
+                values["train/mfu"] = values["train/tflops"] / self.peak_tflops
         values |= {f"train/{k}": distributed.all_reduce_mean(v).item() for k, v in result.metrics.items()}
         values |= {f"schedule/{k}": float(v) for k, v in result.scheduled.items()}
         self.logger.log(state.step, values)
@@ -241,7 +253,8 @@ class Trainer:
     def announce(self) -> None:
         if self.info.is_main:
             print(f"[vitlab] {self.experiment}: {self.total_steps} steps, {self.steps_per_epoch} steps/epoch, "
-                  f"world size {self.info.world_size}, device {self.info.device}, run dir {self.run_dir}", flush=True)
+                  f"world size {self.info.world_size}, device {self.info.device}, compile {self.compile_mode}, "
+                  f"run dir {self.run_dir}", flush=True)
             self.logger.log_text("config", (self.run_dir / "config.yaml").read_text())
 
     def print_before_after(self) -> None:

@@ -23,7 +23,7 @@ from vitlab.kernels.dispatch import resolve_backend
 if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.kernels._triton
     import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
 
-__all__ = ["SwiGLUFunction", "swiglu", "swiglu_reference"]
+__all__ = ["swiglu", "swiglu_op", "swiglu_reference"]
 
 
 def swiglu_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -68,37 +68,60 @@ def _swiglu_bwd_kernel(
     tl.store(db_ptr + rows * n_cols + cols, db.to(db_ptr.dtype.element_ty), mask=mask)
 
 
-class SwiGLUFunction(torch.autograd.Function):
-    """Autograd wiring of the Triton SwiGLU: saves ``a`` and ``b``, recomputes the sigmoid."""
+def _swiglu_forward(a, b):
+    H = a.shape[-1]
+    a2, b2 = as_rows(a, H), as_rows(b, H)
+    out = torch.empty(a.shape, device=a.device, dtype=a.dtype)
+    M = a2.shape[0]
+    BLOCK_M, BLOCK_N = tile_2d(H)
+    grid = (cdiv(M, BLOCK_M), cdiv(H, BLOCK_N))
+    if out.numel():
+        _swiglu_fwd_kernel[grid](a2, b2, out, M, H, a2.stride(0), b2.stride(0),
+                                 BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(BLOCK_M * BLOCK_N))
+    return out
 
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        H = a.shape[-1]
-        a2, b2 = as_rows(a, H), as_rows(b, H)
-        out = torch.empty(a.shape, device=a.device, dtype=a.dtype)
-        M = a2.shape[0]
-        BLOCK_M, BLOCK_N = tile_2d(H)
-        grid = (cdiv(M, BLOCK_M), cdiv(H, BLOCK_N))
-        if out.numel():
-            _swiglu_fwd_kernel[grid](a2, b2, out, M, H, a2.stride(0), b2.stride(0),
-                                     BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(BLOCK_M * BLOCK_N))
-        ctx.save_for_backward(a2, b2)
-        ctx.shape = a.shape
-        return out
 
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        a2, b2 = ctx.saved_tensors
-        M, H = a2.shape
-        g2 = as_rows(grad_out, H)
-        da = torch.empty(ctx.shape, device=a2.device, dtype=a2.dtype)
-        db = torch.empty(ctx.shape, device=b2.device, dtype=b2.dtype)
-        BLOCK_M, BLOCK_N = tile_2d(H)
-        grid = (cdiv(M, BLOCK_M), cdiv(H, BLOCK_N))
-        if da.numel():
-            _swiglu_bwd_kernel[grid](g2, a2, b2, da, db, M, H, g2.stride(0), a2.stride(0), b2.stride(0),
-                                     BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(BLOCK_M * BLOCK_N))
-        return da, db
+# The Triton path as torch.library custom ops (forward and backward), so torch.compile sees each
+# launch as one graph node; the backward saves ``a`` and ``b`` and recomputes the sigmoid.
+@torch.library.custom_op("vitlab::swiglu", mutates_args=())
+def swiglu_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return _swiglu_forward(a, b)
+
+
+@swiglu_op.register_fake
+def _(a, b):
+    return a.new_empty(a.shape)
+
+
+@torch.library.custom_op("vitlab::swiglu_backward", mutates_args=())
+def _swiglu_backward(grad_out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    H = a.shape[-1]
+    a2, b2, g2 = as_rows(a, H), as_rows(b, H), as_rows(grad_out, H)
+    M = a2.shape[0]
+    da = torch.empty(a.shape, device=a.device, dtype=a.dtype)
+    db = torch.empty(b.shape, device=b.device, dtype=b.dtype)
+    BLOCK_M, BLOCK_N = tile_2d(H)
+    grid = (cdiv(M, BLOCK_M), cdiv(H, BLOCK_N))
+    if da.numel():
+        _swiglu_bwd_kernel[grid](g2, a2, b2, da, db, M, H, g2.stride(0), a2.stride(0), b2.stride(0),
+                                 BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(BLOCK_M * BLOCK_N))
+    return da, db
+
+
+@_swiglu_backward.register_fake
+def _(grad_out, a, b):
+    return a.new_empty(a.shape), b.new_empty(b.shape)
+
+
+def _swiglu_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _swiglu_autograd(ctx, grad_out):
+    return _swiglu_backward(grad_out, *ctx.saved_tensors)
+
+
+swiglu_op.register_autograd(_swiglu_autograd, setup_context=_swiglu_setup_context)
 
 
 def swiglu(a: torch.Tensor, b: torch.Tensor, backend: str = "auto") -> torch.Tensor:
@@ -118,4 +141,4 @@ def swiglu(a: torch.Tensor, b: torch.Tensor, backend: str = "auto") -> torch.Ten
         raise TypeError(f"swiglu needs a and b of one dtype, got {a.dtype} and {b.dtype}")
     if resolve_backend(backend, a, b) == "torch":
         return swiglu_reference(a, b)
-    return SwiGLUFunction.apply(a, b)
+    return swiglu_op(a, b)

@@ -21,7 +21,7 @@ from vitlab.kernels.dispatch import resolve_backend
 if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.kernels._triton
     import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
 
-__all__ = ["HyenaGateFunction", "hyena_gate", "hyena_gate_reference"]
+__all__ = ["hyena_gate", "hyena_gate_op", "hyena_gate_reference"]
 
 
 def _channel_view(skip: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -84,52 +84,84 @@ def _hyena_gate_bwd_kernel(
         tl.store(dskip_part_ptr + pid_n * n_rows + rows, part, mask=row_ok)
 
 
-class HyenaGateFunction(torch.autograd.Function):
-    """Autograd wiring of the Triton Hyena gate; saves the three inputs, recomputes ``y + v*skip``."""
-
-    @staticmethod
-    def forward(ctx, y, v, gate, skip):
-        B, C = y.shape[:2]
-        L = math.prod(y.shape[2:])
-        y2, v2, g2 = as_rows(y, L), as_rows(v, L), as_rows(gate, L)
-        skip = skip.contiguous()
-        out = torch.empty(y.shape, device=y.device, dtype=y.dtype)
-        BLOCK_M, BLOCK_N = tile_2d(L, elements=2048)  # three inputs live at once: smaller tiles
-        M = B * C
-        if out.numel():
-            grid = (cdiv(M, BLOCK_M), cdiv(L, BLOCK_N))
-            _hyena_gate_fwd_kernel[grid](
-                y2, v2, g2, skip, out, M, L, C, y2.stride(0), v2.stride(0), g2.stride(0),
-                BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(3 * BLOCK_M * BLOCK_N),
-            )
-        ctx.save_for_backward(y2, v2, g2, skip)
-        ctx.shape = y.shape
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        y2, v2, g2, skip = ctx.saved_tensors
-        M, L = y2.shape
-        C = skip.numel()
-        go = as_rows(grad_out, L)
-        dy = torch.empty(ctx.shape, device=y2.device, dtype=y2.dtype)
-        dv = torch.empty(ctx.shape, device=v2.device, dtype=v2.dtype)
-        dgate = torch.empty(ctx.shape, device=g2.device, dtype=g2.dtype)
-        BLOCK_M, BLOCK_N = tile_2d(L, elements=2048)
+def _hyena_gate_forward(y, v, gate, skip):
+    B, C = y.shape[:2]
+    L = math.prod(y.shape[2:])
+    y2, v2, g2 = as_rows(y, L), as_rows(v, L), as_rows(gate, L)
+    out = torch.empty(y.shape, device=y.device, dtype=y.dtype)
+    BLOCK_M, BLOCK_N = tile_2d(L, elements=2048)  # three inputs live at once: smaller tiles
+    M = B * C
+    if out.numel():
         grid = (cdiv(M, BLOCK_M), cdiv(L, BLOCK_N))
-        need_dskip = ctx.needs_input_grad[3]
-        part = torch.empty((grid[1], M), device=y2.device, dtype=torch.float32) if need_dskip else dy
-        if dy.numel():
-            _hyena_gate_bwd_kernel[grid](
-                go, y2, v2, g2, skip, dy, dv, dgate, part, M, L, C,
-                go.stride(0), y2.stride(0), v2.stride(0), g2.stride(0),
-                BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NEED_DSKIP=need_dskip,
-                num_warps=num_warps(2 * BLOCK_M * BLOCK_N),
-            )
-        dskip = None
-        if need_dskip:
-            dskip = part.sum(0).view(-1, C).sum(0).to(skip.dtype) if dy.numel() else torch.zeros_like(skip)
-        return dy, dv, dgate, dskip
+        _hyena_gate_fwd_kernel[grid](
+            y2, v2, g2, skip.contiguous(), out, M, L, C, y2.stride(0), v2.stride(0), g2.stride(0),
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(3 * BLOCK_M * BLOCK_N),
+        )
+    return out
+
+
+def _hyena_gate_backward(grad_out, y, v, gate, skip, need_dskip: bool):
+    L = math.prod(y.shape[2:])
+    y2, v2, g2, go = as_rows(y, L), as_rows(v, L), as_rows(gate, L), as_rows(grad_out, L)
+    skip = skip.contiguous()
+    M = y2.shape[0]
+    C = skip.numel()
+    dy = torch.empty(y.shape, device=y.device, dtype=y.dtype)
+    dv = torch.empty(y.shape, device=v.device, dtype=v.dtype)
+    dgate = torch.empty(y.shape, device=gate.device, dtype=gate.dtype)
+    BLOCK_M, BLOCK_N = tile_2d(L, elements=2048)
+    grid = (cdiv(M, BLOCK_M), cdiv(L, BLOCK_N))
+    part = torch.empty((grid[1], M), device=y.device, dtype=torch.float32) if need_dskip else dy
+    if dy.numel():
+        _hyena_gate_bwd_kernel[grid](
+            go, y2, v2, g2, skip, dy, dv, dgate, part, M, L, C,
+            go.stride(0), y2.stride(0), v2.stride(0), g2.stride(0),
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NEED_DSKIP=need_dskip,
+            num_warps=num_warps(2 * BLOCK_M * BLOCK_N),
+        )
+    if not need_dskip:
+        dskip = skip.new_empty(0)
+    else:
+        dskip = part.sum(0).view(-1, C).sum(0).to(skip.dtype) if dy.numel() else torch.zeros_like(skip)
+    return dy, dv, dgate, dskip
+
+
+# The Triton path as torch.library custom ops (forward and backward), so torch.compile sees each
+# launch as one graph node; the backward saves the four inputs and recomputes ``y + v*skip``.
+@torch.library.custom_op("vitlab::hyena_gate", mutates_args=())
+def hyena_gate_op(y: torch.Tensor, v: torch.Tensor, gate: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    return _hyena_gate_forward(y, v, gate, skip)
+
+
+@hyena_gate_op.register_fake
+def _(y, v, gate, skip):
+    return y.new_empty(y.shape)
+
+
+@torch.library.custom_op("vitlab::hyena_gate_backward", mutates_args=())
+def _hyena_gate_backward_op(grad_out: torch.Tensor, y: torch.Tensor, v: torch.Tensor, gate: torch.Tensor,
+                            skip: torch.Tensor, need_dskip: bool) -> tuple[torch.Tensor, torch.Tensor,
+                                                                           torch.Tensor, torch.Tensor]:
+    return _hyena_gate_backward(grad_out, y, v, gate, skip, need_dskip)
+
+
+@_hyena_gate_backward_op.register_fake
+def _(grad_out, y, v, gate, skip, need_dskip):
+    return (y.new_empty(y.shape), v.new_empty(y.shape), gate.new_empty(y.shape),
+            skip.new_empty(skip.shape if need_dskip else (0,)))
+
+
+def _hyena_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _hyena_autograd(ctx, grad_out):
+    need_dskip = ctx.needs_input_grad[3]
+    dy, dv, dgate, dskip = _hyena_gate_backward_op(grad_out, *ctx.saved_tensors, need_dskip)
+    return dy, dv, dgate, dskip if need_dskip else None
+
+
+hyena_gate_op.register_autograd(_hyena_autograd, setup_context=_hyena_setup_context)
 
 
 def hyena_gate(
@@ -158,4 +190,4 @@ def hyena_gate(
         raise TypeError(f"hyena_gate needs y, v, gate of one dtype, got {y.dtype}, {v.dtype}, {gate.dtype}")
     if resolve_backend(backend, y, v, gate, skip) == "torch":
         return hyena_gate_reference(y, v, gate, skip)
-    return HyenaGateFunction.apply(y, v, gate, skip)
+    return hyena_gate_op(y, v, gate, skip)

@@ -12,7 +12,7 @@ Axis legend: M rows (all leading dims flattened), D normalised width (last dim).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.ke
     import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
 
 __all__ = [
-    "MAX_WIDTH", "NormFunction", "layer_norm", "layer_norm_reference", "rms_norm", "rms_norm_reference",
+    "MAX_WIDTH", "add_norm_op", "layer_norm", "layer_norm_reference", "rms_norm", "rms_norm_reference",
 ]
 
 MAX_WIDTH = 16384  # a row lives in registers; wider rows would spill, use backend="torch"
@@ -147,69 +147,119 @@ def _rows_per_tile(block_n: int) -> int:
     return max(1, min(16, 4096 // block_n))
 
 
-class NormFunction(torch.autograd.Function):
-    """Autograd wiring of the Triton add+norm. Returns ``y`` or, with a residual, ``(y, s)``."""
+def _norm_forward(x, residual, weight, bias, eps: float, is_rms: bool):
+    D = x.shape[-1]
+    x2 = as_rows(x, D)
+    M = x2.shape[0]
+    res2 = as_rows(residual, D) if residual is not None else None
+    y = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    s = torch.empty(x.shape if residual is not None else (0,), device=x.device, dtype=x.dtype)
+    # RMSNorm has no mean: zeros, so the op's output is defined (the kernel writes it only for LayerNorm)
+    mean = (torch.zeros if is_rms else torch.empty)(M, device=x.device, dtype=torch.float32)
+    rstd = torch.empty(M, device=x.device, dtype=torch.float32)
+    BLOCK_N = next_power_of_2(D)
+    BLOCK_M = _rows_per_tile(BLOCK_N)
+    if M:
+        _norm_fwd_kernel[(cdiv(M, BLOCK_M),)](
+            x2, res2 if res2 is not None else x2, weight if weight is not None else x2,
+            bias if bias is not None else x2, y, s if residual is not None else y, mean, rstd,
+            M, D, x2.stride(0), res2.stride(0) if res2 is not None else 0, eps,
+            IS_RMS=is_rms, HAS_RESIDUAL=residual is not None, HAS_WEIGHT=weight is not None,
+            HAS_BIAS=bias is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
+            num_warps=num_warps(BLOCK_M * BLOCK_N),
+        )
+    return y, s, mean, rstd
 
-    @staticmethod
-    def forward(ctx, x, residual, weight, bias, eps: float, is_rms: bool):
-        D = x.shape[-1]
-        x2 = as_rows(x, D)
-        M = x2.shape[0]
-        res2 = as_rows(residual, D) if residual is not None else None
-        y = torch.empty(x.shape, device=x.device, dtype=x.dtype)
-        s = torch.empty(x.shape, device=x.device, dtype=x.dtype) if residual is not None else None
-        mean = torch.empty(M, device=x.device, dtype=torch.float32)
-        rstd = torch.empty(M, device=x.device, dtype=torch.float32)
-        BLOCK_N = next_power_of_2(D)
-        BLOCK_M = _rows_per_tile(BLOCK_N)
-        if M:
-            _norm_fwd_kernel[(cdiv(M, BLOCK_M),)](
-                x2, res2 if res2 is not None else x2, weight if weight is not None else x2,
-                bias if bias is not None else x2, y, s if s is not None else y, mean, rstd,
-                M, D, x2.stride(0), res2.stride(0) if res2 is not None else 0, eps,
-                IS_RMS=is_rms, HAS_RESIDUAL=residual is not None, HAS_WEIGHT=weight is not None,
-                HAS_BIAS=bias is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
-                num_warps=num_warps(BLOCK_M * BLOCK_N),
-            )
-        ctx.save_for_backward(s.view(M, D) if s is not None else x2, weight, bias, mean, rstd)
-        ctx.is_rms, ctx.has_residual, ctx.shape = is_rms, residual is not None, x.shape
-        ctx.set_materialize_grads(False)
-        return (y, s) if s is not None else y
 
-    @staticmethod
-    def backward(ctx, dy, ds=None):
-        s2, weight, bias, mean, rstd = ctx.saved_tensors
-        M, D = s2.shape
-        need_dw = weight is not None and ctx.needs_input_grad[2]
-        need_db = bias is not None and ctx.needs_input_grad[3]
-        if dy is None:  # only the carried sum was used downstream
-            dy = torch.zeros(ctx.shape, device=s2.device, dtype=s2.dtype)
-        dy2 = as_rows(dy, D)
-        ds2 = as_rows(ds, D) if ds is not None else None
-        dx = torch.empty(ctx.shape, device=s2.device, dtype=s2.dtype)
-        BLOCK_N = next_power_of_2(D)
-        BLOCK_M = max(1, 1024 // BLOCK_N)  # two [BLOCK_M, D] accumulators stay live: fewer rows than forward
-        progs = max(1, min(cdiv(M, BLOCK_M), program_budget(s2.device)))
-        rows_per_prog = cdiv(cdiv(M, progs), BLOCK_M) * BLOCK_M
-        progs = max(1, cdiv(M, rows_per_prog))
-        dw_part = torch.empty((progs, D), device=s2.device, dtype=torch.float32) if need_dw else dx
-        db_part = torch.empty((progs, D), device=s2.device, dtype=torch.float32) if need_db else dx
-        if M:
-            _norm_bwd_kernel[(progs,)](
-                dy2, ds2 if ds2 is not None else dy2, s2, weight if weight is not None else s2, mean, rstd,
-                dx, dw_part, db_part, M, D, rows_per_prog, dy2.stride(0),
-                ds2.stride(0) if ds2 is not None else 0, s2.stride(0),
-                IS_RMS=ctx.is_rms, HAS_DS=ds2 is not None, HAS_WEIGHT=weight is not None,
-                NEED_DW=need_dw, NEED_DB=need_db, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
-                num_warps=num_warps(2 * BLOCK_M * BLOCK_N),
-            )
-        dw = db = None
-        if need_dw:
-            dw = (dw_part.sum(0) if M else torch.zeros(D, device=s2.device)).to(weight.dtype)
-        if need_db:
-            db = (db_part.sum(0) if M else torch.zeros(D, device=s2.device)).to(bias.dtype)
-        # d(x + residual) / dx = d/dresidual = identity: both inputs get the same gradient
-        return dx, (dx if ctx.has_residual else None), dw, db, None, None
+def _norm_backward(dy, ds, s, weight, bias, mean, rstd, is_rms: bool, need_dw: bool, need_db: bool):
+    D = s.shape[-1]
+    s2 = as_rows(s, D)
+    M = s2.shape[0]
+    if dy is None:  # only the carried sum was used downstream
+        dy = torch.zeros(s.shape, device=s.device, dtype=s.dtype)
+    dy2 = as_rows(dy, D)
+    ds2 = as_rows(ds, D) if ds is not None else None
+    dx = torch.empty(s.shape, device=s.device, dtype=s.dtype)
+    BLOCK_N = next_power_of_2(D)
+    BLOCK_M = max(1, 1024 // BLOCK_N)  # two [BLOCK_M, D] accumulators stay live: fewer rows than forward
+    progs = max(1, min(cdiv(M, BLOCK_M), program_budget(s.device)))
+    rows_per_prog = cdiv(cdiv(M, progs), BLOCK_M) * BLOCK_M
+    progs = max(1, cdiv(M, rows_per_prog))
+    dw_part = torch.empty((progs, D), device=s.device, dtype=torch.float32) if need_dw else dx
+    db_part = torch.empty((progs, D), device=s.device, dtype=torch.float32) if need_db else dx
+    if M:
+        _norm_bwd_kernel[(progs,)](
+            dy2, ds2 if ds2 is not None else dy2, s2, weight if weight is not None else s2, mean, rstd,
+            dx, dw_part, db_part, M, D, rows_per_prog, dy2.stride(0),
+            ds2.stride(0) if ds2 is not None else 0, s2.stride(0),
+            IS_RMS=is_rms, HAS_DS=ds2 is not None, HAS_WEIGHT=weight is not None,
+            NEED_DW=need_dw, NEED_DB=need_db, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
+            num_warps=num_warps(2 * BLOCK_M * BLOCK_N),
+        )
+    dw, db = dx.new_empty(0), dx.new_empty(0)
+    if need_dw:
+        dw = (dw_part.sum(0) if M else torch.zeros(D, device=s.device)).to(weight.dtype)
+    if need_db:
+        db = (db_part.sum(0) if M else torch.zeros(D, device=s.device)).to(bias.dtype)
+    return dx, dw, db
+
+
+# The Triton path as torch.library custom ops (forward and backward), so torch.compile sees each
+# launch as one graph node. The forward returns ``(y, s, mean, rstd)``: ``s = x + residual`` (empty
+# without a residual) and the float32 row statistics the backward reuses.
+@torch.library.custom_op("vitlab::add_norm", mutates_args=())
+def add_norm_op(x: torch.Tensor, residual: Optional[torch.Tensor], weight: Optional[torch.Tensor],
+                bias: Optional[torch.Tensor], eps: float, is_rms: bool
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _norm_forward(x, residual, weight, bias, eps, is_rms)
+
+
+@add_norm_op.register_fake
+def _(x, residual, weight, bias, eps, is_rms):
+    M = x.numel() // x.shape[-1]
+    return (x.new_empty(x.shape), x.new_empty(x.shape if residual is not None else (0,)),
+            x.new_empty(M, dtype=torch.float32), x.new_empty(M, dtype=torch.float32))
+
+
+@torch.library.custom_op("vitlab::add_norm_backward", mutates_args=())
+def _add_norm_backward(dy: Optional[torch.Tensor], ds: Optional[torch.Tensor], s: torch.Tensor,
+                       weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], mean: torch.Tensor,
+                       rstd: torch.Tensor, is_rms: bool, need_dw: bool, need_db: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _norm_backward(dy, ds, s, weight, bias, mean, rstd, is_rms, need_dw, need_db)
+
+
+@_add_norm_backward.register_fake
+def _(dy, ds, s, weight, bias, mean, rstd, is_rms, need_dw, need_db):
+    return (s.new_empty(s.shape), s.new_empty(weight.shape if need_dw else (0,)),
+            s.new_empty(bias.shape if need_db else (0,)))
+
+
+def _norm_setup_context(ctx, inputs, output):
+    x, residual, weight, bias, eps, is_rms = inputs
+    y, s, mean, rstd = output
+    ctx.save_for_backward(s if residual is not None else x, weight, bias, mean, rstd)
+    ctx.is_rms, ctx.has_residual = is_rms, residual is not None
+    ctx.mark_non_differentiable(mean, rstd)
+    ctx.set_materialize_grads(False)
+
+
+def _norm_autograd(ctx, dy, ds, _dmean, _drstd):
+    s, weight, bias, mean, rstd = ctx.saved_tensors
+    need_dw = weight is not None and ctx.needs_input_grad[2]
+    need_db = bias is not None and ctx.needs_input_grad[3]
+    dx, dw, db = _add_norm_backward(dy, ds if ctx.has_residual else None, s, weight, bias, mean, rstd,
+                                    ctx.is_rms, need_dw, need_db)
+    # d(x + residual) / dx = d/dresidual = identity: both inputs get the same gradient
+    return dx, (dx if ctx.has_residual else None), dw if need_dw else None, db if need_db else None, None, None
+
+
+add_norm_op.register_autograd(_norm_autograd, setup_context=_norm_setup_context)
+
+
+def _add_norm(x, residual, weight, bias, eps: float, is_rms: bool):
+    y, s, _, _ = add_norm_op(x, residual, weight, bias, eps, is_rms)
+    return (y, s) if residual is not None else y
 
 
 def _check(name, x, weight, bias, residual):
@@ -259,7 +309,7 @@ def layer_norm(
     if resolve_backend(backend, x, residual, weight, bias) == "torch":
         return layer_norm_reference(x, weight, bias, eps, residual)
     _triton_width_ok("layer_norm", x.shape[-1])
-    return NormFunction.apply(x, residual, weight, bias, float(eps), False)
+    return _add_norm(x, residual, weight, bias, float(eps), False)
 
 
 def rms_norm(
@@ -286,4 +336,4 @@ def rms_norm(
     if resolve_backend(backend, x, residual, weight) == "torch":
         return rms_norm_reference(x, weight, eps, residual)
     _triton_width_ok("rms_norm", x.shape[-1])
-    return NormFunction.apply(x, residual, weight, None, float(eps), True)
+    return _add_norm(x, residual, weight, None, float(eps), True)

@@ -13,7 +13,7 @@ Axis legend: B samples, D channels (last dim), M rows = all leading dims flatten
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.ke
     import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
 
 __all__ = [
-    "ResidualScaleDropFunction", "drop_path_scale", "residual_scale_drop", "residual_scale_drop_reference",
+    "drop_path_scale", "residual_scale_drop", "residual_scale_drop_op", "residual_scale_drop_reference",
 ]
 
 
@@ -134,58 +134,90 @@ def _rsd_bwd_kernel(
         tl.store(dgamma_part_ptr + pid_m * n_cols + cols, tl.reduce(acc, 0, add_combine), mask=col_ok)
 
 
-class ResidualScaleDropFunction(torch.autograd.Function):
-    """Autograd wiring of the Triton residual update; ``scale`` is a constant (no gradient)."""
+def _rsd_forward(x, y, gamma, scale):
+    D = x.shape[-1]
+    x2, y2 = as_rows(x, D), as_rows(y, D)
+    M = x2.shape[0]
+    out = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    rows_per_sample = max(1, M // max(1, x.shape[0]))
+    BLOCK_M, BLOCK_N = tile_2d(D)
+    if out.numel():
+        grid = (cdiv(M, BLOCK_M), cdiv(D, BLOCK_N))
+        _rsd_fwd_kernel[grid](
+            x2, y2, gamma if gamma is not None else x2, scale if scale is not None else x2, out,
+            M, D, rows_per_sample, x2.stride(0), y2.stride(0),
+            HAS_GAMMA=gamma is not None, HAS_SCALE=scale is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
+            num_warps=num_warps(BLOCK_M * BLOCK_N),
+            # no fused multiply-add: round gamma*y, *scale and +x separately, exactly like eager torch
+            enable_fp_fusion=False,
+        )
+    return out
 
-    @staticmethod
-    def forward(ctx, x, y, gamma, scale):
-        D = x.shape[-1]
-        x2, y2 = as_rows(x, D), as_rows(y, D)
-        M = x2.shape[0]
-        out = torch.empty(x.shape, device=x.device, dtype=x.dtype)
-        rows_per_sample = max(1, M // max(1, x.shape[0]))
-        BLOCK_M, BLOCK_N = tile_2d(D)
-        if out.numel():
-            grid = (cdiv(M, BLOCK_M), cdiv(D, BLOCK_N))
-            _rsd_fwd_kernel[grid](
-                x2, y2, gamma if gamma is not None else x2, scale if scale is not None else x2, out,
-                M, D, rows_per_sample, x2.stride(0), y2.stride(0),
-                HAS_GAMMA=gamma is not None, HAS_SCALE=scale is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
-                num_warps=num_warps(BLOCK_M * BLOCK_N),
-                # no fused multiply-add: round gamma*y, *scale and +x separately, exactly like eager torch
-                enable_fp_fusion=False,
-            )
-        # y is needed only for dgamma; keep no reference to it otherwise
-        ctx.save_for_backward(y2 if gamma is not None else None, gamma, scale)
-        ctx.shape, ctx.y_dtype, ctx.rows_per_sample = x.shape, y.dtype, rows_per_sample
-        return out
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        y2, gamma, scale = ctx.saved_tensors
-        D = ctx.shape[-1]
-        g2 = as_rows(grad_out, D)
-        M = g2.shape[0]
-        need_dgamma = gamma is not None and ctx.needs_input_grad[2]
-        dy = torch.empty(ctx.shape, device=grad_out.device, dtype=ctx.y_dtype)
-        BLOCK_M, BLOCK_N = tile_2d(D, elements=2048)
-        col_blocks = cdiv(D, BLOCK_N)
-        row_progs = max(1, min(cdiv(M, BLOCK_M), program_budget(grad_out.device) // col_blocks))
-        rows_per_prog = cdiv(cdiv(M, row_progs), BLOCK_M) * BLOCK_M
-        row_progs = max(1, cdiv(M, rows_per_prog))
-        part = torch.empty((row_progs, D), device=grad_out.device, dtype=torch.float32) if need_dgamma else dy
-        if dy.numel():
-            _rsd_bwd_kernel[(row_progs, col_blocks)](
-                g2, y2 if y2 is not None else g2, gamma if gamma is not None else g2,
-                scale if scale is not None else g2, dy, part, M, D, ctx.rows_per_sample, rows_per_prog,
-                g2.stride(0), y2.stride(0) if y2 is not None else 0,
-                HAS_GAMMA=gamma is not None, HAS_SCALE=scale is not None, NEED_DGAMMA=need_dgamma,
-                BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(2 * BLOCK_M * BLOCK_N),
-            )
-        dgamma = None
-        if need_dgamma:
-            dgamma = part.sum(0).to(gamma.dtype) if dy.numel() else torch.zeros_like(gamma)
-        return grad_out, dy, dgamma, None
+def _rsd_backward(grad_out, y, gamma, scale, need_dgamma: bool):
+    D = grad_out.shape[-1]
+    g2 = as_rows(grad_out, D)
+    M = g2.shape[0]
+    y2 = as_rows(y, D) if y is not None else None
+    rows_per_sample = max(1, M // max(1, grad_out.shape[0]))
+    dy = torch.empty(grad_out.shape, device=grad_out.device, dtype=grad_out.dtype)
+    BLOCK_M, BLOCK_N = tile_2d(D, elements=2048)
+    col_blocks = cdiv(D, BLOCK_N)
+    row_progs = max(1, min(cdiv(M, BLOCK_M), program_budget(grad_out.device) // col_blocks))
+    rows_per_prog = cdiv(cdiv(M, row_progs), BLOCK_M) * BLOCK_M
+    row_progs = max(1, cdiv(M, rows_per_prog))
+    part = torch.empty((row_progs, D), device=grad_out.device, dtype=torch.float32) if need_dgamma else dy
+    if dy.numel():
+        _rsd_bwd_kernel[(row_progs, col_blocks)](
+            g2, y2 if y2 is not None else g2, gamma if gamma is not None else g2,
+            scale if scale is not None else g2, dy, part, M, D, rows_per_sample, rows_per_prog,
+            g2.stride(0), y2.stride(0) if y2 is not None else 0,
+            HAS_GAMMA=gamma is not None, HAS_SCALE=scale is not None, NEED_DGAMMA=need_dgamma,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(2 * BLOCK_M * BLOCK_N),
+        )
+    if not need_dgamma:
+        return dy, dy.new_empty(0)
+    return dy, part.sum(0).to(gamma.dtype) if dy.numel() else torch.zeros_like(gamma)
+
+
+# The Triton path as torch.library custom ops (forward and backward), so torch.compile sees each
+# launch as one graph node instead of breaking the graph; ``scale`` is a constant (no gradient).
+@torch.library.custom_op("vitlab::residual_scale_drop", mutates_args=())
+def residual_scale_drop_op(x: torch.Tensor, y: torch.Tensor, gamma: Optional[torch.Tensor],
+                           scale: Optional[torch.Tensor]) -> torch.Tensor:
+    return _rsd_forward(x, y, gamma, scale)
+
+
+@residual_scale_drop_op.register_fake
+def _(x, y, gamma, scale):
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("vitlab::residual_scale_drop_backward", mutates_args=())
+def _residual_scale_drop_backward(grad_out: torch.Tensor, y: Optional[torch.Tensor], gamma: Optional[torch.Tensor],
+                                  scale: Optional[torch.Tensor], need_dgamma: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return _rsd_backward(grad_out, y, gamma, scale, need_dgamma)
+
+
+@_residual_scale_drop_backward.register_fake
+def _(grad_out, y, gamma, scale, need_dgamma):
+    return grad_out.new_empty(grad_out.shape), grad_out.new_empty(gamma.shape if need_dgamma else (0,),
+                                                                  dtype=gamma.dtype if need_dgamma else None)
+
+
+def _rsd_setup_context(ctx, inputs, output):
+    x, y, gamma, scale = inputs
+    ctx.save_for_backward(y if gamma is not None else None, gamma, scale)  # y only for dgamma
+
+
+def _rsd_autograd(ctx, grad_out):
+    y, gamma, scale = ctx.saved_tensors
+    need_dgamma = gamma is not None and ctx.needs_input_grad[2]
+    dy, dgamma = _residual_scale_drop_backward(grad_out, y, gamma, scale, need_dgamma)
+    return grad_out, dy, dgamma if need_dgamma else None, None
+
+
+residual_scale_drop_op.register_autograd(_rsd_autograd, setup_context=_rsd_setup_context)
 
 
 def residual_scale_drop(
@@ -226,4 +258,4 @@ def residual_scale_drop(
     scale = drop_path_scale(x.shape[0], drop_prob, training, x.device, generator)
     if resolve_backend(backend, x, y, gamma) == "torch":
         return residual_scale_drop_reference(x, y, gamma, scale)
-    return ResidualScaleDropFunction.apply(x, y, gamma, scale)
+    return residual_scale_drop_op(x, y, gamma, scale)

@@ -27,7 +27,7 @@ from vitlab.kernels.dispatch import resolve_backend
 if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.kernels._triton
     import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
 
-__all__ = ["RoPE2DFunction", "rope_2d", "rope_2d_reference"]
+__all__ = ["rope_2d", "rope_2d_op", "rope_2d_reference"]
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -126,22 +126,45 @@ def _launch(q, k, cos, sin, prefix: int, backward: bool):
     return q_out, k_out
 
 
-class RoPE2DFunction(torch.autograd.Function):
-    """Autograd wiring of the Triton RoPE; the backward runs the same kernel with the
-    transposed rotation. ``cos``/``sin`` get no gradient."""
+# The Triton path as torch.library custom ops, so torch.compile sees each launch as one graph node;
+# the backward runs the same kernel with the transposed rotation. ``cos``/``sin`` get no gradient.
+@torch.library.custom_op("vitlab::rope_2d", mutates_args=())
+def rope_2d_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _launch(q, k, cos.contiguous(), sin.contiguous(), prefix, backward=False)
 
-    @staticmethod
-    def forward(ctx, q, k, cos, sin, prefix: int):
-        cos, sin = cos.contiguous(), sin.contiguous()
-        ctx.save_for_backward(cos, sin)
-        ctx.prefix = prefix
-        return _launch(q, k, cos, sin, prefix, backward=False)
 
-    @staticmethod
-    def backward(ctx, grad_q, grad_k):
-        cos, sin = ctx.saved_tensors
-        dq, dk = _launch(grad_q, grad_k, cos, sin, ctx.prefix, backward=True)
-        return dq, dk, None, None, None
+@rope_2d_op.register_fake
+def _(q, k, cos, sin, prefix):
+    return q.new_empty(q.shape), k.new_empty(k.shape)
+
+
+@torch.library.custom_op("vitlab::rope_2d_backward", mutates_args=())
+def _rope_2d_backward(grad_q: torch.Tensor, grad_k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                      prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _launch(grad_q, grad_k, cos.contiguous(), sin.contiguous(), prefix, backward=True)
+
+
+@_rope_2d_backward.register_fake
+def _(grad_q, grad_k, cos, sin, prefix):
+    return grad_q.new_empty(grad_q.shape), grad_k.new_empty(grad_k.shape)
+
+
+def _rope_setup_context(ctx, inputs, output):
+    q, k, cos, sin, prefix = inputs
+    ctx.save_for_backward(cos, sin)
+    ctx.prefix = prefix
+
+
+def _rope_autograd(ctx, grad_q, grad_k):
+    cos, sin = ctx.saved_tensors
+    grad_q = grad_q if grad_q is not None else torch.zeros_like(grad_k)
+    grad_k = grad_k if grad_k is not None else torch.zeros_like(grad_q)
+    dq, dk = _rope_2d_backward(grad_q, grad_k, cos, sin, ctx.prefix)
+    return dq, dk, None, None, None
+
+
+rope_2d_op.register_autograd(_rope_autograd, setup_context=_rope_setup_context)
 
 
 def rope_2d(
@@ -185,4 +208,4 @@ def rope_2d(
         raise ValueError(f"rope_2d: rotated range [{P}, {P + N}) does not fit in T={T} tokens")
     if resolve_backend(backend, q, k, cos, sin) == "torch":
         return rope_2d_reference(q, k, cos, sin, P)
-    return RoPE2DFunction.apply(q, k, cos, sin, P)
+    return rope_2d_op(q, k, cos, sin, P)

@@ -59,6 +59,13 @@ class ClassificationTask(Task):
         top1 = (logits.detach().argmax(dim=-1) == labels).float().mean()
         return loss, {"top1": top1}
 
+    def train_flops(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int | None:
+        """The network's forward + backward FLOPs for this batch (the loss is not counted)."""
+        images = batch[0]
+        if not hasattr(self.model, "flop_count"):
+            return None
+        return self.model.flop_count(False, tuple(images.shape[-2:]), batch_size=images.shape[0])
+
     @torch.no_grad()
     def evaluate(self, make_loader: Callable[[str], Any], protocol: Any = None) -> dict[str, float]:
         """Top-1 / top-5 accuracy (%) and mean loss on ``data.val``, summed over ranks."""

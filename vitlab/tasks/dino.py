@@ -199,6 +199,19 @@ class DINOv3Task(Task):
         metrics |= self._collapse_watch(t_logits, temp, dino.detach())
         return loss, metrics
 
+    def train_flops(self, batch: dict[str, torch.Tensor]) -> int:
+        """Backbone FLOPs of the step: the student's forward + backward on the global and local crops,
+        the EMA teacher's forward on the global crops (and the Gram teacher's once it runs). The heads
+        and losses are not counted (the DINO head is < 0.1% of a ViT-L/16's FLOPs)."""
+        globals_, locals_ = batch["global_crops"], batch.get("local_crops")
+        size = lambda t: tuple(t.shape[-2:])  # noqa: E731
+        teachers = 1 + (self.gram_teacher is not None and self.step >= self.gram_start)
+        flops = len(globals_) * (self.student.flop_count(False, size(globals_))
+                                 + teachers * self.student.flop_count(True, size(globals_)))
+        if locals_ is not None:
+            flops += len(locals_) * self.student.flop_count(False, size(locals_))
+        return flops
+
     def _collapse_watch(self, t_logits: torch.Tensor, temp: float, dino: torch.Tensor) -> dict[str, torch.Tensor]:
         """Teacher entropy vs ln K and the largest prototype share (of the uncentred teacher softmax)."""
         self.recent_dino.append(float(dino))

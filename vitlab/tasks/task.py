@@ -20,6 +20,8 @@ several from the same config (DINO's student and teacher). The trainer knows not
   optimizer step: e.g. drop the gradient of parameters frozen for the first steps.
 - ``after_optimizer_step(step)``: runs only after a step that updated the weights (EMA teachers).
   A step skipped for a non-finite loss or gradient skips this hook too.
+- ``train_flops(batch) -> int | None``: analytic FLOPs (forward + backward, :mod:`vitlab.flops`) of
+  ``training_step(batch)``, for the trainer's ``train/tflops`` and ``train/mfu``; None if unknown.
 - ``evaluate(make_loader, protocol) -> {name: float}``: eval metrics (logged as ``val/<name>``);
   ``make_loader(split)`` returns a DataLoader of ``data.<split>`` or of a split of the frozen-feature
   protocol (``holdout``, ``monitor_bank``: :mod:`vitlab.eval.protocol`) with the eval transform, sharded
@@ -62,6 +64,10 @@ class Task(nn.Module):
 
     def after_optimizer_step(self, step: int) -> None:
         """Called after the weights were updated at ``step``."""
+
+    def train_flops(self, batch: Any) -> int | None:
+        """FLOPs of ``training_step(batch)`` from the networks' analytic counts; None: not counted."""
+        return None
 
     def evaluate(self, make_loader: Callable[[str], Any], protocol: Any = None) -> dict[str, float]:
         return {}

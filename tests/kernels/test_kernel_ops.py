@@ -1,0 +1,64 @@
+"""The Triton kernels are ``torch.library`` custom ops: their schema, fake (meta) functions and
+autograd registrations pass ``opcheck``, and ``torch.compile(fullgraph=True)`` traces each public
+kernel function (forced onto the Triton path, run by the interpreter on CPU) without a graph break,
+with the eager values and gradients."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from vitlab.kernels import hyena_gate, layer_norm, residual_scale_drop, rms_norm, rope_2d, swiglu
+
+
+def _cases():
+    x, y, d = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.randn(8)
+    q, k, cos, sin = torch.randn(2, 2, 6, 4), torch.randn(2, 2, 6, 4), torch.randn(4, 4), torch.randn(4, 4)
+    h = torch.randn(2, 3, 4, 4)
+    return {
+        "residual_scale_drop": (lambda x, y, g, backend: residual_scale_drop(x, y, g, 0.0, True, backend=backend),
+                                (x, y, d), torch.ops.vitlab.residual_scale_drop, (x, y, d, None)),
+        "swiglu": (lambda a, b, backend: swiglu(a, b, backend=backend), (x, y), torch.ops.vitlab.swiglu, (x, y)),
+        "layer_norm": (lambda x, r, w, b, backend: layer_norm(x, w, b, 1e-5, residual=r, backend=backend),
+                       (x, y, d, d.clone()), torch.ops.vitlab.add_norm, (x, y, d, d.clone(), 1e-5, False)),
+        "rms_norm": (lambda x, w, backend: rms_norm(x, w, 1e-5, backend=backend), (x, d),
+                     torch.ops.vitlab.add_norm, (x, None, d, None, 1e-5, True)),
+        "rope_2d": (lambda q, k, backend: rope_2d(q, k, cos, sin, 1, backend=backend), (q, k),
+                    torch.ops.vitlab.rope_2d, (q, k, cos, sin, 1)),
+        "hyena_gate": (lambda y, v, g, s, backend: hyena_gate(y, v, g, s, backend=backend),
+                       (h, h.clone(), h.clone(), torch.randn(3)), torch.ops.vitlab.hyena_gate,
+                       (h, h.clone(), h.clone(), torch.randn(3))),
+    }
+
+
+CASES = sorted(_cases())
+
+
+def _leaves(args):
+    return [a.detach().clone().requires_grad_() for a in args]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_opcheck(name):
+    torch.manual_seed(0)
+    _, _, op, op_args = _cases()[name]
+    op_args = [a.detach().clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in op_args]
+    torch.library.opcheck(op, op_args)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_fullgraph_compile_matches_eager(name):
+    torch.manual_seed(0)
+    fn, args, _, _ = _cases()[name]
+    torch._dynamo.reset()
+
+    def run(f, leaves):
+        out = f(*leaves, backend="triton")
+        outs = out if isinstance(out, tuple) else (out,)
+        loss = sum((o.float() * torch.linspace(0.5, 1.5, o.numel()).view(o.shape)).sum() for o in outs)
+        return outs, torch.autograd.grad(loss, leaves)
+
+    eager_out, eager_grads = run(fn, _leaves(args))
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    out, grads = run(compiled, _leaves(args))
+    for a, b in zip(out + grads, eager_out + eager_grads):
+        assert_close(a, b, rtol=1e-5, atol=1e-6)
