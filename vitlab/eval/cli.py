@@ -96,10 +96,19 @@ def run_seg(args: argparse.Namespace, model, cfg, device) -> int:
                                  layers=cfg.eval.seg_layers, output=args.output)
     out.write_text(json.dumps(results, indent=2) + "\n")
     torch.save({"head": head.state_dict(), "in_dim": head.in_dim, "num_classes": head.num_classes,
-                "seg_layers": int(cfg.eval.seg_layers), "readout": cfg.eval.readout, "results": str(out)}, head_path)
+                "seg_layers": int(cfg.eval.seg_layers), "readout": cfg.eval.readout, "results": str(out),
+                "mean": _listed(OmegaConf.select(cfg.data, "eval_transform.mean")),
+                "std": _listed(OmegaConf.select(cfg.data, "eval_transform.std"))}, head_path)
     for key, value in results.items():
         if key == "seg_iou":
             value = " ".join("-" if v != v else f"{v:.1f}" for v in value)  # NaN: a class seen nowhere
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
     print(f"written to {out} (head: {head_path})")
     return 0
+
+
+def _listed(value) -> list[float] | None:
+    """The eval transform's normalisation as floats (None when it is not ``normalize``): ``vitlab viz`` reuses it."""
+    from omegaconf import ListConfig
+
+    return [float(v) for v in value] if isinstance(value, (list, tuple, ListConfig)) else None
