@@ -100,8 +100,9 @@ def train_seg_heads(feats: torch.Tensor, masks: torch.Tensor, *, num_classes: in
     AdamW with a cosine lr over ``epochs``; every head sees the same mini-batches.
     """
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    heads = [LinearSegHead(in_dim=feats.shape[1], num_classes=num_classes) for _ in lrs]
+    with torch.random.fork_rng(devices=[]):  # seeded heads, and the caller's RNG left as it was
+        torch.manual_seed(seed)
+        heads = [LinearSegHead(in_dim=feats.shape[1], num_classes=num_classes) for _ in lrs]
     opts = [torch.optim.AdamW(h.parameters(), lr=lr, weight_decay=weight_decay) for h, lr in zip(heads, lrs)]
     steps_per_epoch = max(1, math.ceil(len(feats) / batch_size))
     total = epochs * steps_per_epoch
