@@ -30,6 +30,7 @@ Fashion-MNIST class (0-9) of the item with the most visible pixels (ties: the it
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -43,6 +44,14 @@ from vitlab.data.fashion_mnist import CLASSES, DEFAULT_ROOT, FashionMNIST
 __all__ = ["FashionMNISTScenes", "SCENE_CLASSES"]
 
 SCENE_CLASSES = ("background",) + CLASSES
+
+
+@lru_cache(maxsize=4)
+def _items(root: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Fashion-MNIST split's images [M, 28, 28] uint8 and labels [M], read once per process (train and val
+    scenes, probe and pretraining datasets share them)."""
+    source = FashionMNIST(root, split=split)
+    return source.images[:, 0], source.labels
 
 
 class FashionMNISTScenes(Dataset):
@@ -79,8 +88,7 @@ class FashionMNISTScenes(Dataset):
             raise ValueError(f"num_scenes must be positive, got {num_scenes}")
         if not 0 <= threshold < 255:
             raise ValueError(f"threshold must be in [0, 255), got {threshold}")
-        source = FashionMNIST(root, split=split)
-        self.items, self.item_labels = source.images[:, 0], source.labels  # [M, 28, 28] uint8, [M]
+        self.items, self.item_labels = _items(str(root), split)  # [M, 28, 28] uint8, [M]
         self.split, self.num_scenes, self.size = split, num_scenes, size
         self.min_items, self.max_items, self.item_scale = min_items, max_items, (lo, hi)
         self.threshold, self.seed, self.masks, self.transform = threshold, seed, masks, transform
