@@ -17,7 +17,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "flops": ("vitlab.flops", "count FLOPs and parameters of a model config, per layer"),
     "train": ("vitlab.engine.launch", "train an experiment config (torchrun-aware)"),
-    "eval": ("vitlab.eval.cli", "k-NN / linear-probe evaluation of a checkpoint's frozen features"),
+    "eval": ("vitlab.eval.cli", "k-NN / linear-probe / segmentation-probe evaluation of a checkpoint's frozen features"),
     "sweep": ("vitlab.sweep", "run a grid of experiments and summarise them in a table and a plot"),
     "convert": ("vitlab.convert.cli", "convert DINOv3 weights (official, HF, timm) to vitlab checkpoints"),
     "bench": ("vitlab.bench", "throughput and memory of a config against the equivalent timm model"),

@@ -7,6 +7,8 @@
 - Patch-token norms of the last block's output (before the final norm), one map per image, scaled
   by the largest norm over all images: high-norm outlier tokens (Darcet et al.) show as bright
   spots. The token statistics of :mod:`vitlab.eval.tokens` are printed alongside.
+- Predicted masks of the linear segmentation probe (a head saved by ``vitlab eval seg``), one colour
+  per class (background black), under the PCA maps of the same images.
 
 Written as PNG files and as tensorboard images.
 """
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 
 from vitlab.mixers import Attention
 
-__all__ = ["pca_rgb", "attention_maps", "patch_norm_maps", "add_arguments", "run"]
+__all__ = ["pca_rgb", "attention_maps", "patch_norm_maps", "seg_masks", "colour_masks", "add_arguments", "run"]
 
 
 def pca_rgb(patches: torch.Tensor) -> torch.Tensor:
@@ -66,20 +68,39 @@ def patch_norm_maps(model, x: torch.Tensor) -> torch.Tensor:
     return features["prenorm"][:, : h * w].float().norm(dim=-1).reshape(B, 1, h, w)
 
 
+@torch.no_grad()
+def seg_masks(model, x: torch.Tensor, saved: dict) -> torch.Tensor:
+    """Classes [B, H, W] the saved segmentation head (``vitlab eval seg``'s ``.seg.pt``) predicts for images [B, C, H, W]."""
+    from vitlab.eval.seg import LinearSegHead, patch_feature_maps
+
+    head = LinearSegHead(in_dim=saved["in_dim"], num_classes=saved["num_classes"])
+    head.load_state_dict(saved["head"])
+    feats = patch_feature_maps(model, x, layers=saved["seg_layers"], readout=saved["readout"])
+    return head.eval()(feats.float(), size=x.shape[-2:]).argmax(1)
+
+
+def colour_masks(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Classes [B, H, W] -> RGB [B, 3, H, W] in [0, 1]: class 0 (background) black, the others fixed colours."""
+    palette = torch.rand(num_classes, 3, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.2
+    palette[0] = 0
+    return palette[masks.long()].permute(0, 3, 1, 2)
+
+
 def _normalise(maps: torch.Tensor) -> torch.Tensor:
     lo = maps.amin(dim=(-2, -1), keepdim=True)
     hi = maps.amax(dim=(-2, -1), keepdim=True)
     return (maps - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def load_images(paths: list[str], size: int, patch_size: int, in_channels: int) -> torch.Tensor:
+def load_images(paths: list[str], size: int, patch_size: int, in_channels: int, *, mean: list[float] | None = None,
+                std: list[float] | None = None) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms import v2
 
     side = max(patch_size, size // patch_size * patch_size)
     mode = ImageReadMode.GRAY if in_channels == 1 else ImageReadMode.RGB
     tf = v2.Compose([v2.Resize((side, side), antialias=True), v2.ToDtype(torch.float32, scale=True),
-                     v2.Normalize([0.5] * in_channels, [0.5] * in_channels)])
+                     v2.Normalize(list(mean or [0.5] * in_channels), list(std or [0.5] * in_channels))])
     images = []
     for p in paths:
         if not Path(p).is_file():
@@ -93,6 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--out", default="viz", help="output folder for PNGs and tensorboard events")
     parser.add_argument("--size", type=int, default=224, help="images are resized to this (rounded to the patch size)")
+    parser.add_argument("--seg-head", default=None,
+                        help="a head saved by `vitlab eval seg` (default: CKPT.last1.seg.pt when it exists)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,6 +135,18 @@ def run(args: argparse.Namespace) -> int:
     writer = SummaryWriter(str(out))
     writer.add_images("pca", pca)
     written = [out / "pca.png"]
+    seg_head = Path(args.seg_head) if args.seg_head else Path(args.checkpoint).with_suffix(".last1.seg.pt")
+    if args.seg_head and not seg_head.is_file():
+        raise FileNotFoundError(f"segmentation head not found: {str(seg_head)!r}")
+    if seg_head.is_file():
+        saved = torch.load(seg_head, map_location="cpu", weights_only=True)
+        # the images as the head saw them in training: with the data config's normalisation, when it was saved
+        x_seg = load_images(args.images, args.size, model.patch_size, model.in_channels, mean=saved.get("mean"),
+                            std=saved.get("std"))
+        masks = colour_masks(seg_masks(model, x_seg, saved), saved["num_classes"])
+        save_image(torch.cat([pca, masks]), out / "seg.png", nrow=len(args.images))  # PCA row, then masks
+        writer.add_images("seg", masks)
+        written.append(out / "seg.png")
     if any(isinstance(getattr(b, "mixer", None), Attention) for b in model.blocks) and model.num_cls + model.num_registers:
         maps = _normalise(attention_maps(model, x))  # [B, Q, h, w]
         maps = F.interpolate(maps, size=x.shape[-2:], mode="nearest")

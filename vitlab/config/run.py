@@ -100,6 +100,11 @@ class EvalConfig:
     probe_epochs: int = 20
     token_images: int = 64  # the fixed batch (the first holdout images) of the register / token statistics
     outlier_factor: float = 4.0  # a high-norm token: norm above this x the layer's median patch norm
+    # the segmentation probe (vitlab.eval.seg): DINOv3's linear head on the last block's (1) or last 4 blocks' patch tokens
+    seg_layers: int = 1
+    seg_val_size: int = 500  # validation images drawn from data.train (with split_seed) to choose the lr on
+    seg_lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])  # AdamW lrs, one head each
+    seg_epochs: int = 10  # over the cached features of the other training images
 
 
 SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "data": DataConfig, "eval": EvalConfig}

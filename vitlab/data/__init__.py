@@ -1,13 +1,16 @@
-"""Datasets, samplers and loaders: Fashion-MNIST, torchvision sets, ImageFolder trees with bad-file handling."""
+"""Datasets, samplers and loaders: Fashion-MNIST (and its scenes, a dense task), torchvision sets, ImageFolder and
+segmentation folders with bad-file handling."""
 
 from vitlab.data.build import build_dataset
 from vitlab.data.fashion_mnist import DEFAULT_ROOT, FashionMNIST, read_idx
+from vitlab.data.fmnist_scenes import SCENE_CLASSES, FashionMNISTScenes
 from vitlab.data.image_folder import ImageFolder
 from vitlab.data.loader import SeededDataset, build_loader, collate_skip_none, seed_worker
 from vitlab.data.sampler import ResumableSampler, sample_seed
+from vitlab.data.segmentation_folder import IGNORE_INDEX, SegmentationFolder
 from vitlab.data.torchvision_sets import cifar10, cifar100, stl10
 from vitlab.data.transforms import compose, normalize
 
-__all__ = ["build_dataset", "DEFAULT_ROOT", "FashionMNIST", "read_idx", "ImageFolder", "SeededDataset",
-           "build_loader", "collate_skip_none", "seed_worker", "ResumableSampler", "sample_seed",
-           "cifar10", "cifar100", "stl10", "compose", "normalize"]
+__all__ = ["build_dataset", "DEFAULT_ROOT", "FashionMNIST", "read_idx", "FashionMNISTScenes", "SCENE_CLASSES",
+           "ImageFolder", "SegmentationFolder", "IGNORE_INDEX", "SeededDataset", "build_loader", "collate_skip_none",
+           "seed_worker", "ResumableSampler", "sample_seed", "cifar10", "cifar100", "stl10", "compose", "normalize"]

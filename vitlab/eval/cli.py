@@ -1,4 +1,4 @@
-"""``vitlab eval knn|linear|all --checkpoint CKPT [--init] [--data CONFIG] [key=value ...]``.
+"""``vitlab eval knn|linear|all|seg --checkpoint CKPT [--init] [--data CONFIG] [key=value ...]``.
 
 The model is rebuilt from the checkpoint's config (training runs and converted DINOv3 weights both
 store it), its head dropped, and evaluated under the frozen-feature protocol of
@@ -9,6 +9,10 @@ overridable like the data config: ``eval.readout=gap``, ``eval.ks=[10,20]``, ``d
 ``eval.readout=pixels`` scores the images themselves (the raw-pixel baseline) and ``--init`` the run's
 random initialisation, each under the same protocol. Results are printed and written as JSON next to
 the checkpoint (or to ``--output``).
+
+``vitlab eval seg`` is the linear segmentation probe of :mod:`vitlab.eval.seg` (settings ``eval.seg_*``;
+``data`` must give (image, mask) samples, e.g. ``--data configs/data/fmnist_scenes.py``): mIoU and
+pixel accuracy in the JSON, and the chosen head saved beside it (``.seg.pt``, for ``vitlab viz``).
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "run_seg", "seg_outputs"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("protocol", choices=["knn", "linear", "all"], help="k-NN vote, linear probe, or both")
+    parser.add_argument("protocol", choices=["knn", "linear", "all", "seg"],
+                        help="k-NN vote, linear probe, both, or the linear segmentation probe")
     parser.add_argument("--checkpoint", required=True, help="vitlab checkpoint (.pt) with 'model' and 'config'")
     parser.add_argument("--init", action="store_true",
                         help="evaluate the run's random initialisation (built with its seed), not the weights")
@@ -52,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise SystemExit(f"vitlab eval takes data.* and eval.* overrides only, got {bad}")
     apply_overrides(cfg, args.overrides)
+    if args.protocol == "seg":
+        return run_seg(args, model, cfg, device)
     results = evaluate(model, cfg.data, cfg.eval, args.protocol, device=device,
                        num_workers=cfg.data.num_workers, progress=True)
     results |= {"checkpoint": str(args.checkpoint), "init": args.init,
@@ -65,3 +72,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
     print(f"written to {out}")
     return 0
+
+
+def seg_outputs(checkpoint: str, *, init: bool = False, readout: str | None = None, layers: int = 1,
+                output: str | None = None) -> tuple[Path, Path]:
+    """Where ``vitlab eval seg`` writes its JSON and its head: ``CKPT.[init.]last{layers}.seg.json`` / ``.pt``
+    (``pixels`` in place of ``last{layers}`` for the raw-pixel baseline)."""
+    name = f"{'init.' if init else ''}{'pixels' if readout == 'pixels' else f'last{layers}'}.seg"
+    json_path = Path(output) if output else Path(checkpoint).with_suffix(f".{name}.json")
+    return json_path, json_path.with_suffix(".pt")
+
+
+def run_seg(args: argparse.Namespace, model, cfg, device) -> int:
+    import torch
+    from omegaconf import OmegaConf
+
+    from vitlab.eval.seg import seg_probe
+
+    results, head = seg_probe(model, cfg.data, cfg.eval, device=device, num_workers=cfg.data.num_workers,
+                              progress=True)
+    results |= {"checkpoint": str(args.checkpoint), "init": args.init, "protocol": OmegaConf.to_container(cfg.eval)}
+    out, head_path = seg_outputs(args.checkpoint, init=args.init, readout=cfg.eval.readout,
+                                 layers=cfg.eval.seg_layers, output=args.output)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    torch.save({"head": head.state_dict(), "in_dim": head.in_dim, "num_classes": head.num_classes,
+                "seg_layers": int(cfg.eval.seg_layers), "readout": cfg.eval.readout, "results": str(out),
+                "mean": _listed(OmegaConf.select(cfg.data, "eval_transform.mean")),
+                "std": _listed(OmegaConf.select(cfg.data, "eval_transform.std"))}, head_path)
+    for key, value in results.items():
+        if key == "seg_iou":
+            value = " ".join("-" if v != v else f"{v:.1f}" for v in value)  # NaN: a class seen nowhere
+        print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"written to {out} (head: {head_path})")
+    return 0
+
+
+def _listed(value) -> list[float] | None:
+    """The eval transform's normalisation as floats (None when it is not ``normalize``): ``vitlab viz`` reuses it."""
+    from omegaconf import ListConfig
+
+    return [float(v) for v in value] if isinstance(value, (list, tuple, ListConfig)) else None
