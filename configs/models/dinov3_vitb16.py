@@ -3,5 +3,5 @@ everything else as ``dinov3_vits16``."""
 
 from configs.models.dinov3_vits16 import model
 
-model.hidden_dim = 768  # hub: embed_dim=768
+model.dim = 768  # hub: embed_dim=768
 model.block_cfg.mixer.num_heads = 12  # hub: num_heads=12

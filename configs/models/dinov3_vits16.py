@@ -15,7 +15,7 @@ from vitlab.models import Block, HybridViT
 model = L(HybridViT)(
     in_channels=3,  # hub: in_chans=3
     num_classes=0,  # a backbone: the DINOv3 head is nn.Identity
-    hidden_dim=384,  # hub: embed_dim=384
+    dim=384,  # hub: embed_dim=384
     num_blocks=12,  # hub: depth=12
     patch_size=16,  # hub: patch_size=16
     image_size=224,  # hub: img_size=224 (only the default for FLOP counting; RoPE takes any size)

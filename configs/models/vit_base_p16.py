@@ -2,5 +2,5 @@
 
 from configs.models.vit_small_p16 import model
 
-model.hidden_dim = 768
+model.dim = 768
 model.block_cfg.mixer.num_heads = 12

@@ -2,6 +2,6 @@
 
 from configs.models.vit_small_p16 import model
 
-model.hidden_dim = 1024
+model.dim = 1024
 model.num_blocks = 24
 model.block_cfg.mixer.num_heads = 16

@@ -8,7 +8,7 @@ from vitlab.models import Block, HybridViT
 model = L(HybridViT)(
     in_channels=3,
     num_classes=1000,
-    hidden_dim=384,  # timm vit_small_patch16_224: embed_dim=384, depth=12, num_heads=6
+    dim=384,  # timm vit_small_patch16_224: embed_dim=384, depth=12, num_heads=6
     num_blocks=12,
     patch_size=16,
     image_size=224,

@@ -2,5 +2,5 @@
 
 from configs.models.vit_small_p16 import model
 
-model.hidden_dim = 192
+model.dim = 192
 model.block_cfg.mixer.num_heads = 3

@@ -42,8 +42,8 @@ data.batch_size = BATCH
 data.num_workers = 10  # train.num_workers
 
 task = L(DINOv3Task)(
-    dino_head=L(DINOHead)(out_dim=65536, hidden_dim=2048, bottleneck_dim=256, nlayers=3),  # dino.head_*
-    ibot_head=L(DINOHead)(out_dim=65536, hidden_dim=2048, bottleneck_dim=256, nlayers=3),  # ibot.head_* (separate_head)
+    dino_head=L(DINOHead)(out_dim=65536, hidden_features=2048, bottleneck_dim=256, nlayers=3),  # dino.head_*
+    ibot_head=L(DINOHead)(out_dim=65536, hidden_features=2048, bottleneck_dim=256, nlayers=3),  # ibot.head_* (separate_head)
     student_temp=0.1,  # DINOLoss student temperature
     teacher_temp=L(Schedule)(base=0.07, warmup_start=0.04, warmup_steps=30 * EPOCH, kind="constant"),  # teacher.*teacher_temp*
     momentum=L(Schedule)(base=0.992, final=1.0, kind="cosine"),  # teacher.momentum_teacher -> final_momentum_teacher

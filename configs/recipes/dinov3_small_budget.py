@@ -30,7 +30,7 @@ model.layer_types.R.layer_scale_init = None
 # classes of gray images learns faster with a smaller head and DINO v1's weight-normalised
 # prototypes (cosine logits). 4096 prototypes were within the seed spread at 200 steps (ssl_recipe.md),
 # so the cheaper head stays.
-head = L(DINOHead)(out_dim=1024, hidden_dim=512, bottleneck_dim=128, weight_norm=True)
+head = L(DINOHead)(out_dim=1024, hidden_features=512, bottleneck_dim=128, weight_norm=True)
 
 task = L(DINOv3Task)(
     dino_head=head,

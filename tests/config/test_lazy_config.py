@@ -13,7 +13,7 @@ from vitlab.models import Block, HybridViT
 
 def tiny_model(**kw):
     block = L(Block)(mixer=L(Attention)(num_heads=2), ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)())
-    args = dict(in_channels=3, num_classes=5, hidden_dim=16, num_blocks=2, patch_size=4, image_size=16,
+    args = dict(in_channels=3, num_classes=5, dim=16, num_blocks=2, patch_size=4, image_size=16,
                 norm_cfg=L(LayerNorm)(), layer_pattern="AA", layer_types={"A": block})
     args.update(kw)
     return L(HybridViT)(**args)

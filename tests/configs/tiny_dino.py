@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 from vitlab.config import EvalConfig
 from vitlab.ssl import GramConfig
 
-model.hidden_dim = 32
+model.dim = 32
 model.num_blocks = 2
 model.layer_pattern = "HR"
 model.layer_types.R.mixer.num_heads = 2
@@ -13,7 +13,7 @@ model.layer_types.H.mixer.filter_hidden = 8
 model.num_registers = 2
 model.neck_compression_ratio = 4
 task.dino_head.out_dim = 64
-task.dino_head.hidden_dim = 32
+task.dino_head.hidden_features = 32
 task.dino_head.bottleneck_dim = 16
 task.ibot_head = task.dino_head
 task.gram = GramConfig(start_step=2, load_step=2, update_every=2)

@@ -38,7 +38,7 @@ def _hf_count(arch) -> int:
     gated = arch.ffn_layer == "swiglu"
     config = DINOv3ViTConfig(
         hidden_size=arch.embed_dim, num_hidden_layers=arch.depth, num_attention_heads=arch.num_heads,
-        intermediate_size=arch.hidden_dim, use_gated_mlp=gated, hidden_act="silu" if gated else "gelu",
+        intermediate_size=arch.hidden_features, use_gated_mlp=gated, hidden_act="silu" if gated else "gelu",
         num_register_tokens=arch.num_registers,
         key_bias=True,  # DINOv3 stores the (masked) key bias as a parameter, as vitlab does
     )

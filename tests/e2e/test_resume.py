@@ -35,7 +35,7 @@ def test_missing_resume_path_is_an_error(tmp_path):
 
 
 def test_mismatched_model_fails_loudly(reference_run, tmp_path):
-    proc = vitlab("train", TINY, f"train.output_dir={tmp_path}", "model.hidden_dim=48",
+    proc = vitlab("train", TINY, f"train.output_dir={tmp_path}", "model.dim=48",
                   f"train.resume={reference_run}/checkpoints/step_00000008.pt")
     assert proc.returncode != 0 and "does not match the configured model" in proc.stderr
     assert "shape mismatches" in proc.stderr

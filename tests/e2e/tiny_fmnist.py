@@ -2,7 +2,7 @@
 
 from experiments.classify_fmnist import data, model, optim, task, train
 
-model.hidden_dim = 32
+model.dim = 32
 model.num_blocks = 2
 model.layer_pattern = "HR"
 model.layer_types.R.mixer.num_heads = 2

@@ -20,7 +20,7 @@ def test_config_piece_loads(path):
 
 def test_experiment_builds():
     cfg = load_config(ROOT / "experiments/classify_fmnist.py")
-    apply_overrides(cfg, ["model.num_blocks=2", "model.layer_pattern=HR", "model.hidden_dim=32"])
+    apply_overrides(cfg, ["model.num_blocks=2", "model.layer_pattern=HR", "model.dim=32"])
     task = instantiate(cfg.task, model=cfg.model)
     assert task.model.num_classes == 10 and task.model.in_channels == 1
     assert as_schedule(cfg.optim.lr, 1000)(cfg.optim.lr.warmup_steps) == pytest.approx(cfg.optim.lr.base)

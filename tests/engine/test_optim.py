@@ -12,7 +12,7 @@ from vitlab.models import Block, HybridViT
 def tiny_vit(**kw):
     block = L(Block)(mixer=L(Attention)(num_heads=2), ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)(),
                      layer_scale_init=1e-5)
-    return instantiate(L(HybridViT)(in_channels=1, num_classes=10, hidden_dim=32, num_blocks=2, patch_size=4,
+    return instantiate(L(HybridViT)(in_channels=1, num_classes=10, dim=32, num_blocks=2, patch_size=4,
                                     image_size=16, num_registers=2, norm_cfg=L(LayerNorm)(), block_cfg=block, **kw))
 
 
@@ -57,7 +57,7 @@ def test_dinov3_weight_decay_rule_lists_the_decayed_names():
     cfg = tiny("HR", num_classes=0, mask_token=True, num_registers=2, image_size=16)
     cfg.layer_types.H.layer_scale_init = 1e-5
     model = instantiate(cfg)
-    head = DINOHead(32, 16, hidden_dim=8, bottleneck_dim=4, weight_norm=True)
+    head = DINOHead(32, 16, hidden_features=8, bottleneck_dim=4, weight_norm=True)
     groups = param_groups({"backbone": model, "dino_head": head}, no_weight_decay="dinov3")
     decayed = sorted(n for g in groups if g["wd_scale"] == 1.0 for n in g["names"])
     assert decayed == sorted([

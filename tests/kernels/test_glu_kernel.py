@@ -61,7 +61,7 @@ def test_gated_ffn_takes_the_kernel_only_for_silu(monkeypatch, act, fused):
     real = glu.swiglu_op
     monkeypatch.setattr(glu, "swiglu_op", lambda *args: calls.append(1) or real(*args))
     torch.manual_seed(0)
-    ffn = SwiGLU(16, hidden_dim=24, act_layer=act)
+    ffn = SwiGLU(16, hidden_features=24, act_layer=act)
     ffn.kernels = "triton"  # forced: any activation but SiLU must still run in torch
     x = torch.randn(2, 5, 16, requires_grad=True)
     out = ffn(x)

@@ -24,7 +24,7 @@ def block(kind: str, **mixer_kw):
 
 
 def tiny(pattern: str = "HRA", **kw):
-    args = dict(in_channels=3, num_classes=5, hidden_dim=DIM, num_blocks=len(pattern), patch_size=4, image_size=16,
+    args = dict(in_channels=3, num_classes=5, dim=DIM, num_blocks=len(pattern), patch_size=4, image_size=16,
                 num_registers=2, norm_cfg=L(LayerNorm)(), readout="cls", layer_pattern=pattern)
     args.update(kw)
     if "layer_types" not in args:

@@ -158,7 +158,7 @@ def test_rope_parametrization_errors():
     with pytest.raises(ValueError, match="divisible by 4"):
         RotaryEmbedding2D(18)
     with pytest.raises(ConfigInstantiationError, match="divisible by 4"):
-        instantiate(tiny("R", hidden_dim=36))  # 2 heads of 18
+        instantiate(tiny("R", dim=36))  # 2 heads of 18
     with pytest.raises(ValueError, match="normalize_coords"):
         RotaryEmbedding2D(16, normalize_coords="diag")
 
@@ -178,7 +178,7 @@ def test_rectangular_and_other_sizes_interpolate_pos_embed():
 
 
 def test_homogeneous_mode_and_drop_path_injection():
-    cfg = L(HybridViT)(hidden_dim=DIM, num_blocks=3, patch_size=4, image_size=16, num_classes=2,
+    cfg = L(HybridViT)(dim=DIM, num_blocks=3, patch_size=4, image_size=16, num_classes=2,
                        norm_cfg=L(LayerNorm)(), block_cfg=block("H"), max_drop_path_rate=0.1, num_registers=1)
     model = instantiate(cfg)
     assert len(model.blocks) == 3 and all(model.block_needs_padding)
@@ -254,7 +254,7 @@ def test_mask_token_replaces_masked_patches():
 
 
 def test_meta_device_builds_without_memory():
-    model = instantiate(tiny("HRA", hidden_dim=4096, num_blocks=3), device="meta")
+    model = instantiate(tiny("HRA", dim=4096, num_blocks=3), device="meta")
     assert all(p.is_meta for p in model.parameters())
     assert model.flop_count() > 0
 
@@ -270,6 +270,6 @@ def test_no_weight_decay_and_layer_ids():
 
 def test_cls_and_registers_start_on_dinov3s_scale():
     torch.manual_seed(0)
-    model = instantiate(tiny("HR", hidden_dim=256, num_registers=4))
+    model = instantiate(tiny("HR", dim=256, num_registers=4))
     for token in (model.cls_token, model.register_tokens):  # DINOv3: normal, std 0.02 (timm's CLS: 1e-6)
         assert 0.012 < float(token.std()) < 0.03

@@ -36,7 +36,7 @@ def test_ffn_runs_its_activation(ffn, act, formula):
 
 
 def test_act_layer_as_a_factory():
-    f = SwiGLU(8, hidden_dim=16, act_layer=nn.Tanh)
+    f = SwiGLU(8, hidden_features=16, act_layer=nn.Tanh)
     x = torch.randn(3, 8)
     gate, value = f.w12(x).chunk(2, -1)
     torch.testing.assert_close(f(x), f.w3(torch.tanh(gate) * value))

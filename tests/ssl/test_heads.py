@@ -6,7 +6,7 @@ from vitlab.ssl import DINOHead
 
 
 def test_shapes_and_structure():
-    head = DINOHead(32, 100, hidden_dim=64, bottleneck_dim=16)
+    head = DINOHead(32, 100, hidden_features=64, bottleneck_dim=16)
     assert head(torch.randn(5, 32)).shape == (5, 100)
     assert head(torch.randn(2, 7, 32)).shape == (2, 7, 100)  # patch tokens
     linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
@@ -21,7 +21,7 @@ def test_one_layer():
 
 
 def test_bottleneck_is_l2_normalised():
-    head = DINOHead(16, 12, hidden_dim=32, bottleneck_dim=8)
+    head = DINOHead(16, 12, hidden_features=32, bottleneck_dim=8)
     x = torch.randn(6, 16)
     z = torch.nn.functional.normalize(head.mlp(x), dim=-1)
     torch.testing.assert_close(head(x), z @ head.last_layer.weight.T)
@@ -31,14 +31,14 @@ def test_bottleneck_is_l2_normalised():
 
 def test_trunc_normal_init():
     torch.manual_seed(0)
-    head = DINOHead(256, 4096, hidden_dim=256, bottleneck_dim=256)
+    head = DINOHead(256, 4096, hidden_features=256, bottleneck_dim=256)
     w = head.last_layer.weight
     assert abs(w.std().item() - 0.02) < 0.002 and w.abs().max() <= 2.0
     assert all(m.bias.abs().max() == 0 for m in head.mlp if isinstance(m, torch.nn.Linear))
 
 
 def test_weight_norm_gives_unit_prototypes_with_frozen_gain():
-    head = DINOHead(16, 12, hidden_dim=32, bottleneck_dim=8, weight_norm=True)
+    head = DINOHead(16, 12, hidden_features=32, bottleneck_dim=8, weight_norm=True)
     torch.testing.assert_close(head.last_layer.weight.norm(dim=1), torch.ones(12))
     assert head(torch.randn(4, 16)).abs().max() <= 1 + 1e-5  # cosines
     trainable = {n for n, p in head.named_parameters() if p.requires_grad}
@@ -49,4 +49,4 @@ def test_weight_norm_gives_unit_prototypes_with_frozen_gain():
 def test_meta_device_and_dtype():
     head = DINOHead(64, 65536, device="meta")
     assert all(p.is_meta for p in head.parameters())
-    assert DINOHead(8, 4, hidden_dim=8, bottleneck_dim=4, dtype=torch.float64).last_layer.weight.dtype == torch.float64
+    assert DINOHead(8, 4, hidden_features=8, bottleneck_dim=4, dtype=torch.float64).last_layer.weight.dtype == torch.float64

@@ -49,8 +49,8 @@ def test_one_training_step():
     batch = collate([(transform(im), 0) for im in images])
     b = 4
 
-    student = torch.nn.ModuleDict({"backbone": ToyBackbone(), "dino_head": DINOHead(16, k, hidden_dim=32,
-                                   bottleneck_dim=8), "ibot_head": DINOHead(16, k, hidden_dim=32, bottleneck_dim=8)})
+    student = torch.nn.ModuleDict({"backbone": ToyBackbone(), "dino_head": DINOHead(16, k, hidden_features=32,
+                                   bottleneck_dim=8), "ibot_head": DINOHead(16, k, hidden_features=32, bottleneck_dim=8)})
     teacher = copy.deepcopy(student).requires_grad_(False)
     gram_teacher = GramTeacher.from_teacher(teacher["backbone"], load_step=0)
     gram_teacher.maybe_refresh(0, teacher["backbone"])

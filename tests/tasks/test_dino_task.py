@@ -12,7 +12,7 @@ from vitlab.tasks.dino import DINOv3Task
 def make_task(readout="cls", registers=2, **kw):
     model = tiny("HR", num_classes=0, mask_token=True, num_registers=registers, image_size=16, readout=readout,
                  neck_compression_ratio=4 if readout == "register_concat" else None)
-    head = L(DINOHead)(out_dim=64, hidden_dim=32, bottleneck_dim=16)
+    head = L(DINOHead)(out_dim=64, hidden_features=32, bottleneck_dim=16)
     args = dict(dino_head=head, ibot_head=head, teacher_temp=0.04, momentum=0.9)
     args.update(kw)
     task = instantiate(L(DINOv3Task)(**args), model=model)
@@ -75,7 +75,7 @@ def _prototypes(task):
 
 @pytest.mark.parametrize("weight_norm", [False, True])
 def test_every_prototype_layer_frozen_for_first_steps(weight_norm):
-    head = L(DINOHead)(out_dim=64, hidden_dim=32, bottleneck_dim=16, weight_norm=weight_norm)
+    head = L(DINOHead)(out_dim=64, hidden_features=32, bottleneck_dim=16, weight_norm=weight_norm)
     task = make_task(freeze_last_layer_steps=3, dino_head=head, ibot_head=head)
     params = [p for m in task.trainable_modules().values() for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=3e-3)
@@ -96,7 +96,7 @@ def test_every_prototype_layer_frozen_for_first_steps(weight_norm):
 
 def test_teacher_and_heads_stay_in_eval_mode_so_drop_path_never_reaches_the_targets():
     model = tiny("HR", num_classes=0, mask_token=True, num_registers=2, image_size=16, max_drop_path_rate=0.3)
-    head = L(DINOHead)(out_dim=64, hidden_dim=32, bottleneck_dim=16)
+    head = L(DINOHead)(out_dim=64, hidden_features=32, bottleneck_dim=16)
     task = instantiate(L(DINOv3Task)(dino_head=head, ibot_head=head), model=model)
     task.train()  # what the trainer's wrappers do; DINOv3's SSLMetaArch.train() re-evals its teacher
     assert task.student.training and task.student_dino_head.training
@@ -111,11 +111,11 @@ def test_teacher_and_heads_stay_in_eval_mode_so_drop_path_never_reaches_the_targ
 
 def test_gap_readout_pretrains_a_model_without_cls_token():
     model = tiny("HR", num_classes=0, mask_token=True, num_registers=2, image_size=16, readout="gap", class_token=False)
-    head = L(DINOHead)(out_dim=64, hidden_dim=32, bottleneck_dim=16)
+    head = L(DINOHead)(out_dim=64, hidden_features=32, bottleneck_dim=16)
     task = instantiate(L(DINOv3Task)(dino_head=head, ibot_head=head), model=model)
     task.setup(total_steps=4)
     hist = run_steps(task, 2)
-    assert task.student.cls_token is None and task.student_dino_head.mlp[0].in_features == model.hidden_dim
+    assert task.student.cls_token is None and task.student_dino_head.mlp[0].in_features == model.dim
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
 
 

@@ -48,8 +48,8 @@ def _to_node(value: Any) -> Any:
 def L(target: Callable) -> Callable[..., DictConfig]:
     """Wrap a class or function so that calling it returns its config instead of an object.
 
-    ``L(HybridViT)(hidden_dim=384, ...)`` is a ``DictConfig`` with ``_target_`` set to
-    ``"vitlab.models.vit.HybridViT"``; ``instantiate`` of it is exactly ``HybridViT(hidden_dim=384, ...)``.
+    ``L(HybridViT)(dim=384, ...)`` is a ``DictConfig`` with ``_target_`` set to
+    ``"vitlab.models.vit.HybridViT"``; ``instantiate`` of it is exactly ``HybridViT(dim=384, ...)``.
     A class that cannot be imported by name (defined inside a function) is stored as the object itself:
     such a config instantiates, but cannot be saved as YAML.
     """

@@ -45,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     out = save_vitlab_checkpoint(model, cfg, args.out)
     params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {out} ({model.hidden_dim}-wide, {model.num_blocks} blocks, {model.num_registers} registers, "
+    print(f"wrote {out} ({model.dim}-wide, {model.num_blocks} blocks, {model.num_registers} registers, "
           f"{params / 1e6:.2f}M parameters) and {out.with_suffix('.yaml')}")
     return 0

@@ -81,9 +81,9 @@ class DINOv3Arch:
         ffn_act: the FFN's activation, a key of :data:`FFN_ACTIVATIONS` (``"gelu"`` makes the gated
             FFN a GeGLU); None, or the name of DINOv3's own (``gelu`` for ``mlp``, ``silu`` for
             ``swiglu``), means DINOv3's own and is stored as None.
-        ffn_ratio: hidden width over ``embed_dim`` (DINOv3's ``ffn_ratio``); None when ``ffn_hidden_dim``
+        ffn_ratio: hidden width over ``embed_dim`` (DINOv3's ``ffn_ratio``); None when ``ffn_hidden_features``
             gives the width directly (a checkpoint whose width no ratio reproduces).
-        ffn_hidden_dim: the FFN's hidden width, when ``ffn_ratio`` is None.
+        ffn_hidden_features: the FFN's hidden width, when ``ffn_ratio`` is None.
         num_registers: DINOv3's ``n_storage_tokens``.
         qkv_bias, proj_bias, ffn_bias, mask_k_bias: as ``DinoVisionTransformer``.
         layer_norm_eps: 1e-5 for the released models (``norm_layer="layernormbf16"``).
@@ -99,7 +99,7 @@ class DINOv3Arch:
     num_heads: int
     ffn_layer: Literal["mlp", "swiglu"] = "mlp"
     ffn_ratio: float | None = 4.0
-    ffn_hidden_dim: int | None = None
+    ffn_hidden_features: int | None = None
     num_registers: int = 4
     patch_size: int = 16
     in_channels: int = 3
@@ -126,8 +126,9 @@ class DINOv3Arch:
         if self.ffn_act == DINOV3_FFN_ACT[self.ffn_layer]:
             # one spelling of DINOv3's own activation, so an inferred arch equals the preset
             object.__setattr__(self, "ffn_act", None)
-        if (self.ffn_ratio is None) == (self.ffn_hidden_dim is None):
-            raise ValueError(f"give exactly one of ffn_ratio or ffn_hidden_dim, got {self.ffn_ratio}, {self.ffn_hidden_dim}")
+        if (self.ffn_ratio is None) == (self.ffn_hidden_features is None):
+            raise ValueError(f"give exactly one of ffn_ratio or ffn_hidden_features, "
+                             f"got {self.ffn_ratio}, {self.ffn_hidden_features}")
         if self.embed_dim % self.num_heads or (self.embed_dim // self.num_heads) % 4:
             raise ValueError(
                 f"embed_dim={self.embed_dim} must split into num_heads={self.num_heads} heads whose width is "
@@ -139,17 +140,17 @@ class DINOv3Arch:
         return self.embed_dim // self.num_heads
 
     @property
-    def hidden_dim(self) -> int:
+    def hidden_features(self) -> int:
         """The FFN's hidden width (per branch for SwiGLU)."""
-        if self.ffn_hidden_dim is not None:
-            return self.ffn_hidden_dim
-        return ffn_hidden_dim(self.ffn_layer, self.embed_dim, self.ffn_ratio)
+        if self.ffn_hidden_features is not None:
+            return self.ffn_hidden_features
+        return ffn_hidden_features(self.ffn_layer, self.embed_dim, self.ffn_ratio)
 
     def replace(self, **changes) -> DINOv3Arch:
         return dataclasses.replace(self, **changes)
 
 
-def ffn_hidden_dim(ffn_layer: str, dim: int, ratio: float) -> int:
+def ffn_hidden_features(ffn_layer: str, dim: int, ratio: float) -> int:
     """DINOv3's hidden width: ``int(dim * ratio)``; SwiGLU takes 2/3 of it, rounded up to 8."""
     hidden = int(dim * ratio)
     if ffn_layer == "swiglu":
@@ -162,9 +163,9 @@ def ffn_width_fields(ffn_layer: str, dim: int, hidden: int) -> dict:
     """``ffn_ratio`` when a ratio reproduces ``hidden`` (so configs read as the presets), else the width."""
     ratio = hidden / dim if ffn_layer == "mlp" else hidden * 3 / (2 * dim)
     for candidate in (round(ratio * 8) / 8, ratio):  # released ratios are simple fractions (4, 6, 3)
-        if candidate > 0 and ffn_hidden_dim(ffn_layer, dim, candidate) == hidden:
-            return {"ffn_ratio": float(candidate), "ffn_hidden_dim": None}
-    return {"ffn_ratio": None, "ffn_hidden_dim": hidden}
+        if candidate > 0 and ffn_hidden_features(ffn_layer, dim, candidate) == hidden:
+            return {"ffn_ratio": float(candidate), "ffn_hidden_features": None}
+    return {"ffn_ratio": None, "ffn_hidden_features": hidden}
 
 
 # facebookresearch/dinov3 hub/backbones.py (dinov3_vits16, dinov3_vits16plus, dinov3_vitb16, dinov3_vitl16):
@@ -190,15 +191,15 @@ def dinov3_arch(name: str | DINOv3Arch) -> DINOv3Arch:
 
 def matching_arch(embed_dim: int, depth: int, ffn_layer: str, hidden: int) -> DINOv3Arch | None:
     """The released architecture with these shapes, if one (and only one) has them."""
-    found = [a for a in DINOV3_ARCHS.values()
-             if (a.embed_dim, a.depth, a.ffn_layer, a.hidden_dim) == (embed_dim, depth, ffn_layer, hidden)]
+    shapes = (embed_dim, depth, ffn_layer, hidden)
+    found = [a for a in DINOV3_ARCHS.values() if (a.embed_dim, a.depth, a.ffn_layer, a.hidden_features) == shapes]
     return found[0] if len(found) == 1 else None
 
 
 def dinov3_model_config(arch: str | DINOv3Arch) -> DictConfig:
     """The ``L(HybridViT)`` config that runs ``arch`` exactly (no head: ``num_classes=0``, CLS readout)."""
     a = dinov3_arch(arch)
-    width = {"ratio": a.ffn_ratio} if a.ffn_ratio is not None else {"hidden_dim": a.ffn_hidden_dim}
+    width = {"ratio": a.ffn_ratio} if a.ffn_ratio is not None else {"hidden_features": a.ffn_hidden_features}
     bias = {} if a.ffn_bias else {"bias": False}
     act = {} if a.ffn_act is None else {"act_layer": ffn_act_config(a.ffn_act)}
     if a.ffn_layer == "mlp":
@@ -217,7 +218,7 @@ def dinov3_model_config(arch: str | DINOv3Arch) -> DictConfig:
     return L(HybridViT)(
         in_channels=a.in_channels,
         num_classes=0,
-        hidden_dim=a.embed_dim,
+        dim=a.embed_dim,
         num_blocks=a.depth,
         patch_size=a.patch_size,
         image_size=a.image_size,
@@ -265,7 +266,7 @@ def arch_of_model(model: HybridViT) -> DINOv3Arch:
         if isinstance(ffn, Mlp):
             ffn_sig = ("mlp", ffn.fc1.out_features, ffn.fc1.bias is not None)
         elif isinstance(ffn, SwiGLU):
-            ffn_sig = ("swiglu", ffn.hidden_dim, ffn.w12.bias is not None)
+            ffn_sig = ("swiglu", ffn.hidden_features, ffn.w12.bias is not None)
         else:
             problems.append(f"block {i} FFN is {type(ffn).__name__}, not Mlp or SwiGLU")
             continue
@@ -287,8 +288,8 @@ def arch_of_model(model: HybridViT) -> DINOv3Arch:
     (ffn_layer, hidden, ffn_bias, act), heads, qkv_bias, proj_bias, masked, eps, rope = signatures.pop()
     ls, (h, w) = model.blocks[0].ls1, model.image_size
     return DINOv3Arch(
-        embed_dim=model.hidden_dim, depth=model.num_blocks, num_heads=heads, ffn_layer=ffn_layer, ffn_act=act,
-        **ffn_width_fields(ffn_layer, model.hidden_dim, hidden),
+        embed_dim=model.dim, depth=model.num_blocks, num_heads=heads, ffn_layer=ffn_layer, ffn_act=act,
+        **ffn_width_fields(ffn_layer, model.dim, hidden),
         num_registers=model.num_registers, patch_size=model.patch_size, in_channels=model.in_channels,
         qkv_bias=qkv_bias, proj_bias=proj_bias, ffn_bias=ffn_bias, mask_k_bias=masked, layer_norm_eps=eps,
         untie_cls_norm=model.cls_norm is not None, rope_base=rope[0], rope_normalize_coords=rope[1],

@@ -258,7 +258,7 @@ def dinov3_from_hf(
     return (model, cfg) if return_config else model
 
 
-_STRUCTURE = ("embed_dim", "depth", "num_heads", "ffn_layer", "ffn_act", "hidden_dim", "num_registers",
+_STRUCTURE = ("embed_dim", "depth", "num_heads", "ffn_layer", "ffn_act", "hidden_features", "num_registers",
               "patch_size", "in_channels", "qkv_bias", "proj_bias", "ffn_bias", "mask_k_bias", "layer_norm_eps",
               "rope_base")
 

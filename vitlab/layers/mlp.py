@@ -19,12 +19,12 @@ __all__ = ["Mlp", "SwiGLU"]
 
 
 class Mlp(nn.Module):
-    """``fc2(act(fc1(x)))`` with hidden width ``hidden_dim`` (default ``ratio * dim``).
+    """``fc2(act(fc1(x)))`` with hidden width ``hidden_features`` (default ``ratio * dim``).
 
     Args:
         dim: width D (injected by the block).
-        ratio: hidden width over ``dim``, when ``hidden_dim`` is not given.
-        hidden_dim: the hidden width H.
+        ratio: hidden width over ``dim``, when ``hidden_features`` is not given.
+        hidden_features: the hidden width H.
         bias: biases of both projections.
         act_layer: config or factory of the activation module, e.g. ``L(nn.GELU)(approximate="tanh")``
             (default ``nn.GELU``, the exact erf form).
@@ -32,13 +32,13 @@ class Mlp(nn.Module):
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("act_layer",)
 
-    def __init__(self, dim: int, *, ratio: float = 4.0, hidden_dim: int | None = None, bias: bool = True,
+    def __init__(self, dim: int, *, ratio: float = 4.0, hidden_features: int | None = None, bias: bool = True,
                  act_layer: Any = nn.GELU, device=None, dtype=None):
         super().__init__()
-        hidden_dim = hidden_dim or int(dim * ratio)
-        self.fc1 = nn.Linear(dim, hidden_dim, bias=bias, device=device, dtype=dtype)
+        hidden_features = hidden_features or int(dim * ratio)
+        self.fc1 = nn.Linear(dim, hidden_features, bias=bias, device=device, dtype=dtype)
         self.act = build(act_layer)
-        self.fc2 = nn.Linear(hidden_dim, dim, bias=bias, device=device, dtype=dtype)
+        self.fc2 = nn.Linear(hidden_features, dim, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -56,8 +56,8 @@ class SwiGLU(nn.Module):
 
     Args:
         dim: width D (injected by the block).
-        ratio: sets the hidden width as above, when ``hidden_dim`` is not given.
-        hidden_dim: the hidden width H of each of the two branches.
+        ratio: sets the hidden width as above, when ``hidden_features`` is not given.
+        hidden_features: the hidden width H of each of the two branches.
         align_to: rounding of the hidden width computed from ``ratio``.
         bias: biases of both projections.
         act_layer: config or factory of the gate's activation module (default ``nn.SiLU``). SiLU runs
@@ -67,16 +67,16 @@ class SwiGLU(nn.Module):
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("act_layer",)
 
-    def __init__(self, dim: int, *, ratio: float = 4.0, hidden_dim: int | None = None, align_to: int = 8,
+    def __init__(self, dim: int, *, ratio: float = 4.0, hidden_features: int | None = None, align_to: int = 8,
                  bias: bool = True, act_layer: Any = nn.SiLU, device=None, dtype=None):
         super().__init__()
-        if hidden_dim is None:
-            hidden_dim = int(int(dim * ratio) * 2 / 3)
-            hidden_dim = (hidden_dim + align_to - 1) // align_to * align_to
-        self.hidden_dim = hidden_dim
-        self.w12 = nn.Linear(dim, 2 * hidden_dim, bias=bias, device=device, dtype=dtype)
+        if hidden_features is None:
+            hidden_features = int(int(dim * ratio) * 2 / 3)
+            hidden_features = (hidden_features + align_to - 1) // align_to * align_to
+        self.hidden_features = hidden_features
+        self.w12 = nn.Linear(dim, 2 * hidden_features, bias=bias, device=device, dtype=dtype)
         self.act = build(act_layer)
-        self.w3 = nn.Linear(hidden_dim, dim, bias=bias, device=device, dtype=dtype)
+        self.w3 = nn.Linear(hidden_features, dim, bias=bias, device=device, dtype=dtype)
         self.kernels = "auto"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,7 @@ class Readout(nn.Module):
             if not isinstance(r, int) or r <= 0 or dim % r:
                 raise ValueError(
                     f"readout='register_concat' needs neck_compression_ratio, a positive integer dividing "
-                    f"hidden_dim={dim}; got {r!r}"
+                    f"dim={dim}; got {r!r}"
                 )
             self.neck = nn.Linear(dim, dim // r, bias=False, device=device, dtype=dtype)
             self.out_dim = num_registers * (dim // r)

@@ -7,7 +7,7 @@ It adds what DINOv3 (Siméoni et al. 2025) needs: an optional CLS token, no abso
 embedding (RoPE blocks carry position), a mask token for iBOT, an untied CLS/register norm, and
 ``get_intermediate_layers``.
 
-Axis legend: B batch, h x w patch grid, N = h*w patches, T tokens, D hidden_dim, R registers.
+Axis legend: B batch, h x w patch grid, N = h*w patches, T tokens, D width (``dim``), R registers.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class HybridViT(nn.Module):
     Args:
         in_channels: image channels.
         num_classes: logits of the head; 0 returns the readout embedding.
-        hidden_dim: width D.
+        dim: width D.
         num_blocks: depth.
         patch_size: P.
         image_size: reference size (int or (H, W)): the learned position embedding's grid and the
@@ -76,7 +76,7 @@ class HybridViT(nn.Module):
         *,
         in_channels: int = 3,
         num_classes: int = 1000,
-        hidden_dim: int,
+        dim: int,
         num_blocks: int,
         patch_size: int = 16,
         image_size: int | Sequence[int] = 224,
@@ -101,7 +101,7 @@ class HybridViT(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        for name, value in (("hidden_dim", hidden_dim), ("num_blocks", num_blocks), ("patch_size", patch_size),
+        for name, value in (("dim", dim), ("num_blocks", num_blocks), ("patch_size", patch_size),
                             ("in_channels", in_channels)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -122,8 +122,8 @@ class HybridViT(nn.Module):
             raise ValueError("layer_types is only used with layer_pattern")
 
         dd = dict(device=device, dtype=dtype)
-        D = hidden_dim
-        self.hidden_dim, self.num_blocks, self.patch_size = D, num_blocks, patch_size
+        D = dim
+        self.dim, self.num_blocks, self.patch_size = D, num_blocks, patch_size
         self.in_channels, self.num_classes = in_channels, num_classes
         self.num_cls, self.num_registers = int(class_token), num_registers
         self.reg_init = reg_init

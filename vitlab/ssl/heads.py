@@ -27,7 +27,7 @@ class DINOHead(nn.Module):
     Args:
         in_dim: D, the backbone width.
         out_dim: K, the number of prototypes (DINOv3: 65536 for both heads).
-        hidden_dim: width of the hidden layers (DINOv3: 2048).
+        hidden_features: width of the hidden layers (DINOv3: 2048).
         bottleneck_dim: width of the normalised bottleneck (DINOv3: 256).
         nlayers: linear layers in the MLP (DINOv3: 3); 1 maps ``in_dim`` straight to the bottleneck.
         mlp_bias: bias in the MLP layers.
@@ -36,13 +36,14 @@ class DINOHead(nn.Module):
             trains a plain linear layer (``head_norm_last_layer: false``), the default here.
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 65536, *, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 nlayers: int = 3, mlp_bias: bool = True, weight_norm: bool = False, device=None, dtype=None):
+    def __init__(self, in_dim: int, out_dim: int = 65536, *, hidden_features: int = 2048,
+                 bottleneck_dim: int = 256, nlayers: int = 3, mlp_bias: bool = True, weight_norm: bool = False,
+                 device=None, dtype=None):
         super().__init__()
         if nlayers < 1:
             raise ValueError(f"nlayers must be >= 1, got {nlayers}")
         dd = {"device": device, "dtype": dtype}
-        widths = [in_dim] + [hidden_dim] * (nlayers - 1) + [bottleneck_dim]
+        widths = [in_dim] + [hidden_features] * (nlayers - 1) + [bottleneck_dim]
         layers: list[nn.Module] = []
         for i, (w_in, w_out) in enumerate(pairwise(widths)):
             layers.append(nn.Linear(w_in, w_out, bias=mlp_bias, **dd))

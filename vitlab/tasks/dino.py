@@ -84,7 +84,7 @@ class DINOv3Task(Task):
         dino_head = dino_head if dino_head is not None else DINOHead
         ibot_head = ibot_head if ibot_head is not None else DINOHead
         self.student_dino_head = build(dino_head, in_dim=embed_dim)
-        self.student_ibot_head = build(ibot_head, in_dim=self.student.hidden_dim)
+        self.student_ibot_head = build(ibot_head, in_dim=self.student.dim)
         # The teacher starts as an exact copy and then only follows the student's EMA.
         self.model = copy.deepcopy(self.student).requires_grad_(False)
         self.teacher_dino_head = copy.deepcopy(self.student_dino_head).requires_grad_(False)
