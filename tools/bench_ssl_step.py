@@ -46,7 +46,7 @@ def bench_step(cfg, *, compile_mode: str, batch_size: int, device: torch.device,
                repeats: int, warmup: int, peak: float | None) -> dict[str, float | None]:
     torch.manual_seed(0)
     task = instantiate(cfg.task, model=cfg.model).to(device)
-    task.setup(total_steps=1000)
+    task.setup(total_steps=cfg.train.max_steps or 1000)  # the recipe's schedules (warmups) fit its own run
     apply_compile(task, compile_mode)
     params = [p for m in task.trainable_modules().values() for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, fused=device.type == "cuda")

@@ -16,11 +16,12 @@ from vitlab.config import DataConfig, L
 from vitlab.data import DEFAULT_ROOT, FashionMNISTScenes, compose, normalize
 
 MEAN, STD = [0.1165], [0.2623]  # pixel mean / std of 100 train scenes of this config (mostly black canvas)
-SCENE = dict(root=DEFAULT_ROOT, size=112, item_scale=[1.0, 2.0], min_items=2, max_items=4)
 
 data = OmegaConf.structured(DataConfig(
-    train=L(FashionMNISTScenes)(split="train", num_scenes=5000, seed=0, **SCENE),
-    val=L(FashionMNISTScenes)(split="test", num_scenes=1000, seed=1, **SCENE),
+    train=L(FashionMNISTScenes)(root=DEFAULT_ROOT, split="train", num_scenes=5000, seed=0, size=112,
+                                item_scale=[1.0, 2.0], min_items=2, max_items=4),
+    val=L(FashionMNISTScenes)(root=DEFAULT_ROOT, split="test", num_scenes=1000, seed=1, size=112,
+                              item_scale=[1.0, 2.0], min_items=2, max_items=4),
     train_transform=L(compose)(transforms=[  # paired: the mask moves with the image
         L(v2.RandomHorizontalFlip)(),
         L(normalize)(mean=MEAN, std=STD),

@@ -11,6 +11,10 @@
 - ``None`` (the default, "auto"): ``"blocks"`` on CUDA, off on CPU (inductor's compile time
   outweighs its gain for the short CPU runs vitlab makes).
 
+Shapes are static (``dynamic=False``): a run sees few of them (DINO's global and local crops, the
+evaluation batch), each compiled once; with dynamic shapes, inductor (torch 2.14) failed on the
+Hyena block's strides when the local crops recompiled the graph (``tests/e2e/test_compile_train.py``).
+
 Both modes compile in place: ``nn.Module.compile`` keeps the module and its ``state_dict`` keys
 (no ``_orig_mod.`` prefix), so checkpoints of compiled and eager runs load into each other. Call
 :func:`apply_compile` before wrapping for data parallelism, as torchtitan orders it: blocks are
@@ -83,7 +87,7 @@ def apply_compile(task: nn.Module, mode: str, *, fullgraph: bool = True) -> nn.M
         if not blocks:
             raise ValueError("train.compile='blocks' found no `blocks` ModuleList in the task; use train.compile=true")
         for block in blocks:
-            block.compile(fullgraph=fullgraph)
+            block.compile(fullgraph=fullgraph, dynamic=False)
     else:
-        task.compile()
+        task.compile(dynamic=False)
     return task
