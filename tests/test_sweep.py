@@ -106,3 +106,37 @@ def test_summary_marks_differences_within_the_spread():
     assert (by["cls"]["knn_top1_mean"], by["cls"]["knn_top1_std"]) == (71.0, 1.41)
     assert [by[k]["knn_top1_vs_best"] for k in ("cls", "gap", "registers")] == ["best", "n.s.", "lower"]
     assert by["gap"]["knn_top1_gain"] == 59.5 and by["cls"]["seeds"] == 2
+
+
+def test_sweep_scores_the_segmentation_probe_and_fills_in_what_a_finished_run_lacks(tmp_path):
+    out = tmp_path / "sweep"
+    base = [sys.executable, "-m", "vitlab", "sweep", "tests/configs/tiny_dino.py", "model.num_registers=2",
+            "eval.seg_data=tests/configs/tiny_scenes.py", "eval.seg_val_size=6", "eval.seg_epochs=1",
+            "eval.probe_epochs=2", "--out", str(out)]
+    first = subprocess.run(base + ["eval.protocols=[seg]"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 1 and "knn_top1_mean" not in rows[0]  # seg only: no k-NN columns
+    miou, init = float(rows[0]["seg_miou_mean"]), float(rows[0]["init_seg_miou_mean"])
+    assert 0 <= miou <= 100 and 0 <= init <= 100
+    assert abs(float(rows[0]["seg_miou_gain"]) - (miou - init)) < 0.02
+    assert "seg mIoU" in (out / "results.md").read_text() and "k-NN" not in (out / "results.md").read_text()
+    assert 0 <= json.loads((out / "pixels.json").read_text())["seg_miou"] <= 100
+    # the finished run is not retrained: only the protocols its result lacks are scored
+    second = subprocess.run(base + ["eval.protocols=[knn,linear,seg]"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=900)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "scoring what its result lacks" in second.stdout and "training" not in second.stdout
+    row = next(csv.DictReader(open(out / "results.csv")))
+    assert float(row["seg_miou_mean"]) == miou and 0 <= float(row["knn_top1_mean"]) <= 100
+    md = (out / "results.md").read_text()
+    assert "| k-NN |" in md and "| seg mIoU |" in md
+
+
+def test_an_unknown_protocol_is_named():
+    import pytest
+
+    from vitlab.sweep import run_protocols
+
+    with pytest.raises(ValueError, match=r"eval.protocols=\['knn', 'segm'\]"):
+        run_protocols("tests/configs/tiny_dino.py", {"protocols": "[knn,segm]"})

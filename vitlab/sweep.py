@@ -36,7 +36,9 @@ from typing import Any
 
 __all__ = ["plan_runs", "evaluate_run", "summarise", "write_results", "plot_results", "add_arguments", "run"]
 
-METRICS = ("knn_top1", "linear_top1")
+PROTOCOLS = {"knn": "knn_top1", "linear": "linear_top1", "seg": "seg_miou"}  # eval.protocols -> its table metric
+METRICS = tuple(PROTOCOLS.values())  # in table order
+TITLES = {"knn_top1": "k-NN", "linear_top1": "linear", "seg_miou": "seg mIoU"}
 
 
 def _run_name(overrides: list[str]) -> str:
@@ -67,9 +69,9 @@ def _eval_overrides(setting: dict[str, str]) -> list[str]:
     return [f"eval.{k}={v}" for k, v in setting.items() if not (k == "readout" and v == "model")]
 
 
-def _vitlab_eval(ckpt: Path, overrides: list[str], out: Path, *extra: str) -> dict[str, Any]:
-    """``vitlab eval all`` in a subprocess; its ``--output`` JSON."""
-    cmd = [sys.executable, "-m", "vitlab", "eval", "all", "--checkpoint", str(ckpt), *extra, *overrides,
+def _vitlab_eval(ckpt: Path, overrides: list[str], out: Path, *extra: str, protocol: str = "all") -> dict[str, Any]:
+    """``vitlab eval all`` (or ``seg``) in a subprocess; its ``--output`` JSON."""
+    cmd = [sys.executable, "-m", "vitlab", "eval", protocol, "--checkpoint", str(ckpt), *extra, *overrides,
            "--output", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     with open(out.with_suffix(".log"), "w") as fh:
@@ -79,8 +81,30 @@ def _vitlab_eval(ckpt: Path, overrides: list[str], out: Path, *extra: str) -> di
     return json.loads(out.read_text())
 
 
-def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """Scores of a run's final checkpoint and of its random initialisation, per evaluation setting."""
+def run_protocols(config: str | Path, setting: dict[str, str] | None = None) -> list[str]:
+    """The protocols (``eval.protocols``) a run of ``config`` (a file or a run's ``config.yaml``) is scored with.
+
+    Raises:
+        ValueError: an unknown protocol, named with the field.
+    """
+    from vitlab.config import apply_overrides, eval_config, load_config
+    from omegaconf import OmegaConf
+
+    protocol = apply_overrides(OmegaConf.create({"eval": eval_config(load_config(config))}),
+                               _eval_overrides(setting or {})).eval
+    protocols = list(protocol.protocols)
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise ValueError(f"eval.protocols={protocols}: each must be one of {', '.join(PROTOCOLS)} (at least one)")
+    return protocols
+
+
+def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]], rows: list[dict[str, Any]] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Scores of a run's final checkpoint and of its random initialisation, per evaluation setting, under
+    the run's ``eval.protocols``; ``rows`` (an earlier call's result) keep their scores, and only what
+    they lack is evaluated. The segmentation probe reads patch tokens, whatever ``eval.readout`` says,
+    so it runs once per run and its score is on every row."""
     from vitlab.engine.checkpoint import latest_checkpoint
     from vitlab.eval.tokens import summarise_tokens
 
@@ -88,17 +112,32 @@ def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]]) -> list[dict[
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint in {str(run_dir)!r}")
-    rows = []
+    done = {row["eval_readout"]: row for row in rows or []}
+    seg: dict[str, Any] = {}
+    out = []
     for setting in evals:
+        protocols = run_protocols(run_dir / "config.yaml", setting)
         readout = setting.get("readout", "model")
+        row = dict(done.get(readout, {"eval_readout": readout, "checkpoint": str(ckpt)}))
         tag = _run_name(_eval_overrides(setting)) if setting else "model"
-        trained = _vitlab_eval(ckpt, _eval_overrides(setting), run_dir / f"eval_{tag}.json")
-        init = _vitlab_eval(ckpt, _eval_overrides(setting), run_dir / f"eval_{tag}_init.json", "--init")
-        tokens = {f"tok_{k}": v for k, v in summarise_tokens(trained["tokens"]).items()} if trained.get("tokens") else {}
-        rows.append({"eval_readout": readout, "feature_dim": trained["feature_dim"], "checkpoint": str(ckpt),
-                     "knn_k": trained["knn_k"], "linear_lr": trained["linear_lr"],
-                     **{m: trained[m] for m in METRICS}, **{f"init_{m}": init[m] for m in METRICS}, **tokens})
-    return rows
+        if {"knn", "linear"} & set(protocols) and "knn_top1" not in row:
+            trained = _vitlab_eval(ckpt, _eval_overrides(setting), run_dir / f"eval_{tag}.json")
+            init = _vitlab_eval(ckpt, _eval_overrides(setting), run_dir / f"eval_{tag}_init.json", "--init")
+            tokens = {f"tok_{k}": v for k, v in summarise_tokens(trained["tokens"]).items()} if trained.get("tokens") else {}
+            row |= {"feature_dim": trained["feature_dim"], "knn_k": trained["knn_k"], "linear_lr": trained["linear_lr"],
+                    **{m: trained[m] for m in ("knn_top1", "linear_top1")},
+                    **{f"init_{m}": init[m] for m in ("knn_top1", "linear_top1")}, **tokens}
+        if "seg" in protocols and "seg_miou" not in row:
+            if not seg:
+                ovs = [o for o in _eval_overrides(setting) if not o.startswith("eval.readout=")]
+                trained = _vitlab_eval(ckpt, ovs, run_dir / "eval_seg.json", protocol="seg")
+                init = _vitlab_eval(ckpt, ovs, run_dir / "eval_seg_init.json", "--init", protocol="seg")
+                seg = {"seg_miou": trained["seg_miou"], "init_seg_miou": init["seg_miou"], "seg_lr": trained["seg_lr"],
+                       "seg_feature_dim": trained["feature_dim"]}
+            row |= seg
+        row.setdefault("feature_dim", row.get("seg_feature_dim"))
+        out.append(row)
+    return out
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -112,7 +151,16 @@ def _execute(run: dict[str, Any], config: str, out: Path) -> dict[str, Any]:
     if result_file.exists():
         result = json.loads(result_file.read_text())
         if result.get("status") == "ok":
-            print(f"[sweep] {run['name']}: finished before, skipped", flush=True)
+            wanted = {PROTOCOLS[p] for s in run["evals"] for p in run_protocols(run_dir / "config.yaml", s)}
+            if all(m in row for row in result["rows"] for m in wanted):
+                print(f"[sweep] {run['name']}: finished before, skipped", flush=True)
+                return result
+            print(f"[sweep] {run['name']}: finished before; scoring what its result lacks", flush=True)
+            try:
+                result["rows"] = evaluate_run(run_dir, run["evals"], result["rows"])
+            except (RuntimeError, FileNotFoundError) as exc:
+                result |= {"status": "failed", "error": str(exc)}
+            result_file.write_text(json.dumps(result, indent=2) + "\n")
             return result
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "train.log"
@@ -144,8 +192,18 @@ def pixel_baseline(results: list[dict[str, Any]], out: Path, overrides: list[str
     if target.exists():
         return json.loads(target.read_text())
     print("[sweep] raw-pixel baseline", flush=True)
-    return _vitlab_eval(Path(ckpt), [o for o in overrides if not o.startswith("eval.readout")] + ["eval.readout=pixels"],
-                        target)
+    pixel_ovs = [o for o in overrides if not o.startswith("eval.readout")] + ["eval.readout=pixels"]
+    pixels = {}
+    protocols = run_protocols(Path(ckpt).parents[1] / "config.yaml")
+    if {"knn", "linear"} & set(protocols):
+        pixels |= _vitlab_eval(Path(ckpt), pixel_ovs, out / "pixels_all.json")
+    if "seg" in protocols:
+        seg = _vitlab_eval(Path(ckpt), pixel_ovs, out / "pixels_seg.json", protocol="seg")
+        pixels |= {"seg_miou": seg["seg_miou"], "seg_feature_dim": seg["feature_dim"]}
+        pixels.setdefault("feature_dim", seg["feature_dim"])
+    pixels["readout"] = "pixels"
+    target.write_text(json.dumps(pixels, indent=2) + "\n")
+    return pixels
 
 
 def _keys(results: list[dict[str, Any]]) -> list[str]:
@@ -165,7 +223,8 @@ def _flatten(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, A
     # table rows and plot bars line up with the others
     planned = list(dict.fromkeys(row["eval_readout"] for r in results if r["status"] == "ok" for row in r["rows"]))
     tokens = list(dict.fromkeys(k for r in results for row in r["rows"] for k in row if k.startswith("tok_")))
-    scores = [*METRICS, *(f"init_{m}" for m in METRICS), *tokens]
+    metrics = _metrics_of(results)
+    scores = [*metrics, *(f"init_{m}" for m in metrics), *tokens]
     table = []
     for r in results:
         base = {k: "" for k in keys} | {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in r["overrides"]}
@@ -182,6 +241,17 @@ def _flatten(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, A
     return keys + ["eval_readout", "feature_dim", *scores, "status", "error"], table
 
 
+def _metrics_of(results: list[dict[str, Any]]) -> list[str]:
+    """The table metrics any run of ``results`` was scored with (k-NN and linear where none was, so a sweep
+    whose runs all failed still has its columns)."""
+    scored = {k for r in results for row in r["rows"] for k in row}
+    return [m for m in METRICS if m in scored] or ["knn_top1", "linear_top1"]
+
+
+def _metrics_in(columns: list[str]) -> list[str]:
+    return [m for m in METRICS if m in columns]
+
+
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
@@ -194,18 +264,20 @@ def summarise(columns: list[str], runs: list[dict[str, Any]]) -> tuple[list[str]
     two spreads: not significant), ``lower``, or ``1 seed`` (no spread measured).
     """
     config_keys = [c for c in columns[:columns.index("eval_readout") + 1] if c != "train.seed"]
+    metrics = _metrics_in(columns)
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in runs:
         groups.setdefault(tuple(row[k] for k in config_keys), []).append(row)
     table = []
     for key, rows in groups.items():
-        ok = [r for r in rows if r["status"] == "ok" and r["knn_top1"] != ""]
+        ok = [r for r in rows if r["status"] == "ok" and any(r[m] != "" for m in metrics)]
         out = dict(zip(config_keys, key)) | {"feature_dim": rows[0]["feature_dim"], "seeds": len(ok),
                                              "failed": len(rows) - len(ok)}
-        for m in METRICS:
-            if ok:
-                mean, std = _mean_std([float(r[m]) for r in ok])
-                init, _ = _mean_std([float(r[f"init_{m}"]) for r in ok])
+        for m in metrics:
+            scored = [r for r in ok if r[m] != ""]
+            if scored:
+                mean, std = _mean_std([float(r[m]) for r in scored])
+                init, _ = _mean_std([float(r[f"init_{m}"]) for r in scored])
                 out |= {f"{m}_mean": round(mean, 2), f"{m}_std": "" if std is None else round(std, 2),
                         f"init_{m}_mean": round(init, 2), f"{m}_gain": round(mean - init, 2)}
             else:
@@ -215,7 +287,7 @@ def summarise(columns: list[str], runs: list[dict[str, Any]]) -> tuple[list[str]
             out[t] = round(statistics.fmean(values), 4) if values else ""
         out["error"] = next((r["error"] for r in rows if r["error"]), "")
         table.append(out)
-    for m in METRICS:
+    for m in metrics:
         scored = [r for r in table if r[f"{m}_mean"] != ""]
         best = max(scored, key=lambda r: r[f"{m}_mean"], default=None)
         for r in table:
@@ -228,7 +300,7 @@ def summarise(columns: list[str], runs: list[dict[str, Any]]) -> tuple[list[str]
             else:
                 gap = best[f"{m}_mean"] - r[f"{m}_mean"]
                 r[f"{m}_vs_best"] = "n.s." if gap <= r[f"{m}_std"] + best[f"{m}_std"] else "lower"
-    metric_cols = [f"{p}{m}{q}" for m in METRICS for p, q in
+    metric_cols = [f"{p}{m}{q}" for m in metrics for p, q in
                    (("", "_mean"), ("", "_std"), ("init_", "_mean"), ("", "_gain"), ("", "_vs_best"))]
     token_cols = [c for c in columns if c.startswith("tok_")]
     return config_keys + ["feature_dim", "seeds", "failed", *metric_cols, *token_cols, "error"], table
@@ -253,23 +325,26 @@ def write_results(results: list[dict[str, Any]], out: Path, pixels: dict[str, An
     keys = columns[:columns.index("feature_dim")]
     tok = [c for c in ("tok_outliers_max", "tok_cls_attn_registers", "tok_norm_patches", "tok_norm_registers")
            if c in columns]
-    head = keys + ["width", "seeds", "k-NN", "k-NN init", "k-NN gain", "vs best", "linear", "linear init",
-                   "linear gain", "vs best"] + [c.removeprefix("tok_") for c in tok]
+    metrics = _metrics_in(columns)
+    head = keys + ["width", "seeds"] + [f"{TITLES[m]}{q}" for m in metrics for q in ("", " init", " gain", " vs best")] \
+        + [c.removeprefix("tok_") for c in tok]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         cells = [str(r[k]) for k in keys] + [str(r["feature_dim"]), str(r["seeds"])]
-        for m in METRICS:
+        for m in metrics:
             cells += [_cell(r, m), str(r[f"init_{m}_mean"]), str(r[f"{m}_gain"]), r[f"{m}_vs_best"]]
         cells += [str(r[c]) for c in tok]
         lines.append("| " + " | ".join(cells) + " |")
     if pixels is not None:
-        lines.append("| " + " | ".join(["raw pixels"] + [""] * (len(keys) - 1) + [
-            str(pixels["feature_dim"]), "-", f"{pixels['knn_top1']:.2f}", "", "", "", f"{pixels['linear_top1']:.2f}",
-            "", "", ""] + [""] * len(tok)) + " |")
+        cells = ["raw pixels"] + [""] * (len(keys) - 1) + [str(pixels.get("feature_dim", "")), "-"]
+        for m in metrics:
+            cells += [f"{pixels[m]:.2f}" if m in pixels else "", "", "", ""]
+        lines.append("| " + " | ".join(cells + [""] * len(tok)) + " |")
     lines += ["", "k-NN (k chosen on the validation split) and linear probe (lr, weight decay chosen there) top-1 (%) "
               "on the test set; mean ± std over seeds; `init`: the same configuration's random initialisation "
               "under the same protocol; `vs best`: `n.s.` where the gap to the column's best is within the sum "
-              "of their standard deviations. Token statistics of the pretrained backbone (`vitlab.eval.tokens`, mean "
+              "of their standard deviations. `seg mIoU` (where `eval.protocols` has `seg`): the linear segmentation probe's "
+              "mIoU (%) on `eval.seg_data`'s test split, lr chosen on its validation split. Token statistics of the pretrained backbone (`vitlab.eval.tokens`, mean "
               "over seeds, on the first `eval.token_images` validation images): `outliers_max`, the largest "
               "fraction over layers of patch tokens with a norm above `eval.outlier_factor` x the layer's median; "
               "`cls_attn_registers`, the share of the CLS token's attention on registers in the last attention "
@@ -298,9 +373,10 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path,
     palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
                (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
     panel_w, panel_h, margin = max(360, 60 + len(groups) * (len(bars) * 22 + 30)), 300, 50
-    img = Image.new("RGB", (2 * panel_w + 20, panel_h + 76 + 16 * len(bars)), "white")
+    metrics = _metrics_in(columns)
+    img = Image.new("RGB", (len(metrics) * (panel_w + 20), panel_h + 76 + 16 * len(bars)), "white")
     draw = ImageDraw.Draw(img)
-    for p, metric in enumerate(METRICS):
+    for p, metric in enumerate(metrics):
         x0, y0, y1 = p * (panel_w + 20) + margin, 30, panel_h
         x_end = x0 + panel_w - margin - 10
 
@@ -312,7 +388,7 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path,
         for tick in range(0, 101, 20):
             draw.line([(x0 - 4, y_of(tick)), (x0, y_of(tick))], fill="black")
             draw.text((x0 - 28, y_of(tick) - 6), str(tick), fill="black")
-        if pixels is not None:
+        if pixels is not None and metric in pixels:
             y = y_of(pixels[metric])
             for x in range(x0, x_end, 8):
                 draw.line([(x, y), (x + 4, y)], fill=(120, 120, 120))

@@ -105,6 +105,9 @@ class EvalConfig:
     seg_val_size: int = 500  # validation images drawn from data.train (with split_seed) to choose the lr on
     seg_lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])  # AdamW lrs, one head each
     seg_epochs: int = 10  # over the cached features of the other training images
+    # what `vitlab sweep` scores per run: knn and linear (one `vitlab eval all`), seg (`vitlab eval seg`)
+    protocols: list[str] = field(default_factory=lambda: ["knn", "linear"])
+    seg_data: Optional[str] = None  # data config file of `vitlab eval seg` (None: the run's own data, with masks)
 
 
 SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "data": DataConfig, "eval": EvalConfig}

@@ -11,7 +11,8 @@ random initialisation, each under the same protocol. Results are printed and wri
 the checkpoint (or to ``--output``).
 
 ``vitlab eval seg`` is the linear segmentation probe of :mod:`vitlab.eval.seg` (settings ``eval.seg_*``;
-``data`` must give (image, mask) samples, e.g. ``--data configs/data/fmnist_scenes.py``): mIoU and
+``data`` must give (image, mask) samples: ``--data``, else the file ``eval.seg_data`` names, else the
+checkpoint's own data; e.g. ``--data configs/data/fmnist_scenes.py``): mIoU and
 pixel accuracy in the JSON, and the chosen head saved beside it (``.seg.pt``, for ``vitlab viz``).
 """
 
@@ -49,14 +50,18 @@ def run(args: argparse.Namespace) -> int:
                           "cpu" if args.device == "auto" else args.device)
     model, ckpt_cfg = build_model_from_checkpoint(args.checkpoint, init=args.init, num_classes=0)
     model.to(device)
-    data = load_config(args.data).get("data") if args.data else ckpt_cfg.get("data")
-    if data is None:
-        raise SystemExit(f"{args.checkpoint} holds no data config; pass --data CONFIG")
-    cfg = typed_sections(OmegaConf.create({"data": data, "eval": eval_config(ckpt_cfg)}))
-    bad = [o for o in args.overrides if o.lstrip("+~").split(".", 1)[0] not in ("data", "eval")]
+    sections = {o: o.lstrip("+~").split(".", 1)[0] for o in args.overrides}
+    bad = [o for o, section in sections.items() if section not in ("data", "eval")]
     if bad:
         raise SystemExit(f"vitlab eval takes data.* and eval.* overrides only, got {bad}")
-    apply_overrides(cfg, args.overrides)
+    protocol = apply_overrides(OmegaConf.create({"eval": eval_config(ckpt_cfg)}),
+                               [o for o, section in sections.items() if section == "eval"]).eval
+    data_file = args.data or (protocol.seg_data if args.protocol == "seg" else None)
+    data = load_config(data_file).get("data") if data_file else ckpt_cfg.get("data")
+    if data is None:
+        raise SystemExit(f"{data_file or args.checkpoint} holds no data config; pass --data CONFIG")
+    cfg = typed_sections(OmegaConf.create({"data": data, "eval": protocol}))
+    apply_overrides(cfg, [o for o, section in sections.items() if section == "data"])
     if args.protocol == "seg":
         return run_seg(args, model, cfg, device)
     results = evaluate(model, cfg.data, cfg.eval, args.protocol, device=device,

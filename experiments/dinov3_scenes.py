@@ -1,0 +1,23 @@
+"""DINOv3 pretraining of the Fashion-MNIST hybrid ("HR" * 2) on Fashion-MNIST scenes at 112x112
+(patch 8: 196 patch tokens), for the dense (segmentation) probe:
+
+    vitlab train experiments/dinov3_scenes.py
+    vitlab eval seg --checkpoint runs/dinov3_scenes/checkpoints/step_00000200.pt  # --init: its random init
+
+``experiments/dinov3_scenes_attn.py`` is the all-attention backbone of equal FLOPs.
+"""
+
+from omegaconf import OmegaConf
+
+from configs.data.fmnist_scenes_multicrop import data  # noqa: F401
+from configs.recipes.dinov3_small_budget import model, optim, set_budget, task, train  # noqa: F401
+from vitlab.config import EvalConfig
+
+model.image_size = 112
+model.patch_size = 8
+train.output_dir = "runs/dinov3_scenes"
+eval = OmegaConf.structured(EvalConfig(  # noqa: A001 (the section)
+    val_size=2000, monitor_bank=4000,  # the online k-NN on scenes (label: the largest item)
+    seg_data="configs/data/fmnist_scenes.py",  # vitlab eval seg: the scenes with their label maps
+    protocols=["knn", "linear", "seg"]))
+set_budget(200)
