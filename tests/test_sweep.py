@@ -126,11 +126,13 @@ def test_sweep_scores_the_segmentation_probe_and_fills_in_what_a_finished_run_la
     second = subprocess.run(base + ["eval.protocols=[knn,linear,seg]"], cwd=ROOT, capture_output=True, text=True,
                             timeout=900)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "scoring what its result lacks" in second.stdout and "training" not in second.stdout
+    assert "scoring what its result lacks" in second.stdout and "base: training" not in second.stdout
+    assert "raw-pixel baseline (knn, linear)" in second.stdout  # the pixels' seg score is kept too
     row = next(csv.DictReader(open(out / "results.csv")))
     assert float(row["seg_miou_mean"]) == miou and 0 <= float(row["knn_top1_mean"]) <= 100
     md = (out / "results.md").read_text()
     assert "| k-NN |" in md and "| seg mIoU |" in md
+    assert json.loads((out / "pixels.json").read_text())["knn_top1"] >= 0
 
 
 def test_an_unknown_protocol_is_named():

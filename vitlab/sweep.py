@@ -184,24 +184,26 @@ def _execute(run: dict[str, Any], config: str, out: Path) -> dict[str, Any]:
 
 
 def pixel_baseline(results: list[dict[str, Any]], out: Path, overrides: list[str]) -> dict[str, Any] | None:
-    """Raw pixels under the sweep's protocol (``eval.readout=pixels``), scored once; None without a checkpoint."""
+    """Raw pixels under the sweep's protocols (``eval.readout=pixels``), each scored once (``pixels.json``
+    keeps them; a protocol added later is scored then); None without a checkpoint."""
     ckpt = next((row["checkpoint"] for r in results if r["status"] == "ok" for row in r["rows"]), None)
     if ckpt is None:
         return None
     target = out / "pixels.json"
-    if target.exists():
-        return json.loads(target.read_text())
-    print("[sweep] raw-pixel baseline", flush=True)
+    pixels = json.loads(target.read_text()) if target.exists() else {"readout": "pixels"}
+    setting = {o.split("=", 1)[0].lstrip("+").removeprefix("eval."): o.split("=", 1)[1] for o in overrides}
+    protocols = run_protocols(Path(ckpt).parents[1] / "config.yaml", setting)
+    todo = [p for p in protocols if PROTOCOLS[p] not in pixels]
+    if not todo:
+        return pixels
+    print(f"[sweep] raw-pixel baseline ({', '.join(todo)})", flush=True)
     pixel_ovs = [o for o in overrides if not o.startswith("eval.readout")] + ["eval.readout=pixels"]
-    pixels = {}
-    protocols = run_protocols(Path(ckpt).parents[1] / "config.yaml")
-    if {"knn", "linear"} & set(protocols):
+    if {"knn", "linear"} & set(todo):
         pixels |= _vitlab_eval(Path(ckpt), pixel_ovs, out / "pixels_all.json")
-    if "seg" in protocols:
+    if "seg" in todo:
         seg = _vitlab_eval(Path(ckpt), pixel_ovs, out / "pixels_seg.json", protocol="seg")
         pixels |= {"seg_miou": seg["seg_miou"], "seg_feature_dim": seg["feature_dim"]}
         pixels.setdefault("feature_dim", seg["feature_dim"])
-    pixels["readout"] = "pixels"
     target.write_text(json.dumps(pixels, indent=2) + "\n")
     return pixels
 
@@ -249,7 +251,8 @@ def _metrics_of(results: list[dict[str, Any]]) -> list[str]:
 
 
 def _metrics_in(columns: list[str]) -> list[str]:
-    return [m for m in METRICS if m in columns]
+    """The metrics of a ``runs.csv`` (``knn_top1``) or ``results.csv`` (``knn_top1_mean``) column list."""
+    return [m for m in METRICS if m in columns or f"{m}_mean" in columns]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -340,15 +343,19 @@ def write_results(results: list[dict[str, Any]], out: Path, pixels: dict[str, An
         for m in metrics:
             cells += [f"{pixels[m]:.2f}" if m in pixels else "", "", "", ""]
         lines.append("| " + " | ".join(cells + [""] * len(tok)) + " |")
-    lines += ["", "k-NN (k chosen on the validation split) and linear probe (lr, weight decay chosen there) top-1 (%) "
-              "on the test set; mean ± std over seeds; `init`: the same configuration's random initialisation "
-              "under the same protocol; `vs best`: `n.s.` where the gap to the column's best is within the sum "
-              "of their standard deviations. `seg mIoU` (where `eval.protocols` has `seg`): the linear segmentation probe's "
-              "mIoU (%) on `eval.seg_data`'s test split, lr chosen on its validation split. Token statistics of the pretrained backbone (`vitlab.eval.tokens`, mean "
-              "over seeds, on the first `eval.token_images` validation images): `outliers_max`, the largest "
-              "fraction over layers of patch tokens with a norm above `eval.outlier_factor` x the layer's median; "
-              "`cls_attn_registers`, the share of the CLS token's attention on registers in the last attention "
-              "block; the last layer's mean patch / register token norms."]
+    notes = {"knn_top1": "k-NN (k chosen on the validation split) and linear probe (lr, weight decay chosen there) "
+                         "top-1 (%) on the test set.",
+             "seg_miou": "`seg mIoU`: the linear segmentation probe's mIoU (%) on the test split of `eval.seg_data`, "
+                         "its lr chosen on a validation split of its training scenes."}
+    lines += ["", " ".join(notes[m] for m in metrics if m in notes) + " Mean ± std over seeds; `init`: the same "
+              "configuration's random initialisation under the same protocol; `vs best`: `n.s.` where the gap to the "
+              "column's best is within the sum of their standard deviations."]
+    if tok:
+        lines[-1] += (" Token statistics of the pretrained backbone (`vitlab.eval.tokens`, mean over seeds, on the "
+                      "first `eval.token_images` validation images): `outliers_max`, the largest fraction over layers "
+                      "of patch tokens with a norm above `eval.outlier_factor` x the layer's median; "
+                      "`cls_attn_registers`, the share of the CLS token's attention on registers in the last attention "
+                      "block; the last layer's mean patch / register token norms.")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot_results(table, columns, out / "results.png", pixels)
     return [out / "runs.csv", out / "results.csv", out / "results.md", out / "results.png"]
@@ -445,7 +452,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"[sweep] {len(runs)} training runs ({seeds} seed(s) each) into {out}", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(lambda r: _execute(r, args.config, out), runs))
-    shared_evals = [o for o in grid if o.lstrip("+").startswith("eval.") and "," not in o]
+    from vitlab.config import parse_sweep
+
+    combos = parse_sweep(grid)  # evaluation settings every configuration shares also score the raw pixels
+    shared_evals = [o for o in combos[0] if o.lstrip("+").startswith("eval.") and all(o in c for c in combos)]
     try:
         pixels = pixel_baseline(results, out, shared_evals)
     except RuntimeError as exc:

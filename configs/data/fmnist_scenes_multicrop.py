@@ -7,15 +7,15 @@ label the k-NN monitor uses is the class of the scene's largest visible item. Tr
 Fashion-MNIST train items, ``val`` scenes test items.
 """
 
+from configs.data import fmnist_scenes
 from configs.data.fashion_mnist_multicrop import data
-from configs.data.fmnist_scenes import MEAN, SCENE, STD
-from vitlab.config import L
-from vitlab.data import FashionMNISTScenes
+from configs.data.fmnist_scenes import MEAN, STD
 
 GLOBAL, LOCAL, PATCH = 112, 48, 8
 
-data.train = L(FashionMNISTScenes)(split="train", num_scenes=20000, seed=0, masks=False, **SCENE)
-data.val = L(FashionMNISTScenes)(split="test", num_scenes=2000, seed=1, masks=False, **SCENE)
+data.train, data.val = fmnist_scenes.data.train, fmnist_scenes.data.val  # the probe's scenes, more of them
+data.train.num_scenes, data.val.num_scenes = 20000, 2000
+data.train.masks = data.val.masks = False
 data.train_transform.global_crops_size = GLOBAL
 data.train_transform.local_crops_size = LOCAL
 data.train_transform.blur_kernel_size = 5  # DINOv3's 9 is for 224 px crops
