@@ -43,7 +43,7 @@ def test_dry_run_writes_the_report(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     status = (tmp_path / "raw" / "status.tsv").read_text()
-    for name in ("vit_s16", "vit_b16", "hybrid_hr6", "dinov3_vitl16_step"):
+    for name in ("vit_s16", "vit_b16", "hybrid_hr6", "dinov3_vitl16_step", "dino_loss_memory", "bench_mixers"):
         assert f"{name}\tok\t" in status, (status, (tmp_path / "raw" / f"{name}.log").read_text()[-2000:])
     text = (tmp_path / "gpu.md").read_text()
     assert "Device: cpu (dry run)" in text and "| vitlab | " in text and "| timm | " in text
