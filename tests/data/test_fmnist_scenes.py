@@ -62,3 +62,18 @@ def test_bad_arguments_named():
         FashionMNISTScenes(size=40, item_scale=(1.0, 2.0))
     with pytest.raises(ValueError, match="min_items"):
         FashionMNISTScenes(min_items=3, max_items=2)
+
+
+def test_scenes_pretraining_config_gives_a_multicrop_batch():
+    """``configs/data/fmnist_scenes_multicrop.py``: 112 px global and 48 px local crops of scene images, and
+    iBOT masks on the 14x14 grid a patch-8 backbone sees."""
+    from pathlib import Path
+
+    from vitlab.config import instantiate, load_config
+
+    data = load_config(Path(__file__).parents[2] / "configs/data/fmnist_scenes_multicrop.py").data
+    data.train.num_scenes = 4
+    dataset = instantiate(data.train, transform=instantiate(data.train_transform))
+    batch = instantiate(data.collate)([dataset[i] for i in range(4)])
+    assert batch["global_crops"].shape == (8, 1, 112, 112) and batch["local_crops"].shape == (24, 1, 48, 48)
+    assert batch["masks"].shape == (8, 14 * 14)
