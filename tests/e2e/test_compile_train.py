@@ -1,6 +1,7 @@
 """``train.compile`` end to end (inductor, CPU): compiled training gives eager's losses, a compiled run
-resumes exactly from a compiled run's checkpoint, and the DINOv3 task (student, EMA teacher, Gram
-teacher, heads) trains compiled with eager's losses."""
+resumes exactly from a compiled run's checkpoint, the DINOv3 task (student, EMA teacher, Gram
+teacher, heads) trains compiled with eager's losses, and compilation composes with data parallelism
+(2 ranks, gloo): compiled blocks under FSDP2, the compiled task under DDP."""
 
 import signal
 
@@ -45,3 +46,22 @@ def test_dino_task_compiled_blocks_match_eager(tmp_path):
     check(vitlab("train", TINY_DINO, f"train.output_dir={compiled}", *args, "train.compile=blocks"))
     _close(losses(compiled), losses(eager))
 
+
+
+def test_two_ranks_compiled_fsdp2_and_ddp_match_eager_and_resume(tmp_path):
+    """``compile=blocks`` + ``strategy=fsdp`` (blocks compiled, then each sharded, then the root) and
+    ``compile=true`` + ``strategy=ddp`` (DDP wraps the compiled task) on 2 ranks give one eager
+    process's losses at the same global batch; the FSDP2 run, stopped by SIGTERM after step 2
+    (checkpoint at step 3), resumes from its checkpoint to the same losses."""
+    eager, fsdp, ddp = tmp_path / "eager", tmp_path / "fsdp", tmp_path / "ddp"
+    args = [*NO_DROP, "train.max_steps=4", "train.checkpoint_every=100"]
+    check(vitlab("train", TINY, f"train.output_dir={eager}", *args, "train.compile=false"))
+    fsdp_args = [f"train.output_dir={fsdp}", *args, "train.strategy=fsdp", "train.compile=blocks"]
+    stopped = check(vitlab("train", TINY, *fsdp_args, fault="SIGTERM@2", torchrun=2))
+    assert "compile blocks" in stopped.stdout and "SIGTERM: saved a checkpoint at step 3" in stopped.stdout
+    assert final(fsdp, 3)["world_size"] == 2 and len(losses(fsdp)) == 3
+    resumed = check(vitlab("train", TINY, *fsdp_args, "train.resume=auto", torchrun=2))
+    assert "resumed from" in resumed.stdout
+    _close(losses(fsdp), losses(eager))
+    check(vitlab("train", TINY, f"train.output_dir={ddp}", *args, "train.compile=true", torchrun=2))
+    _close(losses(ddp), losses(eager))

@@ -22,10 +22,10 @@ from vitlab.engine import distributed
 from vitlab.engine.checkpoint import (
     FORMAT_VERSION,
     CheckpointManager,
+    check_state_dict,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
-    load_model_state,
     warn_skipped,
 )
 from vitlab.engine.distributed import DistInfo
@@ -116,7 +116,9 @@ def restore(resume: str | None, run_dir: Path, task: nn.Module, optimizer: torch
                   flush=True)
         return None
     path, ckpt = found
-    load_model_state(task.model, ckpt["model"], repr(str(path)))  # loud key/shape mismatch
+    # a mismatch names every key; set_state_dict loads (a plain load_state_dict cannot copy full
+    # tensors into FSDP2's sharded DTensor parameters)
+    check_state_dict(ckpt["model"], task.model.state_dict(), repr(str(path)), target="the configured model")
     full = {_MODEL + k: v for k, v in ckpt["model"].items()} | ckpt.get("task", {})
     missing = sorted(set(task.state_dict()) - set(full))
     if missing:
