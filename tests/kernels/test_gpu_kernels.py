@@ -91,6 +91,18 @@ def test_hyena_gate(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_hyena_gates_in_the_mixer_layout(dtype):
+    """As Hyena2D calls them: v and gates are channel slices of one short-conv output, y the
+    float32 irfft2 output's [:R, :W] corner (ViT-B, 16x16 grid + a padded row)."""
+    u = _leaf(8, 3 * 768, 17, 16, dtype=dtype)
+    gate, gate_in, v = u.split(768, dim=1)
+    full = _leaf(8, 768, 34, 32, dtype=torch.float32)
+    skip = _leaf(768, dtype=torch.float32)
+    _compare(lambda b: K.hyena_input_gate(v, gate_in, backend=b)[0], [u], dtype)
+    _compare(lambda b: K.hyena_gate(full[..., :17, :16], v, gate, skip, backend=b), [full, u, skip], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_dino_loss(dtype):
     teacher = _leaf(128, 65536, dtype=dtype, scale=10.0).detach()
     p = K.sinkhorn_knopp(teacher, 0.04, backend="triton")

@@ -34,9 +34,13 @@ KERNELS = {
         ("scale_ptr", "dgamma_part_ptr"), ()),
     "glu._swiglu_fwd_kernel": ({"BLOCK_M": 4, "BLOCK_N": 1024}, (), ()),
     "glu._swiglu_bwd_kernel": ({"BLOCK_M": 4, "BLOCK_N": 1024}, (), ()),
-    "hyena._hyena_gate_fwd_kernel": ({"BLOCK_M": 8, "BLOCK_N": 256}, ("skip_ptr",), ()),
+    # y: the float32 irfft2 output; the backward reads the kept bf16 copy and writes dy for float32 y
+    "hyena._hyena_gate_fwd_kernel": ({"BLOCK_M": 8, "BLOCK_N": 256, "KEEP_Y": True}, ("y_ptr", "skip_ptr"), ()),
     "hyena._hyena_gate_bwd_kernel": (
-        {"BLOCK_M": 8, "BLOCK_N": 256, "NEED_DSKIP": True}, ("skip_ptr", "dskip_part_ptr"), ()),
+        {"BLOCK_M": 8, "BLOCK_N": 256, "NEED_DSKIP": True}, ("skip_ptr", "dy_ptr", "dskip_part_ptr"), ()),
+    "hyena_input._input_gate_fwd_kernel": ({"BLOCK_M": 8, "BLOCK_N": 256}, ("padded_ptr",), ()),
+    "hyena_input._input_gate_bwd_kernel": (
+        {"BLOCK_M": 8, "BLOCK_N": 256, "HAS_G0": True, "HAS_GP": True}, ("gp_ptr",), ()),
     "sinkhorn._lse_partial_kernel": (
         {"BLOCK_KEEP": 256, "BLOCK_RED": 16}, ("bias_ptr", "out_ptr"), ("inv_temp",)),
     "sinkhorn._sinkhorn_probs_kernel": (

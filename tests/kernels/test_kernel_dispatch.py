@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vitlab.kernels as K
-from vitlab.kernels import cross_entropy, dispatch, glu, hyena, norm, residual, rope, sinkhorn
+from vitlab.kernels import cross_entropy, dispatch, glu, hyena, hyena_input, norm, residual, rope, sinkhorn
 from vitlab.kernels.dispatch import resolve_backend
 
 
@@ -67,6 +67,7 @@ def test_triton_path_never_calls_the_references(monkeypatch):
     """Every public function, forced to Triton, must not silently run its torch reference."""
     _forbid(monkeypatch, glu, "swiglu_reference")
     _forbid(monkeypatch, hyena, "hyena_gate_reference")
+    _forbid(monkeypatch, hyena_input, "hyena_input_gate_reference")
     _forbid(monkeypatch, norm, "layer_norm_reference")
     _forbid(monkeypatch, norm, "rms_norm_reference")
     _forbid(monkeypatch, residual, "residual_scale_drop_reference")
@@ -76,6 +77,7 @@ def test_triton_path_never_calls_the_references(monkeypatch):
     x = torch.randn(2, 3, 8)
     K.swiglu(x, x, backend="triton")
     K.hyena_gate(x, x, x, torch.randn(3), backend="triton")
+    K.hyena_input_gate(x[None], x[None], backend="triton")
     K.layer_norm(x, None, None, 1e-6, backend="triton")
     K.rms_norm(x, None, 1e-6, residual=x, backend="triton")
     K.residual_scale_drop(x, x, None, 0.5, True, backend="triton")
@@ -118,6 +120,7 @@ def test_interpreter_runs_after_triton_was_imported_for_compiling():
         "runs = [\n"
         "    lambda b: K.swiglu(x, x, backend=b),\n"
         "    lambda b: K.hyena_gate(x, x, x, torch.ones(5), backend=b),\n"
+        "    lambda b: K.hyena_input_gate(x[None], x[None], backend=b)[0],\n"
         "    lambda b: K.layer_norm(x, None, None, 1e-6, residual=x, backend=b)[0],\n"
         "    lambda b: K.rms_norm(x, torch.ones(8), 1e-6, backend=b),\n"
         "    lambda b: K.residual_scale_drop(x, x, torch.ones(8), 0.0, True, backend=b),\n"

@@ -7,13 +7,22 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from vitlab.kernels import hyena_gate, layer_norm, residual_scale_drop, rms_norm, rope_2d, swiglu
+from vitlab.kernels import (
+    hyena_gate,
+    hyena_input_gate,
+    layer_norm,
+    residual_scale_drop,
+    rms_norm,
+    rope_2d,
+    swiglu,
+)
 
 
 def _cases():
     x, y, d = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.randn(8)
     q, k, cos, sin = torch.randn(2, 2, 6, 4), torch.randn(2, 2, 6, 4), torch.randn(4, 4), torch.randn(4, 4)
     h = torch.randn(2, 3, 4, 4)
+    full = torch.randn(2, 3, 8, 8)  # a float32 irfft2 output: the gate reads its [:4, :4] corner in place
     return {
         "residual_scale_drop": (lambda x, y, g, backend: residual_scale_drop(x, y, g, 0.0, True, backend=backend),
                                 (x, y, d), torch.ops.vitlab.residual_scale_drop, (x, y, d, None)),
@@ -24,9 +33,14 @@ def _cases():
                      torch.ops.vitlab.add_norm, (x, None, d, None, 1e-5, True)),
         "rope_2d": (lambda q, k, backend: rope_2d(q, k, cos, sin, 1, backend=backend), (q, k),
                     torch.ops.vitlab.rope_2d, (q, k, cos, sin, 1)),
-        "hyena_gate": (lambda y, v, g, s, backend: hyena_gate(y, v, g, s, backend=backend),
-                       (h, h.clone(), h.clone(), torch.randn(3)), torch.ops.vitlab.hyena_gate,
-                       (h, h.clone(), h.clone(), torch.randn(3))),
+        "hyena_gate": (lambda y, v, g, s, backend: hyena_gate(y[..., :4, :4], v, g, s, backend=backend),
+                       (full, h.bfloat16(), h.bfloat16(), torch.randn(3)), torch.ops.vitlab.hyena_gate,
+                       (full[..., :4, :4], h.bfloat16(), h.bfloat16(), torch.randn(3), True)),
+        "hyena_gate_compact": (lambda y, v, g, s, backend: hyena_gate(y, v, g, s, backend=backend),
+                               (h, h.clone(), h.clone(), torch.randn(3)), torch.ops.vitlab.hyena_gate,
+                               (h, h.clone(), h.clone(), torch.randn(3), False)),
+        "hyena_input_gate": (lambda v, g, backend: hyena_input_gate(v, g, backend=backend),
+                             (h, h.clone()), torch.ops.vitlab.hyena_input_gate, (h, h.clone())),
     }
 
 

@@ -1,12 +1,15 @@
 """Hyena 2D's fast paths against a plain reference: the eval-mode filter-FFT cache (never stale),
-and the training forward/backward, on fresh random inputs."""
+the training forward/backward, and the fused gates (the irfft2 output read in place, the first
+gating written as the padded FFT input) on Triton's CPU interpreter, on fresh random inputs."""
 
 import copy
 
+import pytest
 import torch
 from torch.testing import assert_close
 
 from vitlab.mixers import Hyena2D
+from vitlab.mixers.hyena2d import _fft_input
 from vitlab.models import TokenLayout
 
 
@@ -133,3 +136,78 @@ def test_no_grad_training_forward_matches_reference():
         m.eval()
         assert_close(m(x, layout), plain_hyena(m, x, layout), rtol=1e-5, atol=1e-6)
         assert_close(m(x, layout), plain_hyena(m, x, layout), rtol=1e-5, atol=1e-6)  # cached
+
+
+def old_forward(m: Hyena2D, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+    """Hyena2D's torch path before the gate read y in place: crop and cast ``y``, then gate."""
+    B, T, D = x.shape
+    R, W = T // layout.grid_w, layout.grid_w
+    u = m.in_proj(x).transpose(1, 2).reshape(B, (m.order + 1) * D, R, W)
+    *gates, v = m.short_conv(u).split(D, dim=1)
+    k_f = m.filter_fft(R, W)
+    v = v * gates[-1]
+    for i in range(m.order - 1):
+        v_f = torch.fft.rfft2(_fft_input(v), s=(2 * R, 2 * W))
+        y = torch.fft.irfft2(v_f * k_f[i], s=(2 * R, 2 * W))[..., :R, :W].to(v.dtype)
+        skip = m.skip[i].float().view(-1, 1, 1)
+        v = ((y.float() + v.float() * skip) * gates[-2 - i].float()).to(y.dtype)
+    return m.out_proj(v.reshape(B, D, T).transpose(1, 2))
+
+
+def _outputs_and_grads(forward, m, x, layout, g=None):
+    x = x.clone().requires_grad_(True)
+    out = forward(m, x, layout) if forward is not None else m(x, layout)
+    g = torch.randn_like(out) if g is None else g
+    return out, torch.autograd.grad(out, [x, *m.parameters()], g), g
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_torch_path_is_bit_identical_to_the_old_crop_and_cast(dtype):
+    m = _mixer(order=3).to(dtype)
+    m.kernels = "torch"
+    layout = TokenLayout(3, 5, 1, 0)
+    x = torch.randn(2, 20, 8).to(dtype)
+    out, grads, g = _outputs_and_grads(None, m, x, layout)
+    ref, ref_grads, _ = _outputs_and_grads(old_forward, m, x, layout, g)
+    assert torch.equal(out, ref)
+    for a, b in zip(grads, ref_grads):
+        assert torch.equal(a, b)
+
+
+@pytest.fixture
+def interpreter(monkeypatch):
+    """Triton's kernels on the CPU through its interpreter (read at each launch: vitlab.kernels._triton)."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.delenv("VITLAB_KERNELS", raising=False)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_triton_gates_match_plain_reference(interpreter, order):
+    m = _mixer(order)
+    m.kernels = "triton"
+    layout = TokenLayout(3, 5, 1, 0)  # 16 tokens padded to 4 rows of 5
+    x = torch.randn(2, 20, 8)
+    out, grads, g = _outputs_and_grads(None, m, x, layout)
+    ref, ref_grads, _ = _outputs_and_grads(plain_hyena, m, x, layout, g)
+    assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, ref_grads):
+        assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():  # no autograd: the in-place spectral product, no compact y
+        assert_close(m(x, layout), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_triton_gates_follow_the_torch_path_in_half(interpreter, dtype):
+    m = _mixer(order=3).to(dtype)
+    layout = TokenLayout(4, 4, 0, 0)
+    x = torch.randn(2, 16, 8).to(dtype)
+    m.kernels = "torch"
+    ref, ref_grads, g = _outputs_and_grads(None, m, x, layout)
+    m.kernels = "triton"
+    out, grads, _ = _outputs_and_grads(None, m, x, layout, g)
+    tol = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {"rtol": 4e-3, "atol": 4e-3}
+    assert_close(out.float(), ref.float(), **tol)
+    for a, b in zip(grads, ref_grads):
+        scale = b.float().abs().max().item() or 1.0
+        assert_close(a.float(), b.float(), rtol=tol["rtol"], atol=tol["atol"] * scale)

@@ -17,6 +17,7 @@ emits the same code as ``tl.sum`` / ``tl.max``. ``test_kernel_dispatch`` checks 
 
 from __future__ import annotations
 
+import math
 import os
 import types
 from collections.abc import Callable
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # bound to the real module at the first launch, see LazyKerne
     import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
 
 __all__ = [
-    "LazyKernel", "add_combine", "as_rows", "cdiv", "interpreter_enabled", "lazy_jit", "load_triton",
+    "LazyKernel", "add_combine", "as_bchw", "as_rows", "cdiv", "interpreter_enabled", "lazy_jit", "load_triton",
     "max_combine", "next_power_of_2", "num_warps", "program_budget", "tile_2d",
 ]
 
@@ -151,6 +152,21 @@ def as_rows(x: torch.Tensor, width: int) -> torch.Tensor:
     if width > 1 and rows.stride(-1) != 1:
         rows = rows.contiguous()
     return rows
+
+
+def as_bchw(x: torch.Tensor) -> torch.Tensor:
+    """View channel-first ``x`` [B, C, *spatial] as ``[B, C, H, W]`` with a unit stride along W
+    (W the last spatial dim, H the others flattened; both 1 when there are none).
+
+    Kernels take the B, C and H strides as arguments, so channel slices (a ``split`` of a conv
+    output) and spatial crops (``y[..., :R, :W]``) are read in place; anything else is copied once here.
+    """
+    B, C = x.shape[:2]
+    W = x.shape[-1] if x.ndim > 2 else 1
+    grid = x.reshape(B, C, math.prod(x.shape[2:-1]), W)
+    if W > 1 and grid.stride(-1) != 1:
+        grid = grid.contiguous()
+    return grid
 
 
 def program_budget(device: torch.device) -> int:

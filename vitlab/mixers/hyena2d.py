@@ -28,7 +28,7 @@ import math
 import torch
 from torch import nn
 
-from vitlab.kernels import hyena_gate
+from vitlab.kernels import hyena_gate, hyena_input_gate
 from vitlab.mixers.implicit_filter import ImplicitFilter2D
 from vitlab.models.layout import TokenLayout
 
@@ -116,21 +116,25 @@ class Hyena2D(nn.Module):
         u = self.in_proj(x).transpose(1, 2).reshape(B, (self.order + 1) * D, R, W)
         *gates, v = self.short_conv(u).split(D, dim=1)  # each [B, D, R, W]
         k_f = self.filter_fft(R, W)  # [o-1, D, 2R, W+1]
-        v = v * gates[-1]
+        # v * g_{o-1}, and what the FFT reads: the kernel writes it zero-padded to [B, D, 2R, 2W] in float32
+        v, v_fft = hyena_input_gate(v, gates[-1], backend=self.kernels)
         for i in range(self.order - 1):
-            y = self._long_conv(v, k_f[i], R, W)
-            v = hyena_gate(y, v, gates[-2 - i], self.skip[i], backend=self.kernels)  # (y + skip*v) * gate
+            y = self._long_conv(v_fft, k_f[i], R, W)  # [B, D, R, W], float32 for half v: read in place
+            # (y + skip*v) * gate; the next long convolution reads it
+            v = v_fft = hyena_gate(y, v, gates[-2 - i], self.skip[i], backend=self.kernels)
         return self.out_proj(v.reshape(B, D, T).transpose(1, 2))
 
     @staticmethod
     def _long_conv(v: torch.Tensor, k_f: torch.Tensor, R: int, W: int) -> torch.Tensor:
+        """Linear 2D convolution of ``v`` [B, D, R, W] (or ``v`` already zero-padded to [B, D, 2R, 2W])
+        with the filter spectrum ``k_f`` [D, 2R, W+1]: the [B, D, R, W] corner of the ``irfft2`` output,
+        a view at the FFT's precision (float32 for half ``v``), which :func:`hyena_gate` reads in place."""
         v_f = torch.fft.rfft2(_fft_input(v), s=(2 * R, 2 * W))  # [B, D, 2R, W+1]
         # Without autograd the spectral product can overwrite v_f: one [B, D, 2R, W+1] complex
         # buffer less at inference (autograd needs v_f itself for the filter's gradient).
         recording = torch.is_grad_enabled() and (v.requires_grad or k_f.requires_grad)
         product = v_f * k_f if recording else v_f.mul_(k_f)
-        y = torch.fft.irfft2(product, s=(2 * R, 2 * W))[..., :R, :W]
-        return y.to(v.dtype)
+        return torch.fft.irfft2(product, s=(2 * R, 2 * W))[..., :R, :W]
 
     def flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
         """Forward FLOPs: projections, depthwise conv, filter MLP and FFTs (filter FFTs once per batch)."""
