@@ -42,7 +42,7 @@ task = L(DINOv3Task)(
     momentum=L(Schedule)(base=0.992, final=1.0, kind="cosine"),  # DINOv3: 0.992 -> 1.0 cosine; see set_budget
     dino_weight=1.0,
     ibot_weight=1.0,
-    koleo_weight=0.1,  # DINOv3; without KoLeo the 200-step teacher did not beat its random init (ssl_recipe.md)
+    koleo_weight=0.1,  # DINOv3; 0 did not beat random init, 0.3 was within the seed spread, 1.0 collapsed (ssl_recipe.md)
     gram_weight=1.0,  # DINOv3's gram.loss_weight; anchoring (set_budget) off was within the seed spread
     freeze_last_layer_steps=0,  # set by set_budget (DINOv3: the first epoch of 100)
 )
