@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # bound to the real module at the first launch, see LazyKerne
     import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
 
 __all__ = [
-    "LazyKernel", "add_combine", "as_bchw", "as_rows", "cdiv", "interpreter_enabled", "lazy_jit", "load_triton",
+    "LazyKernel", "add_combine", "as_bchw", "as_rows", "bchw_strides", "cdiv", "interpreter_enabled", "lazy_jit", "load_triton",
     "max_combine", "next_power_of_2", "num_warps", "program_budget", "tile_2d",
 ]
 
@@ -167,6 +167,11 @@ def as_bchw(x: torch.Tensor) -> torch.Tensor:
     if W > 1 and grid.stride(-1) != 1:
         grid = grid.contiguous()
     return grid
+
+
+def bchw_strides(x4: torch.Tensor) -> tuple[int, int, int]:
+    """The B, C and H strides of an :func:`as_bchw` view (its W stride is 1), as kernels take them."""
+    return x4.stride(0), x4.stride(1), x4.stride(2)
 
 
 def program_budget(device: torch.device) -> int:

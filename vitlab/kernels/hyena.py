@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from vitlab.kernels._triton import add_combine, as_bchw, cdiv, lazy_jit, num_warps, tile_2d
+from vitlab.kernels._triton import add_combine, as_bchw, bchw_strides, cdiv, lazy_jit, num_warps, tile_2d
 from vitlab.kernels.dispatch import resolve_backend
 
 if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.kernels._triton
@@ -108,10 +108,6 @@ def _hyena_gate_bwd_kernel(
         tl.store(dskip_part_ptr + pid_n * n_rows + rows, part, mask=row_ok)
 
 
-def _strides(x4: torch.Tensor) -> tuple[int, int, int]:
-    return x4.stride(0), x4.stride(1), x4.stride(2)
-
-
 def _hyena_gate_forward(y, v, gate, skip, keep_y: bool):
     y4, v4, g4 = as_bchw(y), as_bchw(v), as_bchw(gate)
     B, C, H, W = y4.shape
@@ -123,7 +119,7 @@ def _hyena_gate_forward(y, v, gate, skip, keep_y: bool):
         grid = (cdiv(M, BLOCK_M), cdiv(W, BLOCK_N))
         _hyena_gate_fwd_kernel[grid](
             y4, v4, g4, skip.contiguous(), out, y_kept if keep_y else out, M, W, C, H,
-            *_strides(y4), *_strides(v4), *_strides(g4),
+            *bchw_strides(y4), *bchw_strides(v4), *bchw_strides(g4),
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, KEEP_Y=keep_y, num_warps=num_warps(3 * BLOCK_M * BLOCK_N),
         )
     return out, y_kept
@@ -143,7 +139,7 @@ def _hyena_gate_backward(grad_out, y, v, gate, skip, y_dtype: torch.dtype, need_
     if dy.numel():
         _hyena_gate_bwd_kernel[grid](
             go4, y4, v4, g4, skip, dy, dv, dgate, part, M, W, C, H,
-            *_strides(go4), *_strides(y4), *_strides(v4), *_strides(g4),
+            *bchw_strides(go4), *bchw_strides(y4), *bchw_strides(v4), *bchw_strides(g4),
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, NEED_DSKIP=need_dskip,
             num_warps=num_warps(2 * BLOCK_M * BLOCK_N),
         )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from vitlab.kernels._triton import as_bchw, cdiv, lazy_jit, num_warps, tile_2d
+from vitlab.kernels._triton import as_bchw, bchw_strides, cdiv, lazy_jit, num_warps, tile_2d
 from vitlab.kernels.dispatch import resolve_backend
 
 if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.kernels._triton
@@ -89,10 +89,6 @@ def _input_gate_bwd_kernel(
     tl.store(dgate_ptr + dense, (grad * v).to(dgate_ptr.dtype.element_ty), mask=mask)
 
 
-def _strides(x4: torch.Tensor) -> tuple[int, int, int]:
-    return x4.stride(0), x4.stride(1), x4.stride(2)
-
-
 def _input_gate_forward(v, gate):
     v4, g4 = as_bchw(v), as_bchw(gate)
     B, C, R, W = v.shape
@@ -103,7 +99,7 @@ def _input_gate_forward(v, gate):
     if v0.numel():
         grid = (cdiv(M2, BLOCK_M), cdiv(2 * W, BLOCK_N))
         _input_gate_fwd_kernel[grid](
-            v4, g4, v0, padded, M2, C, R, W, *_strides(v4), *_strides(g4),
+            v4, g4, v0, padded, M2, C, R, W, *bchw_strides(v4), *bchw_strides(g4),
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(2 * BLOCK_M * BLOCK_N),
         )
     return v0, padded
@@ -123,7 +119,7 @@ def _input_gate_backward(grad_v0, grad_padded, v, gate):
     M = B * C * R
     if dv.numel():
         _input_gate_bwd_kernel[(cdiv(M, BLOCK_M), cdiv(W, BLOCK_N))](
-            g0, gp, v4, g4, dv, dgate, M, W, C, R, *_strides(g0), *_strides(gp), *_strides(v4), *_strides(g4),
+            g0, gp, v4, g4, dv, dgate, M, W, C, R, *bchw_strides(g0), *bchw_strides(gp), *bchw_strides(v4), *bchw_strides(g4),
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, HAS_G0=has_g0, HAS_GP=has_gp,
             num_warps=num_warps(3 * BLOCK_M * BLOCK_N),
         )
