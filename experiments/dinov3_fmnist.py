@@ -10,11 +10,9 @@ patch 7 (a 4x4 grid) takes 0.53x patch 4's step and its k-NN plateaued higher; g
 they did not: group 5).
 """
 
-from configs.recipes.dinov3_small_budget import data, model, optim, set_budget, task, train  # noqa: F401
+from configs.recipes.dinov3_small_budget import data, model, optim, set_budget, set_patch, task, train  # noqa: F401
 
-model.patch_size = 7
-data.train_transform.local_crops_size = 14  # a 2x2 grid
-data.collate.masker.mask_generator.grid_size = [4, 4]
+set_patch(7, local_crops_size=14)  # a 4x4 grid; local crops 2x2
 data.train_transform.global_crops_scale = [0.6, 1.0]
 data.train_transform.local_crops_scale = [0.15, 0.6]
 set_budget(2000, evals=4)

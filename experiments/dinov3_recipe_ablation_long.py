@@ -5,9 +5,7 @@ by each variant's overrides (e.g. ``task.centering=softmax``):
     vitlab train experiments/dinov3_recipe_ablation_long.py [overrides]
 """
 
-from configs.recipes.dinov3_small_budget import data, model, optim, set_budget, task, train  # noqa: F401
+from configs.recipes.dinov3_small_budget import data, model, optim, set_budget, set_patch, task, train  # noqa: F401
 
-model.patch_size = 7
-data.train_transform.local_crops_size = 14  # a 2x2 grid
-data.collate.masker.mask_generator.grid_size = [4, 4]
+set_patch(7, local_crops_size=14)  # a 4x4 grid; local crops 2x2
 set_budget(1100, evals=4)

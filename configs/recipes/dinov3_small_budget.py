@@ -79,3 +79,15 @@ def set_budget(steps: int, *, evals: int = 1) -> None:
     task.gram = GramConfig(start_step=steps // 2, load_step=steps // 2, update_every=steps // 4)
     train.eval_every = steps // evals if evals > 1 else None  # None: only at the end
     train.checkpoint_every = max(steps // 5, 1)
+
+
+
+def set_patch(size: int, local_crops_size: int) -> None:
+    """Use patch ``size`` with local crops of ``local_crops_size`` px (a multiple of ``size``), and
+    give iBOT's mask generator the global crops' grid, so the three settings stay consistent."""
+    if local_crops_size % size:
+        raise ValueError(f"local_crops_size={local_crops_size} is not a multiple of patch size {size}")
+    grid = data.train_transform.global_crops_size // size
+    model.patch_size = size
+    data.train_transform.local_crops_size = local_crops_size
+    data.collate.masker.mask_generator.grid_size = [grid, grid]
