@@ -76,6 +76,19 @@ def test_batch_masks_follow_dinov3_collate(grid, n_images):
     torch.testing.assert_close(per_image, (masks.sum(1) > 0).float())
 
 
+@pytest.mark.parametrize("n_images,probability,ratios",
+                         [(8, 0.5, (0.1, 0.5)), (10, 0.3, (0.2, 0.9)), (6, 1.0, (0.0, 0.1))])
+def test_mask_count_is_fixed_by_the_batch_shape(n_images, probability, ratios):
+    """M depends on the sizes and settings only, never on the draw: a compiled step sees one shape."""
+    gen, n = MaskingGenerator((6, 7)), 42
+    n_masked = int(n_images * probability)
+    m = sum(int(n * float(r)) for r in torch.linspace(*ratios, n_masked + 1)[1:])
+    for seed in range(10):
+        out = sample_ibot_masks(n_images, gen, mask_probability=probability, mask_ratio_min_max=ratios,
+                                generator=torch.Generator().manual_seed(seed))
+        assert out["mask_indices"].shape == out["masks_weight"].shape == (m,) and int(out["masks"].sum()) == m
+
+
 def test_batch_masks_custom_probability_and_single_image():
     gen = MaskingGenerator((4, 4))
     out = sample_ibot_masks(4, gen, mask_probability=1.0, mask_ratio_min_max=(0.25, 0.25))

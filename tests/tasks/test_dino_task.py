@@ -20,23 +20,24 @@ def make_task(readout="cls", registers=2, **kw):
     return task
 
 
-def make_batch(n_images=8, seed=0):
+def make_batch(n_images=8, seed=0, **mask_kw):
     g = torch.Generator().manual_seed(seed)
     crop = MultiCrop(global_crops_size=16, local_crops_size=8, local_crops_number=2, mean=[0.5] * 3, std=[0.5] * 3,
                      blur_kernel_size=3)
     torch.manual_seed(seed)
     images = [torch.rand(3, 24, 24, generator=g) for _ in range(n_images)]
-    masker = functools.partial(sample_ibot_masks, mask_generator=MaskingGenerator((4, 4)), generator=g)
+    masker = functools.partial(sample_ibot_masks, mask_generator=MaskingGenerator((4, 4)), generator=g,
+                               **mask_kw)
     return collate_multicrop([crop(im) for im in images], masker=masker)
 
 
-def run_steps(task, steps, batch=None, lr=3e-3):
+def run_steps(task, steps, batch=None, lr=3e-3, first_step=0):
     params = [p for m in task.trainable_modules().values() for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=lr)
     history = []
-    for step in range(steps):
+    for step in range(first_step, first_step + steps):
         task.before_step(step)
-        loss, metrics = task.training_step(batch if batch is not None else make_batch(seed=step))
+        loss, metrics = task(batch if batch is not None else make_batch(seed=step))  # forward: the step
         opt.zero_grad()
         loss.backward()
         task.before_optimizer_step(step)
@@ -57,6 +58,60 @@ def test_losses_finite_and_decreasing(readout):
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert hist[-1]["ibot_loss"] < hist[0]["ibot_loss"]
     assert hist[0]["gram_loss"] == 0.0 and hist[5]["gram_loss"] > 0.0
+
+
+def _boolean_mask_ibot(task, batch):
+    """The iBOT term as ``training_step`` computed it before it selected patches by index: a boolean
+    index, and no iBOT (no mask token, no iBOT head) when no patch is masked."""
+    masks, x, temp = batch["masks"], batch["global_crops"], task.now["teacher_temp"]
+    if not masks.any():
+        return None
+    with torch.no_grad():
+        t_patches = task.model.forward_features(x)["patches"].flatten(1, 2)  # [I, N, D]
+        t_probs = task.ibot_loss.teacher_probs(task.teacher_ibot_head(t_patches[masks]), temp)
+    s_patches = task.student.forward_features(x, masks=masks)["patches"].flatten(1, 2)
+    return task.ibot_loss(task.student_ibot_head(s_patches[masks]), t_probs, masks, batch["masks_weight"])
+
+
+@pytest.mark.parametrize("mask_probability", [0.5, 0.0])  # 0.0: no image masked, M = 0
+def test_indexed_ibot_equals_boolean_mask_ibot(mask_probability):
+    """Loss and gradients of the index-selected iBOT term equal the boolean-mask formula's, and a
+    batch without masked patches gives a zero loss and zero gradients."""
+    torch.manual_seed(0)
+    task = make_task(dino_weight=0.0, koleo_weight=0.0)  # the step's loss is then its iBOT term
+    task.before_step(0)
+    batch = make_batch(mask_probability=mask_probability)
+    params = [p for m in task.trainable_modules().values() for p in m.parameters()]
+
+    def grads(loss):  # None (no graph, or a parameter it does not reach) as zeros
+        got = [None] * len(params) if loss is None else torch.autograd.grad(loss, params, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(params, got)]
+
+    loss, metrics = task.training_step(batch)
+    reference = _boolean_mask_ibot(task, batch)
+    expected = reference.detach() if reference is not None else torch.zeros(())
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(metrics["ibot_loss"], expected, rtol=1e-6, atol=1e-6)
+    for got, want in zip(grads(loss), grads(reference)):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert (reference is None) == (mask_probability == 0.0)
+
+
+def test_compiled_step_reuses_its_graph_for_new_masks():
+    """``train.compile=true`` compiles ``training_step`` with static shapes: each batch brings new masks
+    (with the same M, see sample_ibot_masks) and must reuse the graph; the one recompile is Gram
+    anchoring switching on. Dynamo's guards do not depend on the backend: the eager one checks them
+    without inductor's compile time."""
+    torch._dynamo.reset()
+    try:
+        task = make_task(gram=dict(start_step=2, load_step=2, update_every=2), gram_weight=1.0)
+        task.compile(backend="eager", dynamic=False)  # apply_compile's "task" mode, without inductor
+        run_steps(task, 3)  # compiles at step 0, and at step 2 for the Gram loss
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            hist = run_steps(task, 3, first_step=3)
+        assert all(h["ibot_loss"] > 0 and h["gram_loss"] > 0 for h in hist)
+    finally:
+        torch._dynamo.reset()
 
 
 def test_teacher_is_ema_of_student():

@@ -112,6 +112,12 @@ def sample_ibot_masks(n_images: int, mask_generator: MaskingGenerator, *, mask_p
     ``r = linspace(lo, hi, n + 1)``), so the batch covers the whole range; the other images are not
     masked, and the order is shuffled.
 
+    The generator masks exact counts, so ``M = sum_i int(N * r_{i+1})`` depends only on ``n_images``,
+    ``N``, ``mask_probability`` and ``mask_ratio_min_max``, never on the draw: a compiled training
+    step selects the masked patches with ``mask_indices`` and sees one shape. (DINOv3's collate returns
+    the same sum as ``upperbound``, the size of its index buffer, inherited from DINOv2, which drew
+    each ratio within its interval; in DINOv3, as here, it equals ``M``.)
+
     Args:
         n_images: I, the number of global crops in the batch (2 x images per batch).
         mask_generator: the block mask generator for the student's patch grid.
@@ -120,7 +126,8 @@ def sample_ibot_masks(n_images: int, mask_generator: MaskingGenerator, *, mask_p
         generator: optional RNG.
 
     Returns:
-        ``masks`` ``[I, N]`` bool; ``mask_indices`` ``[M]`` long, flat indices into ``I * N``;
+        ``masks`` ``[I, N]`` bool; ``mask_indices`` ``[M]`` long, flat indices into ``I * N`` in
+        row-major order (the order of ``masks.nonzero()``);
         ``masks_weight`` ``[M]`` float32, ``1 / (masked patches in its image)``;
         ``n_masked_patches`` ``[1]`` long, ``M``.
     """

@@ -108,6 +108,7 @@ class DINOv3Task(Task):
         self.recent_dino = deque(maxlen=collapse_window)
         self.collapse_after = collapse_after
         self.step = 0
+        self.gram_active = False
         self._warned_collapse = False
 
     def train(self, mode: bool = True) -> DINOv3Task:
@@ -135,6 +136,8 @@ class DINOv3Task(Task):
 
     def before_step(self, step: int) -> dict[str, float]:
         self.step = step
+        # A bool, not the step, for training_step: compiled, it guards on what it reads (recompiles once).
+        self.gram_active = self.gram_teacher is not None and step >= self.gram_start
         self.now = {name: float(s(step)) for name, s in self.schedules.items()}
         if self.gram_teacher is not None:
             self.gram_teacher.maybe_refresh(step, self.model)
@@ -161,6 +164,9 @@ class DINOv3Task(Task):
         globals_ = batch["global_crops"]  # [G*B, C, H, W], crop-major
         locals_ = batch.get("local_crops")  # [L*B, C, h, w] or None
         masks = batch.get("masks")  # [G*B, N] bool
+        # The masked patches by index: M is fixed by the batch shape (see sample_ibot_masks), so a
+        # compiled step keeps one graph, where a boolean index would break it at a data-dependent shape.
+        masked = batch["mask_indices"] if masks is not None else None  # [M], flat into G*B*N
         B = globals_.shape[0] // 2
         temp = self.now["teacher_temp"]
 
@@ -168,12 +174,11 @@ class DINOv3Task(Task):
             t_feats = self.model.forward_features(globals_)
             t_logits = self.teacher_dino_head(self.model.readout(t_feats)).unflatten(0, (2, B))  # [G, B, K]
             t_probs = self.dino_loss.teacher_probs(t_logits, temp)
-            has_masks = masks is not None and bool(masks.any())
-            if has_masks:
-                t_patch = self.teacher_ibot_head(t_feats["patches"].flatten(1, 2)[masks])  # [M, K]
-                t_patch_probs = self.ibot_loss.teacher_probs(t_patch, temp)
+            if masked is not None:
+                t_masked = t_feats["patches"].flatten(0, 2).index_select(0, masked)  # [M, D]
+                t_patch_probs = self.ibot_loss.teacher_probs(self.teacher_ibot_head(t_masked), temp)  # [M, K]
 
-        s_feats = self.student.forward_features(globals_, masks=masks if has_masks else None)
+        s_feats = self.student.forward_features(globals_, masks=masks)
         s_embed = self.student.readout(s_feats)  # [G*B, E]
         s_logits = [self.student_dino_head(s_embed).unflatten(0, (2, B))]
         if locals_ is not None:
@@ -182,12 +187,13 @@ class DINOv3Task(Task):
         dino = self.dino_loss(torch.cat(s_logits), t_probs)
         zero = dino.new_zeros(())
         ibot = zero
-        if has_masks:
-            s_patch = self.student_ibot_head(s_feats["patches"].flatten(1, 2)[masks])
-            ibot = self.ibot_loss(s_patch, t_patch_probs, masks, batch.get("masks_weight"))
+        if masked is not None:  # M = 0 (no image masked) gives a zero loss through the empty sum
+            s_masked = s_feats["patches"].flatten(0, 2).index_select(0, masked)  # [M, D]
+            ibot = self.ibot_loss(self.student_ibot_head(s_masked), t_patch_probs, masks,
+                                  batch.get("masks_weight"))
         koleo = sum(koleo_loss(e) for e in s_embed.float().chunk(2)) if B > 1 else zero  # per global crop
         gram = zero
-        if self.gram_teacher is not None and self.step >= self.gram_start:
+        if self.gram_active:
             with torch.no_grad():
                 g_patches = self.gram_teacher.module.forward_features(globals_)["patches"].flatten(1, 2)
             gram = gram_loss(s_feats["patches"].flatten(1, 2).float(), g_patches.float())
@@ -205,13 +211,14 @@ class DINOv3Task(Task):
         and losses are not counted (the DINO head is < 0.1% of a ViT-L/16's FLOPs)."""
         globals_, locals_ = batch["global_crops"], batch.get("local_crops")
         size = lambda t: tuple(t.shape[-2:])  # noqa: E731
-        teachers = 1 + (self.gram_teacher is not None and self.step >= self.gram_start)
+        teachers = 1 + self.gram_active
         flops = len(globals_) * (self.student.flop_count(False, size(globals_))
                                  + teachers * self.student.flop_count(True, size(globals_)))
         if locals_ is not None:
             flops += len(locals_) * self.student.flop_count(False, size(locals_))
         return flops
 
+    @torch.compiler.disable  # Python floats of this step's values: compiled, each step would recompile
     def _collapse_watch(self, t_logits: torch.Tensor, temp: float, dino: torch.Tensor) -> dict[str, torch.Tensor]:
         """Teacher entropy vs ln K and the largest prototype share (of the uncentred teacher softmax)."""
         self.recent_dino.append(float(dino))
