@@ -14,6 +14,9 @@
 Shapes are static (``dynamic=False``): a run sees few of them (DINO's global and local crops, the
 evaluation batch), each compiled once; with dynamic shapes, inductor (torch 2.14) failed on the
 Hyena block's strides when the local crops recompiled the graph (``tests/e2e/test_compile_train.py``).
+Python floats are constants of a static graph too: with ``True``, a scheduled value that the task's
+forward reads (the DINO task's teacher temperature or loss weights while they change) recompiles
+the task every step until the recompile limit, after which it runs eager; ``"blocks"`` is unaffected.
 
 Both modes compile in place: ``nn.Module.compile`` keeps the module and its ``state_dict`` keys
 (no ``_orig_mod.`` prefix), so checkpoints of compiled and eager runs load into each other. Call
