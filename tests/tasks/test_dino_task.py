@@ -199,3 +199,12 @@ def test_out_of_range_schedules_are_named():
     with pytest.raises(ValueError, match=r"task.momentum is 1.5 at step 0"):
         make_task(momentum=1.5)
     make_task(teacher_temp=L(Schedule)(base=0.07, warmup_start=0.04, warmup_steps=5, kind="constant"))
+
+
+def test_batch_with_masks_but_no_mask_indices_is_named():
+    task = make_task()
+    task.before_step(0)
+    batch = make_batch()
+    del batch["mask_indices"]
+    with pytest.raises(KeyError, match="mask_indices"):
+        task(batch)
