@@ -26,6 +26,7 @@ from vitlab.bench import DTYPES
 from vitlab.config import apply_overrides, instantiate, load_config
 from vitlab.engine.compile import apply_compile
 from vitlab.engine.mfu import mfu, peak_tflops, tflops
+from vitlab.ssl.masking import mask_batch_entries
 
 
 def random_batch(cfg, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -37,8 +38,7 @@ def random_batch(cfg, batch_size: int, device: torch.device) -> dict[str, torch.
     n = (g // patch) ** 2
     masks = torch.zeros(2 * batch_size, n, dtype=torch.bool, device=device)
     masks[::2, : n // 2] = True  # half the images, half their patches
-    batch = {"global_crops": torch.randn(2 * batch_size, 3, g, g, device=device), "masks": masks,
-             "mask_indices": masks.flatten().nonzero().squeeze(1)}  # as sample_ibot_masks returns them
+    batch = {"global_crops": torch.randn(2 * batch_size, 3, g, g, device=device)} | mask_batch_entries(masks)
     if n_local:
         batch["local_crops"] = torch.randn(n_local * batch_size, 3, lsize, lsize, device=device)
     return batch

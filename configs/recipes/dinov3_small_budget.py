@@ -81,7 +81,6 @@ def set_budget(steps: int, *, evals: int = 1) -> None:
     train.checkpoint_every = max(steps // 5, 1)
 
 
-
 def set_patch(size: int, local_crops_size: int) -> None:
     """Use patch ``size`` with local crops of ``local_crops_size`` px (a multiple of ``size``), and
     give iBOT's mask generator the global crops' grid, so the three settings stay consistent."""

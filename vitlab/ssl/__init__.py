@@ -8,7 +8,7 @@ from vitlab.ssl.gram import GramConfig, GramTeacher, gram_loss, resize_patch_fea
 from vitlab.ssl.heads import DINOHead
 from vitlab.ssl.ibot_loss import iBOTPatchLoss, masked_patch_weights
 from vitlab.ssl.koleo import KoLeoLoss, koleo_loss
-from vitlab.ssl.masking import MaskingGenerator, sample_ibot_masks
+from vitlab.ssl.masking import MaskingGenerator, mask_batch_entries, sample_ibot_masks
 from vitlab.ssl.multicrop import IMAGENET_MEAN, IMAGENET_STD, MultiCrop, collate_multicrop
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "gram_loss",
     "iBOTPatchLoss",
     "koleo_loss",
+    "mask_batch_entries",
     "masked_patch_weights",
     "resize_patch_features",
     "sample_ibot_masks",

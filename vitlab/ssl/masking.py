@@ -16,7 +16,7 @@ import torch
 
 from vitlab.ssl.ibot_loss import masked_patch_weights
 
-__all__ = ["MaskingGenerator", "sample_ibot_masks"]
+__all__ = ["MaskingGenerator", "mask_batch_entries", "sample_ibot_masks"]
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -140,11 +140,16 @@ def sample_ibot_masks(n_images: int, mask_generator: MaskingGenerator, *, mask_p
     grids = [mask_generator(int(n * float(r)), generator=generator) for r in ratios]
     grids += [mask_generator(0, generator=generator) for _ in range(n_images - n_masked_images)]
     order = torch.randperm(n_images, generator=generator)
-    masks = torch.stack([grids[i] for i in order]).flatten(1)  # [I, N]
+    return mask_batch_entries(torch.stack([grids[i] for i in order]).flatten(1))
+
+
+def mask_batch_entries(masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The batch entries of ``masks`` ``[I, N]`` bool that the DINOv3 task reads (see
+    :func:`sample_ibot_masks` for each), on ``masks``' device."""
     mask_indices = masks.flatten().nonzero().squeeze(1)  # [M]
     return {
         "masks": masks,
         "mask_indices": mask_indices,
         "masks_weight": masked_patch_weights(masks),
-        "n_masked_patches": torch.tensor([mask_indices.numel()], dtype=torch.long),
+        "n_masked_patches": torch.tensor([mask_indices.numel()], dtype=torch.long, device=masks.device),
     }

@@ -166,10 +166,10 @@ class DINOv3Task(Task):
         masks = batch.get("masks")  # [G*B, N] bool
         # The masked patches by index: M is fixed by the batch shape (see sample_ibot_masks), so a
         # compiled step keeps one graph, where a boolean index would break it at a data-dependent shape.
-        if masks is not None and "mask_indices" not in batch:
+        masked = batch.get("mask_indices")  # [M], flat into G*B*N
+        if masks is not None and masked is None:
             raise KeyError("the batch has 'masks' but no 'mask_indices' (flat indices of its True entries, "
-                           "as vitlab.ssl.sample_ibot_masks returns them)")
-        masked = batch["mask_indices"] if masks is not None else None  # [M], flat into G*B*N
+                           "as vitlab.ssl.mask_batch_entries returns them)")
         B = globals_.shape[0] // 2
         temp = self.now["teacher_temp"]
 
