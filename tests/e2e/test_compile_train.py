@@ -40,12 +40,14 @@ def test_compiled_run_resumes_exactly(tmp_path):
 
 
 def test_dino_task_compiled_matches_eager(tmp_path, monkeypatch):
-    """Per block and as a whole, with Gram anchoring from step 0. Compiled whole, the step compiles
-    once: each batch has new iBOT masks but as many of them, selected by index (blocks, in contrast,
+    """Per block and as a whole, with Gram anchoring from step 0 and a teacher-temperature warmup.
+    Compiled whole, the step compiles once: each batch has new iBOT masks but as many of them,
+    selected by index, and each step a new teacher temperature, a tensor input (blocks, in contrast,
     compile once per crop size, mode and grad setting)."""
     monkeypatch.setenv("TORCH_LOGS", "recompiles")
     args = ["train.max_steps=3", "train.eval_every=null", "model.max_drop_path_rate=0.0",
-            "task.gram.start_step=0", "task.gram.load_step=0"]
+            "task.gram.start_step=0", "task.gram.load_step=0",
+            "task.teacher_temp.warmup_start=0.02", "task.teacher_temp.warmup_steps=3"]
     check(vitlab("train", TINY_DINO, f"train.output_dir={tmp_path / 'eager'}", *args, "train.compile=false"))
     for mode in ("blocks", "true"):
         proc = check(vitlab("train", TINY_DINO, f"train.output_dir={tmp_path / mode}", *args,

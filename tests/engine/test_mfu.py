@@ -31,7 +31,7 @@ def test_peak_table_and_override(monkeypatch):
 
 
 def test_trainer_logs_tflops_and_mfu(tmp_path, capsys):
-    from vitlab.config import apply_overrides, load_config
+    from vitlab.config import apply_overrides, instantiate, load_config
     from vitlab.engine import train
 
     cfg = apply_overrides(load_config(TINY), [f"train.output_dir={tmp_path}", "train.max_steps=2", "train.log_every=2",
@@ -40,5 +40,11 @@ def test_trainer_logs_tflops_and_mfu(tmp_path, capsys):
     (record,) = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "train/tflops" in r]
     assert record["train/mfu"] == pytest.approx(record["train/tflops"] / 0.5)
     assert record["train/tflops"] > 0
+    # FLOPs per image are the batch's count over its size: the Hyena block's implicit filter is made
+    # once per forward, not per image, so one image's count times B would overstate them.
+    model, B = instantiate(cfg.model), cfg.data.batch_size
+    per_image = model.flop_count(False, (28, 28), batch_size=B) / B
+    assert record["train/tflops"] * 1e12 / record["perf/images_per_s"] == pytest.approx(per_image)
+    assert per_image < 0.9 * model.flop_count(False, (28, 28), batch_size=1)
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step 2/2")][0]
     assert "tflops" in line and "mfu" in line

@@ -5,6 +5,7 @@ import torch
 
 from tests.models.helpers import tiny
 from vitlab.config import ConfigInstantiationError, L, instantiate
+from vitlab.engine.schedules import Schedule
 from vitlab.ssl import DINOHead, MaskingGenerator, MultiCrop, collate_multicrop, sample_ibot_masks
 from vitlab.tasks.dino import DINOv3Task
 
@@ -97,21 +98,42 @@ def test_indexed_ibot_equals_boolean_mask_ibot(mask_probability):
     assert (reference is None) == (mask_probability == 0.0)
 
 
-def test_compiled_step_reuses_its_graph_for_new_masks():
+@pytest.mark.parametrize("centering", ["sinkhorn_knopp", "softmax"])
+def test_compiled_step_reuses_its_graph_for_new_masks_and_scheduled_values(centering):
     """``train.compile=true`` compiles ``training_step`` with static shapes: each batch brings new masks
-    (with the same M, see sample_ibot_masks) and must reuse the graph; the one recompile is Gram
+    (with the same M, see sample_ibot_masks) and each step new scheduled values (a teacher-temperature
+    warmup and loss weights, as in dinov3_im1k) and must reuse the graph; the one recompile is Gram
     anchoring switching on. Dynamo's guards do not depend on the backend: the eager one checks them
     without inductor's compile time."""
+    def warmup(start, end):
+        return L(Schedule)(base=end, warmup_start=start, warmup_steps=20, kind="constant")
+
     torch._dynamo.reset()
     try:
-        task = make_task(gram=dict(start_step=2, load_step=2, update_every=2), gram_weight=1.0)
+        task = make_task(gram=dict(start_step=2, load_step=2, update_every=2), gram_weight=warmup(0.5, 1.0),
+                         teacher_temp=warmup(0.04, 0.07), koleo_weight=warmup(0.0, 0.1),
+                         dino_weight=warmup(0.5, 1.0), ibot_weight=warmup(0.5, 1.0), centering=centering)
         task.compile(backend="eager", dynamic=False)  # apply_compile's "task" mode, without inductor
         run_steps(task, 3)  # compiles at step 0, and at step 2 for the Gram loss
         with torch._dynamo.config.patch(error_on_recompile=True):
             hist = run_steps(task, 3, first_step=3)
         assert all(h["ibot_loss"] > 0 and h["gram_loss"] > 0 for h in hist)
+        assert task.now["teacher_temp"] == pytest.approx(0.04 + 0.03 * 5 / 20)  # the values did change
     finally:
         torch._dynamo.reset()
+
+
+def test_scheduled_values_reach_the_loss():
+    """The step's loss is the weighted sum of its terms with this step's scheduled weights."""
+    torch.manual_seed(0)
+    task = make_task(dino_weight=L(Schedule)(base=2.0, warmup_start=0.0, warmup_steps=4, kind="constant"),
+                     koleo_weight=0.0, ibot_weight=0.5)
+    batch = make_batch()
+    for step, weight in [(0, 0.0), (2, 1.0), (5, 2.0)]:
+        task.before_step(step)
+        assert task.step_values["dino_weight"].dtype == torch.float32
+        loss, metrics = task.training_step(batch)
+        torch.testing.assert_close(loss.detach(), weight * metrics["dino_loss"] + 0.5 * metrics["ibot_loss"])
 
 
 def test_teacher_is_ema_of_student():

@@ -14,9 +14,10 @@
 Shapes are static (``dynamic=False``): a run sees few of them (DINO's global and local crops, the
 evaluation batch), each compiled once; with dynamic shapes, inductor (torch 2.14) failed on the
 Hyena block's strides when the local crops recompiled the graph (``tests/e2e/test_compile_train.py``).
-Python floats are constants of a static graph too: with ``True``, a scheduled value that the task's
-forward reads (the DINO task's teacher temperature or loss weights while they change) recompiles
-the task every step until the recompile limit, after which it runs eager; ``"blocks"`` is unaffected.
+Python floats are constants of a static graph too: a scheduled value that a compiled forward read
+as a float would recompile it at every step of its schedule. The DINO task therefore passes the
+values its step reads (teacher temperature, loss weights) as 0-dim tensors (``step_values``), which
+dynamo takes as graph inputs; a task of your own should do the same.
 
 Both modes compile in place: ``nn.Module.compile`` keeps the module and its ``state_dict`` keys
 (no ``_orig_mod.`` prefix), so checkpoints of compiled and eager runs load into each other. Call

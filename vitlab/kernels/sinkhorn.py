@@ -87,8 +87,8 @@ def _global_batch(teacher_logits: torch.Tensor, all_reduce: AllReduce | None) ->
 
 
 def sinkhorn_knopp_reference(
-    teacher_logits: torch.Tensor, temp: float, n_iterations: int = 3, all_reduce: AllReduce | None = None,
-    global_batch: float | None = None,
+    teacher_logits: torch.Tensor, temp: float | torch.Tensor, n_iterations: int = 3,
+    all_reduce: AllReduce | None = None, global_batch: float | None = None,
 ) -> torch.Tensor:
     """Plain torch log-domain Sinkhorn-Knopp; float32 [B, K] probabilities (see module docstring).
 
@@ -197,7 +197,7 @@ def _sinkhorn_triton(logits, temp, n_iterations, all_reduce, global_batch):
 
 def sinkhorn_knopp(
     teacher_logits: torch.Tensor,
-    temp: float,
+    temp: float | torch.Tensor,
     n_iterations: int = 3,
     all_reduce: AllReduce | None = None,
     backend: str = "auto",
@@ -214,7 +214,9 @@ def sinkhorn_knopp(
             (flattened over the leading axes, which are restored on return: DINO's [T, B, K]).
             B may be 0 (iBOT: no masked patch); with ``all_reduce`` that rank still joins every
             collective, and when the global batch is empty the result is empty.
-        temp: teacher temperature (DINOv3 warms it from 0.04 to 0.07); must be > 0.
+        temp: teacher temperature (DINOv3 warms it from 0.04 to 0.07); must be > 0. A 0-dim tensor
+            (the DINO task's scheduled value) is not checked, so that a compiled step takes it as an
+            input without a data-dependent branch; the Triton path reads it as a float.
         n_iterations: Sinkhorn iterations (DINOv3: 3); must be >= 1.
         all_reduce: in-place ``all_reduce(tensor, "max" | "sum")`` across data-parallel ranks
             (e.g. :func:`distributed_all_reduce`), or None for a single process.
@@ -226,7 +228,7 @@ def sinkhorn_knopp(
     """
     if teacher_logits.ndim < 2:
         raise ValueError(f"sinkhorn_knopp needs teacher_logits [..., K], got {tuple(teacher_logits.shape)}")
-    if not temp > 0:
+    if not isinstance(temp, torch.Tensor) and not temp > 0:
         raise ValueError(f"sinkhorn_knopp needs temp > 0, got {temp}")
     if n_iterations < 1:
         raise ValueError(f"sinkhorn_knopp needs n_iterations >= 1, got {n_iterations}")

@@ -42,7 +42,7 @@ class SoftmaxCenter(nn.Module):
         self.register_buffer("center", torch.zeros(1, num_prototypes, device=device, dtype=dtype))
 
     @torch.no_grad()
-    def forward(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+    def forward(self, teacher_logits: torch.Tensor, teacher_temp: float | torch.Tensor) -> torch.Tensor:
         """Args: teacher_logits ``[..., K]``. Returns float32 probabilities ``[..., K]``."""
         return F.softmax((teacher_logits.float() - self.center) / teacher_temp, dim=-1)
 
@@ -54,10 +54,12 @@ class SoftmaxCenter(nn.Module):
         if dist.is_available() and dist.is_initialized():
             # Sum and count travel together, so ranks with unequal sample counts average correctly.
             dist.all_reduce(total)
-        if total[-1] == 0:
-            return
-        batch_center = (total[:-1] / total[-1]).unsqueeze(0)  # [1, K]
-        self.center.mul_(self.momentum).add_(batch_center.to(self.center.dtype), alpha=1 - self.momentum)
+        count = total[-1]
+        batch_center = (total[:-1] / count.clamp_min(1)).unsqueeze(0)  # [1, K]
+        moved = self.center * self.momentum + batch_center.to(self.center.dtype) * (1 - self.momentum)
+        # No logits on any rank (iBOT with no masked patch) leaves the center where it is; a select,
+        # not an ``if``, so that a compiled step has no data-dependent branch.
+        self.center.copy_(torch.where(count > 0, moved, self.center))
 
 
 class CenteredTeacherLoss(nn.Module):
@@ -88,7 +90,7 @@ class CenteredTeacherLoss(nn.Module):
         self.center = SoftmaxCenter(out_dim, momentum=center_momentum) if centering == "softmax" else None
 
     @torch.no_grad()
-    def teacher_probs(self, teacher_logits: torch.Tensor, teacher_temp: float, *,
+    def teacher_probs(self, teacher_logits: torch.Tensor, teacher_temp: float | torch.Tensor, *,
                       update_center: bool = True) -> torch.Tensor:
         """Centres and sharpens the teacher's logits.
 
@@ -99,7 +101,7 @@ class CenteredTeacherLoss(nn.Module):
         Args:
             teacher_logits: teacher head outputs ``[..., K]`` (DINO: ``[T, B, K]`` global crops;
                 iBOT: ``[M, K]`` masked positions).
-            teacher_temp: teacher temperature (DINOv3: 0.04 warmed up to 0.07).
+            teacher_temp: teacher temperature (DINOv3: 0.04 warmed up to 0.07), a float or a 0-dim tensor.
             update_center: whether to update the EMA center (softmax centering only).
 
         Returns:

@@ -69,6 +69,8 @@ class DINOv3Task(Task):
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("model", "dino_head", "ibot_head")
+    FORWARD_VALUES: ClassVar[tuple[str, ...]] = ("teacher_temp", "dino_weight", "ibot_weight", "koleo_weight",
+                                                 "gram_weight")
 
     def __init__(self, *, model: Any, dino_head: Any = None, ibot_head: Any = None, student_temp: float = 0.1,
                  teacher_temp: Any = 0.07, momentum: Any = 0.992, dino_weight: Any = 1.0, ibot_weight: Any = 1.0,
@@ -104,6 +106,10 @@ class DINOv3Task(Task):
                       "ibot_weight": ibot_weight, "koleo_weight": koleo_weight, "gram_weight": gram_weight}
         self.schedules: dict[str, Callable[[int], float]] = {}
         self.now: dict[str, float] = {}  # every schedule's value at this step, set by before_step
+        # The values training_step reads, as float32 tensors on the device (set by before_step): a
+        # compiled step takes them as graph inputs, where a Python float would be a constant of the
+        # graph and recompile it at every step of a warmup.
+        self.step_values: dict[str, torch.Tensor] = {}
         self.freeze_last_layer_steps = freeze_last_layer_steps
         self.recent_dino = deque(maxlen=collapse_window)
         self.collapse_after = collapse_after
@@ -139,6 +145,9 @@ class DINOv3Task(Task):
         # A bool, not the step, for training_step: compiled, it guards on what it reads (recompiles once).
         self.gram_active = self.gram_teacher is not None and step >= self.gram_start
         self.now = {name: float(s(step)) for name, s in self.schedules.items()}
+        device = next(self.student.parameters()).device
+        self.step_values = {name: torch.tensor(value, dtype=torch.float32, device=device)
+                            for name, value in self.now.items() if name in self.FORWARD_VALUES}
         if self.gram_teacher is not None:
             self.gram_teacher.maybe_refresh(step, self.model)
         return dict(self.now)
@@ -171,7 +180,7 @@ class DINOv3Task(Task):
             raise KeyError("the batch has 'masks' but no 'mask_indices' (flat indices of its True entries, "
                            "as vitlab.ssl.mask_batch_entries returns them)")
         B = globals_.shape[0] // 2
-        temp = self.now["teacher_temp"]
+        temp = self.step_values["teacher_temp"]  # a 0-dim tensor, as are the loss weights below
 
         with torch.no_grad():
             t_feats = self.model.forward_features(globals_)
@@ -200,7 +209,7 @@ class DINOv3Task(Task):
             with torch.no_grad():
                 g_patches = self.gram_teacher.module.forward_features(globals_)["patches"].flatten(1, 2)
             gram = gram_loss(s_feats["patches"].flatten(1, 2).float(), g_patches.float())
-        w = self.now
+        w = self.step_values
         loss = (w["dino_weight"] * dino + w["ibot_weight"] * ibot + w["koleo_weight"] * koleo
                 + (w["gram_weight"] * gram if self.gram_teacher is not None else 0.0))
         metrics = {"dino_loss": dino.detach(), "ibot_loss": ibot.detach(), "koleo_loss": koleo.detach(),
@@ -222,7 +231,7 @@ class DINOv3Task(Task):
         return flops
 
     @torch.compiler.disable  # Python floats of this step's values: compiled, each step would recompile
-    def _collapse_watch(self, t_logits: torch.Tensor, temp: float, dino: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _collapse_watch(self, t_logits: torch.Tensor, temp: torch.Tensor, dino: torch.Tensor) -> dict[str, torch.Tensor]:
         """Teacher entropy vs ln K and the largest prototype share (of the uncentred teacher softmax)."""
         self.recent_dino.append(float(dino))
         probs = torch.softmax(t_logits.float() / temp, dim=-1)
