@@ -42,9 +42,9 @@ KERNELS = {
     "hyena_input._input_gate_bwd_kernel": (
         {"BLOCK_M": 8, "BLOCK_N": 256, "HAS_G0": True, "HAS_GP": True}, ("gp_ptr",), ()),
     "sinkhorn._lse_partial_kernel": (
-        {"BLOCK_KEEP": 256, "BLOCK_RED": 16}, ("bias_ptr", "out_ptr"), ("inv_temp",)),
+        {"BLOCK_KEEP": 256, "BLOCK_RED": 16}, ("bias_ptr", "out_ptr", "inv_temp_ptr"), ()),
     "sinkhorn._sinkhorn_probs_kernel": (
-        {"BLOCK_M": 4, "BLOCK_N": 1024}, ("u_ptr", "w_ptr", "p_ptr"), ("inv_temp",)),
+        {"BLOCK_M": 4, "BLOCK_N": 1024}, ("u_ptr", "w_ptr", "p_ptr", "inv_temp_ptr"), ()),
     "cross_entropy._ce_fwd_kernel": ({"BLOCK_B": 2, "BLOCK_K": 1024}, ("p_ptr", "part_ptr"), ("inv_temp",)),
     "cross_entropy._ce_combine_kernel": ({"BLOCK_B": 64, "BLOCK_C": 32}, ("part_ptr", "loss_ptr", "lse_ptr",
                                                                           "psum_ptr"), ()),

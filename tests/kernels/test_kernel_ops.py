@@ -14,6 +14,8 @@ from vitlab.kernels import (
     residual_scale_drop,
     rms_norm,
     rope_2d,
+    sinkhorn_knopp,
+    softmax_cross_entropy,
     swiglu,
 )
 
@@ -41,6 +43,10 @@ def _cases():
                                (h, h.clone(), h.clone(), torch.randn(3), False)),
         "hyena_input_gate": (lambda v, g, backend: hyena_input_gate(v, g, backend=backend),
                              (h, h.clone()), torch.ops.vitlab.hyena_input_gate, (h, h.clone())),
+        # the DINO / iBOT loss term; the teacher gets a gradient too when it asks for one
+        "softmax_cross_entropy": (lambda s, p, backend: softmax_cross_entropy(s, p, 0.1, backend=backend),
+                                  (x[0], y[0].softmax(-1)), torch.ops.vitlab.softmax_cross_entropy,
+                                  (x[0], y[0].softmax(-1), 10.0)),
     }
 
 
@@ -76,3 +82,31 @@ def test_fullgraph_compile_matches_eager(name):
     out, grads = run(compiled, _leaves(args))
     for a, b in zip(out + grads, eager_out + eager_grads):
         assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_sinkhorn_ops_pass_opcheck():
+    torch.manual_seed(0)
+    x, inv_temp = torch.randn(6, 40), torch.tensor(25.0)
+    for over_samples in (True, False):
+        bias = torch.randn(6 if over_samples else 40)
+        torch.library.opcheck(torch.ops.vitlab.sinkhorn_logsumexp, (x, bias, inv_temp, over_samples))
+    torch.library.opcheck(torch.ops.vitlab.sinkhorn_probs, (x, torch.randn(40), torch.randn(6), inv_temp))
+
+
+def test_sinkhorn_fullgraph_compile_takes_a_scheduled_temperature():
+    """Sinkhorn-Knopp on the Triton path traces without a graph break, with eager's values, and a
+    temperature that changes every call (a 0-dim tensor, as the DINO task passes its warmup) reuses
+    the graph."""
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    logits = torch.randn(2, 6, 40) * 3  # [crops, B, K]
+    compiled = torch.compile(lambda t, temp: sinkhorn_knopp(t, temp, 3, backend="triton"), fullgraph=True,
+                             backend="aot_eager", dynamic=False)
+    try:
+        compiled(logits, torch.tensor(0.04))
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for temp in (0.05, 0.07):
+                got = compiled(logits, torch.tensor(temp))
+                assert_close(got, sinkhorn_knopp(logits, temp, 3, backend="torch"), rtol=1e-4, atol=1e-7)
+    finally:
+        torch._dynamo.reset()

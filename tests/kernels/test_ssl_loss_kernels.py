@@ -119,3 +119,36 @@ def test_dino_loss_memory_tool_tiny(tmp_path):
     assert set(report) >= {"kernel", "eager", "pre_kernel"}
     if not torch.cuda.is_available():
         assert tool.main(["--out", str(out)]) == 2  # the real check needs a GPU
+
+
+def test_losses_on_the_kernels_compile_without_graph_breaks():
+    """The DINO and iBOT terms on the Triton kernels (custom ops) under ``torch.compile(fullgraph=True)``:
+    eager's values and gradients, and a new teacher temperature (a 0-dim tensor) reuses the graph."""
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    K, B, M = 64, 4, 10
+    dino, ibot = DINOLoss(K, backend="triton"), iBOTPatchLoss(K, backend="triton")
+    masks = torch.zeros(2 * B, 16, dtype=torch.bool)
+    masks.view(-1)[torch.randperm(masks.numel())[:M]] = True
+    weights = masked_patch_weights(masks)
+
+    def step(s_logits, t_logits, s_patch, t_patch, temp):
+        loss = dino(s_logits, dino.teacher_probs(t_logits, temp))
+        return loss + ibot(s_patch, ibot.teacher_probs(t_patch, temp), masks, weights)
+
+    inputs = [torch.randn(4, B, K), torch.randn(2, B, K), torch.randn(M, K), torch.randn(M, K)]
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager", dynamic=False)
+    try:
+        for i, temp in enumerate((0.04, 0.05, 0.07)):
+            ref_leaves = [t.clone().requires_grad_(j in (0, 2)) for j, t in enumerate(inputs)]
+            want = step(*ref_leaves, temp)
+            want_grads = torch.autograd.grad(want, [ref_leaves[0], ref_leaves[2]])
+            leaves = [t.clone().requires_grad_(j in (0, 2)) for j, t in enumerate(inputs)]
+            with torch._dynamo.config.patch(error_on_recompile=i > 0):
+                got = compiled(*leaves, torch.tensor(temp))
+            got_grads = torch.autograd.grad(got, [leaves[0], leaves[2]])
+            assert_close(got, want, rtol=1e-5, atol=1e-6)
+            for g, w in zip(got_grads, want_grads):
+                assert_close(g, w, rtol=1e-5, atol=1e-6)
+    finally:
+        torch._dynamo.reset()

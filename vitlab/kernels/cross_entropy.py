@@ -42,7 +42,7 @@ from vitlab.kernels.dispatch import resolve_backend
 if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.kernels._triton
     import triton.language as tl  # noqa: TC004 - kernels see it only when jitted
 
-__all__ = ["SoftmaxCrossEntropyFunction", "softmax_cross_entropy", "softmax_cross_entropy_reference"]
+__all__ = ["softmax_cross_entropy", "softmax_cross_entropy_op", "softmax_cross_entropy_reference"]
 
 _BLOCK_B, _BLOCK_K = 2, 1024
 
@@ -146,48 +146,85 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-class SoftmaxCrossEntropyFunction(torch.autograd.Function):
-    """Autograd wiring of the fused loss; saves the inputs and two floats per row (lse, sum p)."""
+def _ce_forward(s: torch.Tensor, p: torch.Tensor, inv_temp: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    B, K = s.shape
+    loss, lse, psum = (torch.empty(B, device=s.device, dtype=torch.float32) for _ in range(3))
+    if B == 0:
+        return loss, lse, psum
+    row_blocks = cdiv(B, _BLOCK_B)
+    # Split K over several programs when B alone cannot fill the GPU (B = 64, K = 65536).
+    chunks = max(1, min(cdiv(K, _BLOCK_K), cdiv(program_budget(s.device), row_blocks)))
+    cols_per_prog = cdiv(cdiv(K, chunks), _BLOCK_K) * _BLOCK_K
+    chunks = cdiv(K, cols_per_prog)
+    part = torch.empty((4, chunks, B), device=s.device, dtype=torch.float32)
+    _ce_fwd_kernel[(row_blocks, chunks)](
+        s, p, part, B, K, s.stride(0), p.stride(0), cols_per_prog, inv_temp,
+        BLOCK_B=_BLOCK_B, BLOCK_K=_BLOCK_K, num_warps=num_warps(_BLOCK_B * _BLOCK_K),
+    )
+    block_c = next_power_of_2(chunks)
+    block_b = max(1, min(next_power_of_2(B), 2048 // block_c))
+    _ce_combine_kernel[(cdiv(B, block_b),)](
+        part, loss, lse, psum, B, chunks, BLOCK_B=block_b, BLOCK_C=block_c,
+        num_warps=num_warps(block_b * block_c),
+    )
+    return loss, lse, psum
 
-    @staticmethod
-    def forward(ctx, student_logits, teacher_probs, student_temp: float):
-        s, p = _rows(student_logits), _rows(teacher_probs)
-        B, K = s.shape
-        inv_temp = 1.0 / student_temp
-        row_blocks = cdiv(B, _BLOCK_B)
-        # Split K over several programs when B alone cannot fill the GPU (B = 64, K = 65536).
-        chunks = max(1, min(cdiv(K, _BLOCK_K), cdiv(program_budget(s.device), row_blocks)))
-        cols_per_prog = cdiv(cdiv(K, chunks), _BLOCK_K) * _BLOCK_K
-        chunks = cdiv(K, cols_per_prog)
-        part = torch.empty((4, chunks, B), device=s.device, dtype=torch.float32)
-        _ce_fwd_kernel[(row_blocks, chunks)](
-            s, p, part, B, K, s.stride(0), p.stride(0), cols_per_prog, inv_temp,
-            BLOCK_B=_BLOCK_B, BLOCK_K=_BLOCK_K, num_warps=num_warps(_BLOCK_B * _BLOCK_K),
-        )
-        loss, lse, psum = (torch.empty(B, device=s.device, dtype=torch.float32) for _ in range(3))
-        block_c = next_power_of_2(chunks)
-        block_b = max(1, min(next_power_of_2(B), 2048 // block_c))
-        _ce_combine_kernel[(cdiv(B, block_b),)](
-            part, loss, lse, psum, B, chunks, BLOCK_B=block_b, BLOCK_C=block_c,
-            num_warps=num_warps(block_b * block_c),
-        )
-        ctx.save_for_backward(s, p, lse, psum)
-        ctx.inv_temp = inv_temp
-        return loss
 
-    @staticmethod
-    def backward(ctx, grad_loss):
-        s, p, lse, psum = ctx.saved_tensors
-        B, K = s.shape
-        need_dp = ctx.needs_input_grad[1]
-        ds = torch.empty((B, K), device=s.device, dtype=s.dtype)
-        dp = torch.empty((B, K), device=p.device, dtype=p.dtype) if need_dp else ds
+# The kernels as torch.library custom ops: a compiled DINO step sees each as one graph node.
+@torch.library.custom_op("vitlab::softmax_cross_entropy", mutates_args=())
+def softmax_cross_entropy_op(
+    student_logits: torch.Tensor, teacher_probs: torch.Tensor, inv_temp: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """float32 [B] losses, and the logsumexp of ``s * inv_temp`` and the teacher mass of each row
+    (what the backward needs)."""
+    return _ce_forward(_rows(student_logits), _rows(teacher_probs), inv_temp)
+
+
+@softmax_cross_entropy_op.register_fake
+def _(student_logits, teacher_probs, inv_temp):
+    return tuple(student_logits.new_empty(student_logits.shape[0], dtype=torch.float32) for _ in range(3))
+
+
+@torch.library.custom_op("vitlab::softmax_cross_entropy_backward", mutates_args=())
+def _ce_backward(
+    grad_loss: torch.Tensor, student_logits: torch.Tensor, teacher_probs: torch.Tensor, lse: torch.Tensor,
+    psum: torch.Tensor, inv_temp: float, need_dp: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients for the student logits and (``need_dp``; else an empty tensor) the teacher."""
+    s, p = _rows(student_logits), _rows(teacher_probs)
+    B, K = s.shape
+    ds = torch.empty((B, K), device=s.device, dtype=s.dtype)
+    dp = torch.empty((B, K) if need_dp else (0,), device=p.device, dtype=p.dtype)
+    if B:
         BLOCK_M, BLOCK_N = tile_2d(K)
         _ce_bwd_kernel[(cdiv(B, BLOCK_M), cdiv(K, BLOCK_N))](
-            grad_loss.contiguous(), s, p, lse, psum, ds, dp, B, K, s.stride(0), p.stride(0), ctx.inv_temp,
-            NEED_DP=need_dp, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(BLOCK_M * BLOCK_N),
+            grad_loss.contiguous(), s, p, lse, psum, ds, dp if need_dp else ds, B, K, s.stride(0), p.stride(0),
+            inv_temp, NEED_DP=need_dp, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(BLOCK_M * BLOCK_N),
         )
-        return ds, (dp if need_dp else None), None
+    return ds, dp
+
+
+@_ce_backward.register_fake
+def _(grad_loss, student_logits, teacher_probs, lse, psum, inv_temp, need_dp):
+    return (student_logits.new_empty(student_logits.shape),
+            teacher_probs.new_empty(teacher_probs.shape if need_dp else (0,)))
+
+
+def _ce_setup_context(ctx, inputs, output):
+    student_logits, teacher_probs, inv_temp = inputs
+    _, lse, psum = output
+    ctx.save_for_backward(student_logits, teacher_probs, lse, psum)
+    ctx.inv_temp = inv_temp
+    ctx.mark_non_differentiable(lse, psum)
+
+
+def _ce_autograd(ctx, grad_loss, _grad_lse, _grad_psum):
+    need_dp = ctx.needs_input_grad[1]
+    ds, dp = _ce_backward(grad_loss, *ctx.saved_tensors, ctx.inv_temp, need_dp)
+    return ds, (dp if need_dp else None), None
+
+
+softmax_cross_entropy_op.register_autograd(_ce_autograd, setup_context=_ce_setup_context)
 
 
 def softmax_cross_entropy(
@@ -216,6 +253,4 @@ def softmax_cross_entropy(
         raise ValueError(f"softmax_cross_entropy needs student_temp > 0, got {student_temp}")
     if resolve_backend(backend, student_logits, teacher_probs) == "torch":
         return softmax_cross_entropy_reference(student_logits, teacher_probs, student_temp)
-    if student_logits.shape[0] == 0:
-        return student_logits.new_zeros(0, dtype=torch.float32)
-    return SoftmaxCrossEntropyFunction.apply(student_logits, teacher_probs, float(student_temp))
+    return softmax_cross_entropy_op(student_logits, teacher_probs, 1.0 / float(student_temp))[0]

@@ -32,6 +32,7 @@ SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 ENV_VAR = "VITLAB_KERNELS"
 
 
+@torch.compiler.assume_constant_result  # traced, a constant: no guard on whether triton was imported yet
 def triton_available() -> bool:
     """True when triton is importable (this imports it, fixing its compiled/interpreted mode)."""
     return load_triton() is not None

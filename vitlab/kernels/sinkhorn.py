@@ -108,13 +108,14 @@ def sinkhorn_knopp_reference(
 
 @lazy_jit
 def _lse_partial_kernel(
-    x_ptr, bias_ptr, out_ptr, n_keep, n_red, stride_keep, stride_red, red_per_prog, inv_temp,
+    x_ptr, bias_ptr, out_ptr, n_keep, n_red, stride_keep, stride_red, red_per_prog, inv_temp_ptr,
     BLOCK_KEEP: tl.constexpr, BLOCK_RED: tl.constexpr,
 ):
     # out[chunk, i] = logsumexp_{j in chunk}(x[i, j] * inv_temp - bias[j]), i on the kept axis and
     # j on the reduced one. The axes come as strides, so one kernel serves both the prototype
     # step (reduce over samples) and the sample step (reduce over prototypes).
     chunk = tl.program_id(1)
+    inv_temp = tl.load(inv_temp_ptr)  # a device scalar: a scheduled temperature needs no host sync
     keep = tl.program_id(0) * BLOCK_KEEP + tl.arange(0, BLOCK_KEEP)
     keep_ok = keep < n_keep
     keep_off = keep.to(tl.int64)[:, None] * stride_keep
@@ -138,9 +139,10 @@ def _lse_partial_kernel(
 
 @lazy_jit
 def _sinkhorn_probs_kernel(
-    x_ptr, u_ptr, w_ptr, p_ptr, n_rows, n_cols, stride_x, inv_temp,
+    x_ptr, u_ptr, w_ptr, p_ptr, n_rows, n_cols, stride_x, inv_temp_ptr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
+    inv_temp = tl.load(inv_temp_ptr)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n_rows
@@ -154,8 +156,12 @@ def _sinkhorn_probs_kernel(
     tl.store(p_ptr + r * n_cols + cols[None, :], tl.exp(log_p), mask=mask)
 
 
-def _logsumexp_triton(x, bias, inv_temp: float, over_samples: bool) -> torch.Tensor:
-    """Local logsumexp of ``x * inv_temp - bias`` over samples ([K] out) or prototypes ([B] out)."""
+# The two launches as torch.library custom ops: a compiled DINO step sees each as one graph node,
+# and the Python iteration (and the all-reduces between the steps) around them traces as is.
+@torch.library.custom_op("vitlab::sinkhorn_logsumexp", mutates_args=())
+def sinkhorn_logsumexp(x: torch.Tensor, bias: torch.Tensor, inv_temp: torch.Tensor, over_samples: bool) -> torch.Tensor:
+    """Local logsumexp of ``x * inv_temp - bias`` over samples ([K] out) or prototypes ([B] out);
+    ``x`` [B, K] with unit stride over K, ``inv_temp`` a float32 scalar tensor."""
     B, K = x.shape
     if B == 0:  # a rank without samples (iBOT: no masked patch) still joins the all-reduces
         return torch.full((K,) if over_samples else (0,), float("-inf"), device=x.device)
@@ -172,27 +178,46 @@ def _logsumexp_triton(x, bias, inv_temp: float, over_samples: bool) -> torch.Ten
         x, bias, part, n_keep, n_red, s_keep, s_red, red_per_prog, inv_temp,
         BLOCK_KEEP=block_keep, BLOCK_RED=block_red, num_warps=num_warps(block_keep * block_red),
     )
-    return part[0] if chunks == 1 else torch.logsumexp(part, dim=0)
+    return part[0].clone() if chunks == 1 else torch.logsumexp(part, dim=0)
 
 
-def _sinkhorn_triton(logits, temp, n_iterations, all_reduce, global_batch):
-    log_k, log_b = math.log(logits.shape[1]), math.log(global_batch)
-    x = logits if logits.stride(-1) == 1 else logits.contiguous()
+@sinkhorn_logsumexp.register_fake
+def _(x, bias, inv_temp, over_samples):
+    return x.new_empty(x.shape[1] if over_samples else x.shape[0], dtype=torch.float32)
+
+
+@torch.library.custom_op("vitlab::sinkhorn_probs", mutates_args=())
+def sinkhorn_probs(x: torch.Tensor, u: torch.Tensor, w: torch.Tensor, inv_temp: torch.Tensor) -> torch.Tensor:
+    """``exp(x * inv_temp - u[k] - w[b])``: float32 [B, K] probabilities from the potentials."""
     B, K = x.shape
-    inv_temp = 1.0 / temp
-    v = torch.zeros(B, device=x.device, dtype=torch.float32)
-    for _ in range(n_iterations):
-        u = _global_logsumexp(_logsumexp_triton(x, v, inv_temp, over_samples=True), all_reduce).add_(log_k)
-        w = _logsumexp_triton(x, u, inv_temp, over_samples=False)
-        v = w + log_b
     probs = torch.empty((B, K), device=x.device, dtype=torch.float32)
-    BLOCK_M, BLOCK_N = tile_2d(K)
     if B:
+        BLOCK_M, BLOCK_N = tile_2d(K)
         _sinkhorn_probs_kernel[(cdiv(B, BLOCK_M), cdiv(K, BLOCK_N))](
             x, u.contiguous(), w.contiguous(), probs, B, K, x.stride(0), inv_temp,
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=num_warps(BLOCK_M * BLOCK_N),
         )
     return probs
+
+
+@sinkhorn_probs.register_fake
+def _(x, u, w, inv_temp):
+    return x.new_empty(x.shape, dtype=torch.float32)
+
+
+def _sinkhorn_triton(logits, temp, n_iterations, all_reduce, global_batch):
+    log_k, log_b = math.log(logits.shape[1]), math.log(global_batch)
+    x = logits if logits.stride(-1) == 1 else logits.contiguous()
+    B = x.shape[0]
+    # As the torch path: the reciprocal of a float in double, of a tensor in its own dtype.
+    inv_temp = 1.0 / temp if isinstance(temp, torch.Tensor) else torch.tensor(1.0 / temp)
+    inv_temp = inv_temp.to(device=x.device, dtype=torch.float32).reshape(())
+    v = torch.zeros(B, device=x.device, dtype=torch.float32)
+    for _ in range(n_iterations):
+        u = _global_logsumexp(sinkhorn_logsumexp(x, v, inv_temp, True), all_reduce) + log_k
+        w = sinkhorn_logsumexp(x, u, inv_temp, False)
+        v = w + log_b
+    return sinkhorn_probs(x, u, w, inv_temp)
 
 
 def sinkhorn_knopp(
@@ -216,7 +241,7 @@ def sinkhorn_knopp(
             collective, and when the global batch is empty the result is empty.
         temp: teacher temperature (DINOv3 warms it from 0.04 to 0.07); must be > 0. A 0-dim tensor
             (the DINO task's scheduled value) is not checked, so that a compiled step takes it as an
-            input without a data-dependent branch; the Triton path reads it as a float.
+            input without a data-dependent branch; the Triton kernels read it on the device.
         n_iterations: Sinkhorn iterations (DINOv3: 3); must be >= 1.
         all_reduce: in-place ``all_reduce(tensor, "max" | "sum")`` across data-parallel ranks
             (e.g. :func:`distributed_all_reduce`), or None for a single process.
@@ -243,5 +268,5 @@ def sinkhorn_knopp(
         if resolve_backend(backend, logits) == "torch":
             probs = sinkhorn_knopp_reference(logits, temp, n_iterations, all_reduce, global_batch)
         else:
-            probs = _sinkhorn_triton(logits, float(temp), n_iterations, all_reduce, global_batch)
+            probs = _sinkhorn_triton(logits, temp, n_iterations, all_reduce, global_batch)
     return probs.reshape(shape)
