@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.models.helpers import tiny
+from tests.models.helpers import assert_same_forward_backward, tiny
 from vitlab.config import TrainConfig, instantiate
 from vitlab.engine.compile import apply_compile, compiled_blocks, resolve_compile
 
@@ -55,10 +55,4 @@ def test_every_block_type_compiles_fullgraph(pattern, padded, registers):
     model = instantiate(tiny(pattern, **kw))
     eager = copy.deepcopy(model)
     apply_compile(model, "blocks", fullgraph=True)
-    x = torch.randn(2, 3, 16, 16)
-    out, ref = model(x), eager(x)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
-    out.square().sum().backward()
-    ref.square().sum().backward()
-    for (name, p), q in zip(model.named_parameters(), eager.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert_same_forward_backward(model, eager, torch.randn(2, 3, 16, 16))

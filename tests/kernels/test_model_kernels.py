@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.models.helpers import tiny
+from tests.models.helpers import assert_same_forward_backward, tiny
 from vitlab.config import ConfigInstantiationError, instantiate
 
 
@@ -51,12 +51,6 @@ def test_blocks_on_triton_kernels_compile_fullgraph():
     try:
         for block in model.blocks:
             block.compile(fullgraph=True, dynamic=False, backend="aot_eager")
-        x = torch.randn(2, 3, 12, 16)
-        out, ref = model(x), eager(x)
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
-        out.square().sum().backward()
-        ref.square().sum().backward()
-        for (name, p), q in zip(model.named_parameters(), eager.parameters()):
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+        assert_same_forward_backward(model, eager, torch.randn(2, 3, 12, 16), atol=1e-6)
     finally:
         torch._dynamo.reset()

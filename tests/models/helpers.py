@@ -30,3 +30,16 @@ def tiny(pattern: str = "HRA", **kw):
     if "layer_types" not in args:
         args["layer_types"] = {c: block(c) for c in set(args["layer_pattern"]) if c in "ARHG"}
     return L(HybridViT)(**args)
+
+
+def assert_same_forward_backward(model, reference, x, rtol=1e-4, atol=1e-5):
+    """``model`` (e.g. compiled) gives ``reference``'s outputs on ``x`` and, for the loss
+    ``sum(out ** 2)``, its parameter gradients."""
+    import torch
+
+    out, ref = model(x), reference(x)
+    torch.testing.assert_close(out, ref, rtol=rtol, atol=atol)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=rtol, atol=atol, msg=name)
