@@ -69,8 +69,6 @@ class DINOv3Task(Task):
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("model", "dino_head", "ibot_head")
-    FORWARD_VALUES: ClassVar[tuple[str, ...]] = ("teacher_temp", "dino_weight", "ibot_weight", "koleo_weight",
-                                                 "gram_weight")
 
     def __init__(self, *, model: Any, dino_head: Any = None, ibot_head: Any = None, student_temp: float = 0.1,
                  teacher_temp: Any = 0.07, momentum: Any = 0.992, dino_weight: Any = 1.0, ibot_weight: Any = 1.0,
@@ -106,9 +104,9 @@ class DINOv3Task(Task):
                       "ibot_weight": ibot_weight, "koleo_weight": koleo_weight, "gram_weight": gram_weight}
         self.schedules: dict[str, Callable[[int], float]] = {}
         self.now: dict[str, float] = {}  # every schedule's value at this step, set by before_step
-        # The values training_step reads, as float32 tensors on the device (set by before_step): a
-        # compiled step takes them as graph inputs, where a Python float would be a constant of the
-        # graph and recompile it at every step of a warmup.
+        # The same values as float32 0-dim tensors on the device, what training_step reads: a compiled
+        # step takes them as graph inputs, where a Python float would be a constant of the graph and
+        # recompile it at every step of a warmup.
         self.step_values: dict[str, torch.Tensor] = {}
         self.freeze_last_layer_steps = freeze_last_layer_steps
         self.recent_dino = deque(maxlen=collapse_window)
@@ -145,9 +143,9 @@ class DINOv3Task(Task):
         # A bool, not the step, for training_step: compiled, it guards on what it reads (recompiles once).
         self.gram_active = self.gram_teacher is not None and step >= self.gram_start
         self.now = {name: float(s(step)) for name, s in self.schedules.items()}
-        device = next(self.student.parameters()).device
-        self.step_values = {name: torch.tensor(value, dtype=torch.float32, device=device)
-                            for name, value in self.now.items() if name in self.FORWARD_VALUES}
+        values = torch.tensor(list(self.now.values()), dtype=torch.float32,
+                              device=next(self.student.parameters()).device)  # one host-to-device copy
+        self.step_values = dict(zip(self.now, values.unbind()))
         if self.gram_teacher is not None:
             self.gram_teacher.maybe_refresh(step, self.model)
         return dict(self.now)
