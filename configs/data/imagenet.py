@@ -24,5 +24,5 @@ data = OmegaConf.structured(DataConfig(
     ]),
     batch_size=1024,
     eval_batch_size=512,
-    num_workers=10,
+    num_workers=None,  # one worker per CPU of the rank but one (on Slurm: launch.cpus_per_task - 1)
 ))

@@ -39,7 +39,7 @@ data.collate = L(collate_multicrop)(
     _partial_=True,
 )
 data.batch_size = BATCH
-data.num_workers = 10  # train.num_workers
+data.num_workers = None  # DINOv3's train.num_workers is 10; here one per CPU of the rank but one (launch.cpus_per_task - 1)
 
 task = L(DINOv3Task)(
     dino_head=L(DINOHead)(out_dim=65536, hidden_features=2048, bottleneck_dim=256, nlayers=3),  # dino.head_*

@@ -1,11 +1,12 @@
 """Configs as Python: ``L(cls)(...)`` LazyConfigs on omegaconf, built by hydra's ``instantiate``, and the
-typed run sections (``TrainConfig``, ``OptimConfig``, ``DataConfig``) whose keys are fixed."""
+typed run sections (``TrainConfig``, ``OptimConfig``, ``DataConfig``, ``EvalConfig``, ``LaunchConfig``) whose keys are fixed."""
 
 from vitlab.config.instantiate import ConfigInstantiationError, build, instantiate
 from vitlab.config.io import load_config, save_config
 from vitlab.config.lazy import L, import_path, is_lazy
 from vitlab.config.overrides import UnknownKeyError, apply_overrides, check_keys, config_keys, parse_sweep
-from vitlab.config.run import DataConfig, EvalConfig, OptimConfig, TrainConfig, eval_config, typed_sections
+from vitlab.config.run import (DataConfig, EvalConfig, LaunchConfig, OptimConfig, TrainConfig, eval_config,
+                               typed_sections)
 
 __all__ = [
     "L",
@@ -26,5 +27,6 @@ __all__ = [
     "DataConfig",
     "typed_sections",
     "EvalConfig",
+    "LaunchConfig",
     "eval_config",
 ]

@@ -1,4 +1,4 @@
-"""The typed sections of a run config: ``train``, ``optim``, ``data`` and ``eval``.
+"""The typed sections of a run config: ``train``, ``optim``, ``data``, ``eval`` and ``launch``.
 
 Each is an omegaconf structured config of a dataclass below, so its keys are fixed: writing,
 overriding or loading a misspelt key (``train.max_step``) fails at once, naming the key and the
@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-__all__ = ["TrainConfig", "OptimConfig", "DataConfig", "EvalConfig", "SECTIONS", "is_typed", "typed_sections",
+__all__ = ["TrainConfig", "OptimConfig", "DataConfig", "EvalConfig", "LaunchConfig", "LAUNCHERS", "SECTIONS", "is_typed", "typed_sections",
            "eval_config"]
 
 
@@ -79,7 +79,9 @@ class DataConfig:
     # global (all ranks, all accumulated micro-batches): the batch of one optimizer step
     batch_size: int = MISSING
     eval_batch_size: Optional[int] = None  # None: batch_size
-    num_workers: int = 0
+    # loader worker processes per rank; None: 0, or inside a Slurm job its CPUs per task less the one
+    # the training process uses (launch.cpus_per_task)
+    num_workers: Optional[int] = None
 
 
 @dataclass(kw_only=True)
@@ -111,7 +113,36 @@ class EvalConfig:
     seg_data: Optional[str] = None  # data config file of `vitlab eval seg` (None: the run's own data, with masks)
 
 
-SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "data": DataConfig, "eval": EvalConfig}
+LAUNCHERS = ("local", "slurm")
+
+
+@dataclass(kw_only=True)
+class LaunchConfig:
+    """Where a run (or every run of a sweep) executes: this machine, or Slurm jobs submitted with submitit
+    (``vitlab.slurm``). The Slurm fields map onto sbatch's flags; one task per GPU."""
+
+    launcher: str = "local"  # local | slurm
+    nodes: int = 1
+    tasks_per_node: int = 1  # processes (ranks) per node: one per GPU
+    gpus_per_node: int = 0
+    cpus_per_task: Optional[int] = None  # None: the cluster's default; data loader workers follow it
+    mem_gb: Optional[float] = None  # per node; None: the cluster's default
+    partition: Optional[str] = None  # None: the cluster's default partition
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    time_min: int = 60  # wall-time limit of one job, in minutes; a run longer than that requeues itself
+    signal_delay_s: int = 120  # Slurm signals the job this long before its time limit (sbatch --signal)
+    max_requeues: int = 3  # how many times a preempted or timed-out job puts itself back in the queue
+    array_parallelism: int = 64  # a sweep's training runs at once (the job array's %N)
+    additional_parameters: dict[str, Any] = field(default_factory=dict)  # any other sbatch flag: {"exclusive": True}
+    setup: list[str] = field(default_factory=list)  # shell lines run before the job (module load, conda activate)
+    folder: Optional[str] = None  # submitit's job files and logs; None: <run dir>/slurm (a sweep: <sweep>/slurm)
+    job_id: Optional[str] = None  # written by vitlab inside a Slurm job (the resolved config records it)
+
+
+SECTIONS: dict[str, type] = {"train": TrainConfig, "optim": OptimConfig, "data": DataConfig, "eval": EvalConfig,
+                             "launch": LaunchConfig}
 
 
 def is_typed(node: Any) -> bool:
@@ -120,7 +151,7 @@ def is_typed(node: Any) -> bool:
 
 
 def typed_sections(cfg: DictConfig) -> DictConfig:
-    """Make ``cfg``'s ``train``, ``optim``, ``data`` and ``eval`` typed (in place) where they are plain mappings.
+    """Make ``cfg``'s ``train``, ``optim``, ``data``, ``eval`` and ``launch`` typed (in place) where they are plain mappings.
 
     A run config (one with ``model`` and ``train``) without ``eval`` gets the default protocol, so the
     config a run saves states how it was scored. A config read from YAML (a run's ``config.yaml``, a checkpoint's config) holds plain mappings;
@@ -131,6 +162,8 @@ def typed_sections(cfg: DictConfig) -> DictConfig:
     """
     if "train" in cfg and "model" in cfg and "eval" not in cfg:  # a run config states the protocol it is scored with
         cfg["eval"] = OmegaConf.structured(EvalConfig)
+    if "train" in cfg and "model" in cfg and "launch" not in cfg:  # and where it runs: `launch.launcher=slurm` works on any
+        cfg["launch"] = OmegaConf.structured(LaunchConfig)
     for key, cls in SECTIONS.items():
         node = cfg._get_node(key) if key in cfg else None
         if isinstance(node, DictConfig) and not is_typed(node):

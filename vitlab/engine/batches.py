@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from vitlab.config import eval_config, instantiate
 from vitlab.data import build_dataset, build_loader
 from vitlab.data.sampler import ResumableSampler
-from vitlab.engine.distributed import DistInfo
+from vitlab.engine.distributed import DistInfo, loader_workers
 from vitlab.eval.protocol import PROTOCOL_SPLITS, protocol_dataset
 
 __all__ = ["build_data", "data_stream", "to_device"]
@@ -28,7 +28,7 @@ def build_data(cfg: DictConfig, info: DistInfo) -> tuple[DataLoader, ResumableSa
     if rest or per_rank == 0:
         raise ValueError(f"data.batch_size={dc.batch_size} must be divisible by world size {info.world_size} "
                          f"x train.grad_accum_steps={accum}")
-    common = dict(rank=info.rank, world_size=info.world_size, num_workers=dc.num_workers,
+    common = dict(rank=info.rank, world_size=info.world_size, num_workers=loader_workers(dc.num_workers),
                   pin_memory=info.device.type == "cuda")
     collate = instantiate(dc.collate) if dc.collate is not None else None  # e.g. multi-crop + masks
     loader, sampler = build_loader(build_dataset(dc, "train"), batch_size=per_rank, seed=cfg.train.seed,

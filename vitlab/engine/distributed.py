@@ -1,22 +1,26 @@
-"""Process-group setup under torchrun, DDP / FSDP2 wrapping, and small collective helpers.
+"""Process-group setup under torchrun or Slurm, DDP / FSDP2 wrapping, and small collective helpers.
 
 ``torchrun --nproc_per_node N -m vitlab train ...`` (or multi-node with ``--rdzv-endpoint``) sets
-``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them the run is a single process and every
-helper here is a no-op. The backend is NCCL on CUDA and gloo on CPU.
+``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``. Without them, a process started by ``srun`` (one task per
+GPU: a submitit job, or a user's own ``sbatch`` script running ``srun vitlab train ...``) takes its rank
+from Slurm's ``SLURM_PROCID`` / ``SLURM_LOCALID`` / ``SLURM_STEP_NUM_TASKS`` and meets the others at
+the step's first node (:func:`launch_env`). Otherwise the run is a single process and every helper
+here is a no-op. The backend is NCCL on CUDA and gloo on CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "setup", "cleanup", "wrap", "all_reduce_mean", "all_reduce_sum", "all_reduce_max", "broadcast_object", "gather_objects",
+__all__ = ["DistInfo", "launch_env", "first_host", "cpus_per_rank", "loader_workers", "setup", "cleanup", "wrap", "all_reduce_mean", "all_reduce_sum", "all_reduce_max", "broadcast_object", "gather_objects",
            "barrier"]
 
 
@@ -36,8 +40,59 @@ class DistInfo:
         return self.world_size > 1
 
 
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm host list: ``gpu[003-005,9],cpu1`` -> ``gpu003``."""
+    head = re.match(r"([^,\[]*)(\[([^\]]*)\])?", nodelist.strip())
+    if not head or not head.group(1) and not head.group(2):
+        raise ValueError(f"SLURM_STEP_NODELIST={nodelist!r} is not a Slurm host list")
+    prefix, ranges = head.group(1), head.group(3)
+    return prefix + ranges.split(",")[0].split("-")[0] if ranges else prefix
+
+
+def launch_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """torch.distributed's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``,
+    ``MASTER_ADDR``, ``MASTER_PORT``) for this process: torchrun's where it set them, else derived from
+    the Slurm step this process is a task of (``srun``), else empty (a single process).
+
+    Under Slurm the rendezvous is the step's first node, on a port derived from the job id (so the
+    ranks of one job agree without talking, and two jobs on one node do not collide); ``MASTER_ADDR``
+    / ``MASTER_PORT`` set by the user win.
+    """
+    env = os.environ if environ is None else environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return {k: env[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                                    "MASTER_PORT") if k in env}
+    tasks = env.get("SLURM_STEP_NUM_TASKS")  # set by srun only: a batch script's own shell is not a rank
+    if not tasks or "SLURM_PROCID" not in env:
+        return {}
+    nodes = max(1, int(env.get("SLURM_STEP_NUM_NODES", env.get("SLURM_JOB_NUM_NODES", "1"))))
+    job = int(env.get("SLURM_ARRAY_JOB_ID", env.get("SLURM_JOB_ID", "0"))) + int(env.get("SLURM_ARRAY_TASK_ID", "0"))
+    return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": tasks, "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+            "LOCAL_WORLD_SIZE": str(max(1, int(tasks) // nodes)),
+            "MASTER_ADDR": env.get("MASTER_ADDR") or first_host(env.get("SLURM_STEP_NODELIST", env.get(
+                "SLURM_JOB_NODELIST", "localhost"))),
+            "MASTER_PORT": env.get("MASTER_PORT") or str(20000 + job % 20000)}
+
+
+def cpus_per_rank(environ: Mapping[str, str] | None = None) -> int:
+    """CPUs this rank may use: Slurm's ``SLURM_CPUS_PER_TASK`` inside a job, else the CPUs this process
+    may run on shared by the node's ranks."""
+    env = os.environ if environ is None else environ
+    if env.get("SLURM_CPUS_PER_TASK"):
+        return int(env["SLURM_CPUS_PER_TASK"])
+    local_world = int(launch_env(env).get("LOCAL_WORLD_SIZE", "1"))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // max(1, local_world))
+
+
+def loader_workers(num_workers: int | None) -> int:
+    """``data.num_workers``, or where it is None one loader worker per CPU of this rank but the one it
+    trains on (inside a Slurm job: ``launch.cpus_per_task - 1``)."""
+    return num_workers if num_workers is not None else cpus_per_rank() - 1
+
+
 def setup(device: str = "auto") -> DistInfo:
-    """Initialise the process group when launched by torchrun and pick this rank's device.
+    """Initialise the process group when launched by torchrun or as a Slurm task, and pick this rank's device.
 
     Args:
         device: ``auto`` (CUDA when available), ``cuda`` or ``cpu``.
@@ -45,6 +100,7 @@ def setup(device: str = "auto") -> DistInfo:
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise RuntimeError("train.device='cuda' but CUDA is not available")
+    os.environ.update(launch_env())  # init_process_group's env:// reads them
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")

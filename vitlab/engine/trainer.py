@@ -32,7 +32,10 @@ from vitlab.engine.rng import seed_everything
 from vitlab.engine.run_dir import prepare_run_dir
 from vitlab.engine.schedules import as_schedule
 
-__all__ = ["Trainer", "StepResult", "train"]
+__all__ = ["Trainer", "StepResult", "train", "STOP_SIGNALS"]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+DATA_WAIT_WARNING = 0.2  # warn when more than this share of the step time waits for batches
 
 
 @dataclass
@@ -102,7 +105,9 @@ class Trainer:
                                    start_step=self.state.step)
         self.data = data_stream(self.train_loader, self.sampler, self.state)
         self.faults = Faults.from_env()
-        self.stop_requested = False
+        self.stop_requested, self.stop_signal = False, ""  # a stop signal arrived, and its name
+        self.stopped_early = False  # the run stopped on a signal before total_steps (checkpoint written)
+        self.warned_data_wait = False
         self.has_val = cfg.data.val is not None
         self.protocol = eval_config(self.cfg)  # the frozen-feature protocol of an SSL task's monitor
         self.start_eval: dict[str, float] = {}
@@ -112,7 +117,7 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train to ``total_steps`` (or until SIGTERM) and return the last evaluation's metrics."""
         state, tc = self.state, self.tc
-        previous_handler = self.install_signal_handler()
+        previous_handlers = self.install_signal_handlers()
         try:
             self.announce()
             if self.has_val and tc.eval_at_start and state.step == 0:
@@ -123,15 +128,19 @@ class Trainer:
                     self.log(result)
                 is_best = self.maybe_evaluate()
                 self.maybe_checkpoint(is_best, result.stopping)
-                self.faults.maybe_fire(state.step)
+                self.faults.maybe_fire(state.step, lambda: self.stop_requested)
                 if result.stopping:
-                    print(f"[vitlab] SIGTERM: saved a checkpoint at step {state.step} and stopped", flush=True)
+                    self.stopped_early = True
+                    if self.info.is_main:
+                        print(f"[vitlab] {self.stop_signal or 'a stop signal on another rank'}: saved a checkpoint "
+                              f"at step {state.step} and stopped", flush=True)
                     break
             if self.info.is_main and self.start_eval and self.last_eval and state.step == self.total_steps:
                 self.print_before_after()
             self.logger.log_hparams(flat_hparams(self.cfg), self.last_eval)
         finally:
-            signal.signal(signal.SIGTERM, previous_handler)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             self.logger.close()
         distributed.barrier()
         return self.last_eval
@@ -205,7 +214,17 @@ class Trainer:
         values |= {f"train/{k}": distributed.all_reduce_mean(v).item() for k, v in result.metrics.items()}
         values |= {f"schedule/{k}": float(v) for k, v in result.scheduled.items()}
         self.logger.log(state.step, values)
+        if state.step > self.tc.log_every:  # the first window also waits for the loader workers to start
+            self.warn_data_wait(w.wait / elapsed)
         self.window = _Window()
+
+    def warn_data_wait(self, share: float) -> None:
+        """A loader that cannot keep up (too few workers or CPUs: the commonest slowdown on a cluster), once."""
+        if share > DATA_WAIT_WARNING and not self.warned_data_wait and self.info.is_main:
+            self.warned_data_wait = True
+            workers = self.train_loader.num_workers
+            print(f"[vitlab] warning: {share:.0%} of the step time waits for data (data.num_workers={workers}); "
+                  "raise data.num_workers or launch.cpus_per_task (on Slurm the workers follow it)", flush=True)
 
     def evaluate(self) -> dict[str, float]:
         """The task's evaluation; its time is left out of the throughput window."""
@@ -243,12 +262,14 @@ class Trainer:
             save_checkpoint(self.run_dir, self.cfg, self.task, self.optimizer, self.precision, self.state,
                             self.info, tc.keep_last, is_best)
 
-    def install_signal_handler(self):
-        """SIGTERM asks for a stop: the ranks agree on it in the next step, checkpoint and stop."""
-        return signal.signal(signal.SIGTERM, self.request_stop)
+    def install_signal_handlers(self) -> dict[int, object]:
+        """SIGTERM (a cancel, a preemption, ``scontrol requeue``) and SIGUSR2 (what a submitit job gets before
+        its time limit, ``launch.signal_delay_s``) ask for a stop: the ranks agree on it in the next step,
+        checkpoint and stop. Returns the handlers they replace."""
+        return {s: signal.signal(s, self.request_stop) for s in STOP_SIGNALS}
 
-    def request_stop(self, *_) -> None:
-        self.stop_requested = True
+    def request_stop(self, signum: int = signal.SIGTERM, *_) -> None:
+        self.stop_requested, self.stop_signal = True, signal.Signals(signum).name
 
     def announce(self) -> None:
         if self.info.is_main:

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vitlab.config import apply_overrides, eval_config, load_config, typed_sections
     from vitlab.engine.checkpoint import build_model_from_checkpoint
+    from vitlab.engine.distributed import loader_workers
     from vitlab.eval.protocol import evaluate
     from vitlab.eval.tokens import summarise_tokens
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.protocol == "seg":
         return run_seg(args, model, cfg, device)
     results = evaluate(model, cfg.data, cfg.eval, args.protocol, device=device,
-                       num_workers=cfg.data.num_workers, progress=True)
+                       num_workers=loader_workers(cfg.data.num_workers), progress=True)
     results |= {"checkpoint": str(args.checkpoint), "init": args.init,
                 "protocol": OmegaConf.to_container(cfg.eval)}
     suffix = f"{'init.' if args.init else ''}{results['readout']}.{args.protocol}.json"
@@ -92,9 +93,10 @@ def run_seg(args: argparse.Namespace, model, cfg, device) -> int:
     import torch
     from omegaconf import OmegaConf
 
+    from vitlab.engine.distributed import loader_workers
     from vitlab.eval.seg import seg_probe
 
-    results, head = seg_probe(model, cfg.data, cfg.eval, device=device, num_workers=cfg.data.num_workers,
+    results, head = seg_probe(model, cfg.data, cfg.eval, device=device, num_workers=loader_workers(cfg.data.num_workers),
                               progress=True)
     results |= {"checkpoint": str(args.checkpoint), "init": args.init, "protocol": OmegaConf.to_container(cfg.eval)}
     out, head_path = seg_outputs(args.checkpoint, init=args.init, readout=cfg.eval.readout,
