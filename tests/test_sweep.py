@@ -2,8 +2,10 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from vitlab.sweep import plan_runs
@@ -21,12 +23,26 @@ def test_plan_runs_shares_training_between_eval_settings():
     assert "train.max_steps=5" in runs[0]["overrides"]
 
 
-def test_sweep_2x2_writes_table_and_plot_and_skips_finished(tmp_path):
-    out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "vitlab", "sweep", "tests/configs/tiny_dino.py", "model.num_registers=0,2",
-           "model.readout=cls,register_concat", "eval.probe_epochs=2", "--seeds", "2", "--out", str(out)]
-    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+GRID = ["tests/configs/tiny_dino.py", "model.num_registers=0,2", "model.readout=cls,register_concat",
+        "eval.probe_epochs=2", "--seeds", "2"]
+
+
+def sweep(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "vitlab", "sweep", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    """The 2x2 grid with 2 seeds through the local runner (one of its runs fails by design)."""
+    out = tmp_path_factory.mktemp("local") / "sweep"
+    first = sweep(*GRID, "--out", str(out))
     assert first.returncode == 0, first.stdout + first.stderr
+    return out
+
+
+def test_sweep_2x2_writes_table_and_plot_and_skips_finished(local_sweep):
+    out = local_sweep
     runs = list(csv.DictReader(open(out / "runs.csv")))
     assert len(runs) == 8 and {r["train.seed"] for r in runs} == {"0", "1"}
     status = {(r["model.num_registers"], r["model.readout"]): r["status"] for r in runs}
@@ -52,9 +68,46 @@ def test_sweep_2x2_writes_table_and_plot_and_skips_finished(tmp_path):
     result = json.loads((out / "num_registers=2__readout=cls__seed=1" / "result.json").read_text())
     assert result["status"] == "ok" and result["rows"][0]["eval_readout"] == "model"
     # a second invocation skips the finished runs (and retries the failed ones)
-    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    second = sweep(*GRID, "--out", str(out))
     assert second.returncode == 0
     assert second.stdout.count("finished before, skipped") == 6
+
+
+def _numbers(path):
+    """results.csv without its free-text error column (a local run's log tail, a Slurm job's traceback)."""
+    return [{k: v for k, v in row.items() if k != "error"} for row in csv.DictReader(open(path))]
+
+
+def test_sweep_on_slurm_gives_the_local_runners_table(slurm, local_sweep, tmp_path):
+    """The same grid as Slurm jobs (a training array, an evaluation array after it, the pixel baseline after
+    those): `--status` follows it and its results.csv holds the local runner's numbers; submitting again
+    resubmits only the failed runs."""
+    from vitlab.slurm.jobs import cancel
+
+    out = tmp_path / "sweep"
+    submitted = sweep(*GRID, "--out", str(out), "launch.launcher=slurm", "launch.cpus_per_task=1")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    assert "8 of 8 run(s) submitted" in submitted.stdout and "raw-pixel baseline: job" in submitted.stdout
+    jobs = json.loads((out / "slurm_jobs.json").read_text())
+    assert len({ids["train"].split("_")[0] for ids in jobs["runs"].values()}) == 1  # one job array
+    deadline = time.monotonic() + 900
+    while True:
+        status = sweep(GRID[0], "--status", "--out", str(out))
+        assert status.returncode == 0, status.stdout + status.stderr
+        if "6 done, 2 failed" in status.stdout and "raw-pixel baseline (job" in status.stdout and \
+                (out / "pixels.json").exists():
+            break
+        assert time.monotonic() < deadline, status.stdout
+        time.sleep(5)
+    assert "needs registers" in status.stdout  # a failed run says why
+    assert _numbers(out / "results.csv") == _numbers(local_sweep / "results.csv")
+    assert json.loads((out / "pixels.json").read_text())["knn_top1"] == \
+        json.loads((local_sweep / "pixels.json").read_text())["knn_top1"]
+    again = sweep(*GRID, "--out", str(out), "launch.launcher=slurm", "launch.cpus_per_task=1")
+    assert again.returncode == 0 and "2 of 8 run(s) submitted" in again.stdout, again.stdout
+    assert again.stdout.count(": done, not resubmitted") == 6
+    jobs = json.loads((out / "slurm_jobs.json").read_text())
+    cancel([ids[k] for ids in jobs["runs"].values() for k in ("train", "score")] + [jobs["pixels"]])
 
 
 def test_train_multirun_hands_the_grid_to_sweep(monkeypatch):

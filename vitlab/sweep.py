@@ -34,7 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plan_runs", "evaluate_run", "summarise", "write_results", "plot_results", "add_arguments", "run"]
+__all__ = ["plan_runs", "evaluate_run", "finished_result", "record_result", "train_overrides", "pixel_baseline",
+           "summarise", "summarise_sweep", "write_results", "plot_results", "add_arguments", "run"]
 
 PROTOCOLS = {"knn": "knn_top1", "linear": "linear_top1", "seg": "seg_miou"}  # eval.protocols -> its table metric
 METRICS = tuple(PROTOCOLS.values())  # in table order
@@ -145,40 +146,65 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-def _execute(run: dict[str, Any], config: str, out: Path) -> dict[str, Any]:
+def finished_result(run: dict[str, Any], out: Path) -> dict[str, Any] | None:
+    """A run's ``result.json`` if it finished with every score its settings ask for (scoring what an
+    earlier result lacks, e.g. a protocol added since), else None: the run still has to train."""
     run_dir = out / run["name"]
     result_file = run_dir / "result.json"
-    if result_file.exists():
-        result = json.loads(result_file.read_text())
-        if result.get("status") == "ok":
-            wanted = {PROTOCOLS[p] for s in run["evals"] for p in run_protocols(run_dir / "config.yaml", s)}
-            if all(m in row for row in result["rows"] for m in wanted):
-                print(f"[sweep] {run['name']}: finished before, skipped", flush=True)
-                return result
-            print(f"[sweep] {run['name']}: finished before; scoring what its result lacks", flush=True)
-            try:
-                result["rows"] = evaluate_run(run_dir, run["evals"], result["rows"])
-            except (RuntimeError, FileNotFoundError) as exc:
-                result |= {"status": "failed", "error": str(exc)}
-            result_file.write_text(json.dumps(result, indent=2) + "\n")
-            return result
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = run_dir / "train.log"
-    cmd = [sys.executable, "-m", "vitlab", "train", config, *run["overrides"],
-           f"train.output_dir='{run_dir}'", "train.resume=auto"]
-    print(f"[sweep] {run['name']}: training ({' '.join(run['overrides'])})", flush=True)
-    with open(log, "a") as fh:
-        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if not result_file.exists():
+        return None
+    result = json.loads(result_file.read_text())
+    if result.get("status") != "ok":
+        return None
+    wanted = {PROTOCOLS[p] for s in run["evals"] for p in run_protocols(run_dir / "config.yaml", s)}
+    if all(m in row for row in result["rows"] for m in wanted):
+        print(f"[sweep] {run['name']}: finished before, skipped", flush=True)
+        return result
+    print(f"[sweep] {run['name']}: finished before; scoring what its result lacks", flush=True)
+    try:
+        result["rows"] = evaluate_run(run_dir, run["evals"], result["rows"])
+    except (RuntimeError, FileNotFoundError) as exc:
+        result |= {"status": "failed", "error": str(exc)}
+    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def record_result(run: dict[str, Any], out: Path, error: str | None = None) -> dict[str, Any]:
+    """Score a trained run (``error``: its training failed, and why) and write its ``result.json``: what
+    both runners, local and Slurm, leave for the table."""
+    run_dir = out / run["name"]
     result: dict[str, Any] = {"name": run["name"], "overrides": run["overrides"], "rows": []}
-    if code != 0:
-        result |= {"status": "failed", "error": f"train exited {code}: {_tail(log)}"}
+    if error is not None:
+        result |= {"status": "failed", "error": error}
     else:
         print(f"[sweep] {run['name']}: evaluating the checkpoint and its random init", flush=True)
         try:
             result |= {"status": "ok", "rows": evaluate_run(run_dir, run["evals"])}
         except (RuntimeError, FileNotFoundError) as exc:
             result |= {"status": "failed", "error": str(exc)}
-    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def train_overrides(run: dict[str, Any], out: Path) -> list[str]:
+    """The overrides of a run's training: its grid point, its own folder, and resuming whatever it left."""
+    return [*run["overrides"], f"train.output_dir='{(out / run['name']).resolve()}'", "train.resume=auto"]
+
+
+def _execute(run: dict[str, Any], config: str, out: Path) -> dict[str, Any]:
+    """The local runner: ``vitlab train`` in a subprocess, then :func:`record_result`."""
+    finished = finished_result(run, out)
+    if finished is not None:
+        return finished
+    run_dir = out / run["name"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "train.log"
+    cmd = [sys.executable, "-m", "vitlab", "train", config, *train_overrides(run, out), "launch.launcher=local"]
+    print(f"[sweep] {run['name']}: training ({' '.join(run['overrides'])})", flush=True)
+    with open(log, "a") as fh:
+        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    result = record_result(run, out, None if code == 0 else f"train exited {code}: {_tail(log)}")
     print(f"[sweep] {run['name']}: {result['status']}", flush=True)
     return result
 
@@ -433,38 +459,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="sweep folder (default: sweep.out or runs/sweeps/<config name>)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default: sweep.seeds or 1)")
+    parser.add_argument("--status", action="store_true",
+                        help="a sweep submitted to Slurm: each run's state, and the tables of what has finished")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitlab.config import load_config
+    from vitlab.config import apply_overrides, load_config, parse_sweep
 
     cfg = load_config(args.config)
     spec = cfg.get("sweep") or {}
-    grid = list(spec.get("grid", [])) + list(args.overrides)
+    overrides = list(spec.get("grid", [])) + list(args.overrides)
+    # launch.* says where the runs execute, not what they train: the same for every run, not a grid axis
+    launch_ovs = [o for o in overrides if o.lstrip("+~").startswith("launch.")]
+    grid = [o for o in overrides if o not in launch_ovs]
+    out = Path(args.out or spec.get("out") or f"runs/sweeps/{Path(args.config).stem}")
+    if args.status:
+        from vitlab.slurm.sweep_jobs import sweep_status
+
+        return sweep_status(out)
     if not grid:
         raise ValueError("nothing to sweep: give sweep.grid in the config or sweep overrides (key=a,b)")
     seeds = args.seeds or spec.get("seeds", 1)
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
-    out = Path(args.out or spec.get("out") or f"runs/sweeps/{Path(args.config).stem}")
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_runs(grid, seeds)
+    combos = parse_sweep(grid)  # evaluation settings every configuration shares also score the raw pixels
+    shared_evals = [o for o in combos[0] if o.lstrip("+").startswith("eval.") and all(o in c for c in combos)]
+    launch = apply_overrides(cfg, launch_ovs).get("launch")
+    if launch is not None and launch.launcher == "slurm":
+        from vitlab.slurm.sweep_jobs import submit_sweep
+
+        return submit_sweep(runs, args.config, out, launch, shared_evals)
     print(f"[sweep] {len(runs)} training runs ({seeds} seed(s) each) into {out}", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(lambda r: _execute(r, args.config, out), runs))
-    from vitlab.config import parse_sweep
-
-    combos = parse_sweep(grid)  # evaluation settings every configuration shares also score the raw pixels
-    shared_evals = [o for o in combos[0] if o.lstrip("+").startswith("eval.") and all(o in c for c in combos)]
     try:
         pixels = pixel_baseline(results, out, shared_evals)
     except RuntimeError as exc:
         print(f"[sweep] raw-pixel baseline failed: {exc}", flush=True)
         pixels = None
+    summarise_sweep(results, out, pixels)
+    return 0
+
+
+def summarise_sweep(results: list[dict[str, Any]], out: Path, pixels: dict[str, Any] | None) -> None:
+    """Write and print the tables and the plot of the runs' results (both runners)."""
     for path in write_results(results, out, pixels):
         print(f"[sweep] wrote {path}")
     print((out / "results.md").read_text())
     failed = [r["name"] for r in results if r["status"] != "ok"]
     if failed:
         print(f"[sweep] {len(failed)} run(s) failed: {', '.join(failed)} (see their train.log / eval_*.log)")
-    return 0

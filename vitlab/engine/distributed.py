@@ -41,12 +41,12 @@ class DistInfo:
 
 
 def first_host(nodelist: str) -> str:
-    """The first host of a Slurm host list: ``gpu[003-005,9],cpu1`` -> ``gpu003``."""
-    head = re.match(r"([^,\[]*)(\[([^\]]*)\])?", nodelist.strip())
-    if not head or not head.group(1) and not head.group(2):
+    """The first host of a Slurm host list: ``gpu[003-005,9],cpu1`` -> ``gpu003``, ``n[1-2]-ib`` -> ``n1-ib``."""
+    head = re.match(r"([^,\[]*)(?:\[([^\]]*)\])?([^,\[]*)", nodelist.strip())
+    if not head or not head.group(0):
         raise ValueError(f"SLURM_STEP_NODELIST={nodelist!r} is not a Slurm host list")
-    prefix, ranges = head.group(1), head.group(3)
-    return prefix + ranges.split(",")[0].split("-")[0] if ranges else prefix
+    prefix, ranges, suffix = head.groups()
+    return prefix + (ranges.split(",")[0].split("-")[0] if ranges else "") + suffix
 
 
 def launch_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
