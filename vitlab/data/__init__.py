@@ -1,5 +1,5 @@
 """Datasets, samplers and loaders: Fashion-MNIST (and its scenes, a dense task), torchvision sets, ImageFolder and
-segmentation folders with bad-file handling."""
+segmentation folders with bad-file handling, and the transforms of DeiT III's recipe."""
 
 from vitlab.data.build import build_dataset
 from vitlab.data.fashion_mnist import DEFAULT_ROOT, FashionMNIST, read_idx
@@ -8,9 +8,11 @@ from vitlab.data.image_folder import ImageFolder
 from vitlab.data.loader import SeededDataset, build_loader, collate_skip_none, seed_worker
 from vitlab.data.sampler import ResumableSampler, sample_seed
 from vitlab.data.segmentation_folder import IGNORE_INDEX, SegmentationFolder
+from vitlab.data.three_augment import ThreeAugment
 from vitlab.data.torchvision_sets import cifar10, cifar100, stl10
-from vitlab.data.transforms import compose, normalize
+from vitlab.data.transforms import SimpleRandomCrop, compose, normalize
 
-__all__ = ["build_dataset", "DEFAULT_ROOT", "FashionMNIST", "read_idx", "FashionMNISTScenes", "SCENE_CLASSES",
-           "ImageFolder", "SegmentationFolder", "IGNORE_INDEX", "SeededDataset", "build_loader", "collate_skip_none",
-           "seed_worker", "ResumableSampler", "sample_seed", "cifar10", "cifar100", "stl10", "compose", "normalize"]
+__all__ = ["DEFAULT_ROOT", "IGNORE_INDEX", "SCENE_CLASSES", "FashionMNIST", "FashionMNISTScenes",
+           "ImageFolder", "ResumableSampler", "SeededDataset", "SegmentationFolder", "SimpleRandomCrop",
+           "ThreeAugment", "build_dataset", "build_loader", "cifar10", "cifar100", "collate_skip_none",
+           "compose", "normalize", "read_idx", "sample_seed", "seed_worker", "stl10"]
