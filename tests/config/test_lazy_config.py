@@ -114,7 +114,7 @@ def test_python_config_file_imports_a_base_without_leaking(tmp_path):
     assert variant.model.out_features == 8 and variant.train.max_steps == 20
     base = load_config(pkg / "base.py")
     assert base.model.out_features == 2 and base.train.max_steps == 10  # the variant's edits did not leak
-    assert set(base.keys()) == {"model", "train", "eval"}  # eval: the protocol every run config states
+    assert set(base.keys()) == {"model", "train", "eval", "launch"}  # eval, launch: every run config states them
 
 
 def test_load_config_errors(tmp_path):
