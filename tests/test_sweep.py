@@ -32,17 +32,27 @@ def sweep(*args, timeout=900):
                           timeout=timeout)
 
 
+SLURM = ["launch.launcher=slurm", "launch.cpus_per_task=1"]
+
+
 @pytest.fixture(scope="module")
-def local_sweep(tmp_path_factory):
-    """The 2x2 grid with 2 seeds through the local runner (one of its runs fails by design)."""
-    out = tmp_path_factory.mktemp("local") / "sweep"
-    first = sweep(*GRID, "--out", str(out))
+def local_sweep(request, tmp_path_factory):
+    """The 2x2 grid with 2 seeds through the local runner (one of its runs fails by design). Where a Slurm
+    runs (the ``slurm`` fixture), the same grid is submitted to it first, so the two runners share the
+    machine's idle time; :func:`test_sweep_on_slurm_gives_the_local_runners_table` collects it."""
+    root = tmp_path_factory.mktemp("sweeps")
+    try:
+        request.getfixturevalue("slurm")
+        submitted = sweep(*GRID, "--out", str(root / "slurm"), *SLURM)
+    except pytest.skip.Exception:
+        submitted = None
+    first = sweep(*GRID, "--out", str(root / "local"))
     assert first.returncode == 0, first.stdout + first.stderr
-    return out
+    return root / "local", submitted
 
 
 def test_sweep_2x2_writes_table_and_plot_and_skips_finished(local_sweep):
-    out = local_sweep
+    out = local_sweep[0]
     runs = list(csv.DictReader(open(out / "runs.csv")))
     assert len(runs) == 8 and {r["train.seed"] for r in runs} == {"0", "1"}
     status = {(r["model.num_registers"], r["model.readout"]): r["status"] for r in runs}
@@ -78,35 +88,34 @@ def _numbers(path):
     return [{k: v for k, v in row.items() if k != "error"} for row in csv.DictReader(open(path))]
 
 
-def test_sweep_on_slurm_gives_the_local_runners_table(slurm, local_sweep, tmp_path):
+def test_sweep_on_slurm_gives_the_local_runners_table(slurm, local_sweep):
     """The same grid as Slurm jobs (a training array, an evaluation array after it, the pixel baseline after
     those): `--status` follows it and its results.csv holds the local runner's numbers; submitting again
     resubmits only the failed runs."""
     from vitlab.slurm.jobs import cancel
+    from vitlab.slurm.sweep_jobs import JOBS_FILE, run_state
 
-    out = tmp_path / "sweep"
-    submitted = sweep(*GRID, "--out", str(out), "launch.launcher=slurm", "launch.cpus_per_task=1")
+    local, submitted = local_sweep
+    out = local.parent / "slurm"
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     assert "8 of 8 run(s) submitted" in submitted.stdout and "raw-pixel baseline: job" in submitted.stdout
-    jobs = json.loads((out / "slurm_jobs.json").read_text())
+    jobs = json.loads((out / JOBS_FILE).read_text())
     assert len({ids["train"].split("_")[0] for ids in jobs["runs"].values()}) == 1  # one job array
     deadline = time.monotonic() + 900
-    while True:
-        status = sweep(GRID[0], "--status", "--out", str(out))
-        assert status.returncode == 0, status.stdout + status.stderr
-        if "6 done, 2 failed" in status.stdout and "raw-pixel baseline (job" in status.stdout and \
-                (out / "pixels.json").exists():
-            break
-        assert time.monotonic() < deadline, status.stdout
-        time.sleep(5)
+    while not (all(run_state(r, out, jobs)[0] in ("done", "failed") for r in jobs["plan"])
+               and (out / "pixels.json").exists()):
+        assert time.monotonic() < deadline, [run_state(r, out, jobs) for r in jobs["plan"]]
+        time.sleep(3)
+    status = sweep(GRID[0], "--status", "--out", str(out))
+    assert status.returncode == 0 and "6 done, 2 failed" in status.stdout, status.stdout + status.stderr
     assert "needs registers" in status.stdout  # a failed run says why
-    assert _numbers(out / "results.csv") == _numbers(local_sweep / "results.csv")
+    assert _numbers(out / "results.csv") == _numbers(local / "results.csv")
     assert json.loads((out / "pixels.json").read_text())["knn_top1"] == \
-        json.loads((local_sweep / "pixels.json").read_text())["knn_top1"]
-    again = sweep(*GRID, "--out", str(out), "launch.launcher=slurm", "launch.cpus_per_task=1")
+        json.loads((local / "pixels.json").read_text())["knn_top1"]
+    again = sweep(*GRID, "--out", str(out), *SLURM)
     assert again.returncode == 0 and "2 of 8 run(s) submitted" in again.stdout, again.stdout
     assert again.stdout.count(": done, not resubmitted") == 6
-    jobs = json.loads((out / "slurm_jobs.json").read_text())
+    jobs = json.loads((out / JOBS_FILE).read_text())
     cancel([ids[k] for ids in jobs["runs"].values() for k in ("train", "score")] + [jobs["pixels"]])
 
 

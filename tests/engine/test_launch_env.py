@@ -43,9 +43,10 @@ def test_loader_workers_follow_the_cpus_per_task(monkeypatch):
 @pytest.mark.parametrize("field, value, message", [
     ("nodes", 0, "launch.nodes=0: must be at least 1"), ("tasks_per_node", 0, "launch.tasks_per_node=0"),
     ("gpus_per_node", -1, "launch.gpus_per_node=-1"), ("time_min", 0, "launch.time_min=0"),
-    ("max_requeues", -1, "launch.max_requeues=-1"), ("launcher", "pbs", "launch.launcher='pbs'")])
+    ("max_requeues", -1, "launch.max_requeues=-1"), ("launcher", "pbs", "launch.launcher='pbs'"),
+    ("tasks_per_node", 4, "launch.tasks_per_node=4 with launch.gpus_per_node=2: one task per GPU")])
 def test_check_launch_names_the_field_and_value(field, value, message):
-    launch = OmegaConf.structured(LaunchConfig)
+    launch = OmegaConf.structured(LaunchConfig(gpus_per_node=2, tasks_per_node=2))
     check_launch(launch)
     launch[field] = value
     with pytest.raises(ValueError, match=message.replace("[", r"\[")):

@@ -103,7 +103,8 @@ def setup(device: str = "auto") -> DistInfo:
     os.environ.update(launch_env())  # init_process_group's env:// reads them
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    # a task may see only its own GPUs (Slurm's --gpus-per-task / --gpu-bind): count within what it sees
+    dev = torch.device("cuda", local_rank % torch.cuda.device_count()) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():

@@ -115,7 +115,7 @@ class Trainer:
         self.window = _Window()
 
     def fit(self) -> dict[str, float]:
-        """Train to ``total_steps`` (or until SIGTERM) and return the last evaluation's metrics."""
+        """Train to ``total_steps`` (or until a stop signal) and return the last evaluation's metrics."""
         state, tc = self.state, self.tc
         previous_handlers = self.install_signal_handlers()
         try:

@@ -34,6 +34,9 @@ def check_launch(launch: Any) -> None:
         value = launch[name]
         if value is not None and value < low:
             raise ValueError(f"launch.{name}={value}: must be at least {low}")
+    if 0 < launch.gpus_per_node < launch.tasks_per_node:
+        raise ValueError(f"launch.tasks_per_node={launch.tasks_per_node} with launch.gpus_per_node="
+                         f"{launch.gpus_per_node}: one task per GPU, so at most {launch.gpus_per_node} tasks per node")
 
 
 def check_cluster(launch: Any) -> None:
