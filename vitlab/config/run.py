@@ -31,6 +31,12 @@ class TrainConfig:
     epochs: Optional[int] = 1
     output_dir: Optional[str] = None  # None: runs/<experiment>/<timestamp>
     resume: Optional[str] = None  # None | auto | path/to/step_N.pt
+    # weights to start from (vitlab.engine.init_from): a vitlab checkpoint, converted DINOv3 weights or a
+    # state dict (.safetensors / .pt); step 0, a fresh optimizer. A resumed run ignores it.
+    init_from: Optional[str] = None
+    init_weights: str = "model"  # of a vitlab checkpoint: model (a DINOv3 run's EMA teacher) | student
+    init_prefix: Optional[str] = None  # of a plain state dict: the prefix its keys carry (``module.``)
+    init_freeze_steps: int = 0  # the loaded parameters get no update for this many steps (fresh heads warm up)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     strategy: str = "ddp"  # ddp | fsdp | none (only used under torchrun)

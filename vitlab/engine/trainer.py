@@ -27,7 +27,8 @@ from vitlab.engine.mfu import peak_tflops
 from vitlab.engine.nonfinite import NonFiniteGuard
 from vitlab.engine.optim import build_optimizer, lr_scale_factor, param_groups, set_hyperparams
 from vitlab.engine.precision import Precision
-from vitlab.engine.resume import RunState, restore, save_checkpoint
+from vitlab.engine.init_from import InitReport, read_pretrained
+from vitlab.engine.resume import RunState, find_resume_path, restore, save_checkpoint
 from vitlab.engine.rng import seed_everything
 from vitlab.engine.run_dir import prepare_run_dir
 from vitlab.engine.schedules import as_schedule
@@ -79,7 +80,9 @@ class Trainer:
         self.run_dir = prepare_run_dir(cfg, experiment, info)
 
         seed_everything(tc.seed)
-        self.task = instantiate(cfg.task, model=cfg.model).to(info.device)
+        self.task = instantiate(cfg.task, model=cfg.model)
+        self.init_report = self.init_from_weights()
+        self.task.to(info.device)
         self.train_loader, self.sampler, self.make_eval_loader = build_data(cfg, info)
         self.steps_per_epoch = self.sampler.batches_per_epoch // tc.grad_accum_steps
         self.total_steps = tc.max_steps if tc.max_steps else tc.epochs * self.steps_per_epoch
@@ -95,6 +98,8 @@ class Trainer:
                               patch_embed_lr_mult=oc.patch_embed_lr_mult, no_weight_decay=oc.no_weight_decay)
         self.optimizer = build_optimizer(oc.optimizer, groups)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        loaded = self.init_report.param_names if self.init_report else set()
+        self.frozen = [p for name, p in self.task.named_parameters() if name in loaded]  # train.init_freeze_steps
         self.precision = Precision(tc.precision, info.device)
         self.peak_tflops = peak_tflops(info.device, self.precision.dtype, tc.peak_tflops)
         self.guard = NonFiniteGuard(tc.max_nonfinite_steps)
@@ -156,6 +161,9 @@ class Trainer:
         loss, metrics = self.forward_backward()
         precision.unscale(optimizer)
         self.task.before_optimizer_step(step)
+        if step < self.tc.init_freeze_steps:  # the loaded weights wait while the fresh ones warm up
+            for p in self.frozen:
+                p.grad = None
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.tc.clip_grad or float("inf"))
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         # every rank must take the same branch: agree on bad loss / bad grads / stop signal
@@ -192,6 +200,16 @@ class Trainer:
             for k, v in metrics.items():
                 metric_sums[k] = metric_sums.get(k, 0.0) + v.detach().float() / accum
         return torch.stack(losses).mean(), metric_sums
+
+    def init_from_weights(self) -> InitReport | None:
+        """``train.init_from``: load the weights into the task (unless the run resumes) and print the report."""
+        tc = self.tc
+        if not tc.init_from or find_resume_path(tc.resume, self.run_dir) is not None:
+            return None
+        report = self.task.load_pretrained(read_pretrained(tc.init_from, which=tc.init_weights, prefix=tc.init_prefix))
+        if self.info.is_main:
+            print(report.table(), flush=True)
+        return report
 
     # ----------------------------------------------------------------- around the steps
     def log(self, result: StepResult) -> None:

@@ -27,6 +27,7 @@ from torch import nn
 
 from vitlab.config import build
 from vitlab.engine.distributed import gather_objects
+from vitlab.engine.init_from import InitReport, PretrainedWeights, load_matching
 from vitlab.engine.schedules import as_schedule
 from vitlab.eval import extract_features
 from vitlab.eval.protocol import choose_knn, fixed_batch_tokens
@@ -114,6 +115,29 @@ class DINOv3Task(Task):
         self.step = 0
         self.gram_active = False
         self._warned_collapse = False
+
+    def load_pretrained(self, weights: PretrainedWeights) -> InitReport:
+        """Continued pretraining: the backbone weights into the student, then the teacher (and the Gram
+        teacher) as its exact copies; each head loads where the file has it with the same shapes (a vitlab
+        DINOv3 checkpoint) and starts fresh otherwise (released weights carry no heads)."""
+        report = load_matching(self.student, weights, owner="student.")
+        backbone = self.student.state_dict()
+        self.model.load_state_dict(backbone)
+        if self.gram_teacher is not None:
+            self.gram_teacher.module.load_state_dict(backbone)
+        for name in ("student_dino_head", "student_ibot_head", "teacher_dino_head", "teacher_ibot_head"):
+            head = getattr(self, name)
+            state = {k[len(name) + 1:]: v for k, v in weights.extra.items() if k.startswith(name + ".")}
+            part, why = InitReport(weights.path, fresh=list(head.state_dict()), ignored=sorted(state)), None
+            if state:
+                try:
+                    part = load_matching(head, PretrainedWeights(weights.path, state), what=f"{name}.", owner=f"{name}.")
+                except ValueError as exc:  # another number of prototypes, another width: a fresh head
+                    why = str(exc).split(": ", 1)[-1]
+            report.merge(part, f"{name}.")
+            if why:
+                report.why_fresh[name] = why
+        return report
 
     def train(self, mode: bool = True) -> DINOv3Task:
         """As DINOv3's ``SSLMetaArch.train``: the EMA teacher and its heads always run in eval mode,

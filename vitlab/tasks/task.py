@@ -22,6 +22,8 @@ several from the same config (DINO's student and teacher). The trainer knows not
   A step skipped for a non-finite loss or gradient skips this hook too.
 - ``train_flops(batch) -> int | None``: analytic FLOPs (forward + backward, :mod:`vitlab.flops`) of
   ``training_step(batch)``, for the trainer's ``train/tflops`` and ``train/mfu``; None if unknown.
+- ``load_pretrained(weights) -> InitReport``: ``train.init_from``'s weights into the networks before training
+  (default: :func:`vitlab.engine.init_from.load_matching` into ``self.model``).
 - ``evaluate(make_loader, protocol) -> {name: float}``: eval metrics (logged as ``val/<name>``);
   ``make_loader(split)`` returns a DataLoader of ``data.<split>`` or of a split of the frozen-feature
   protocol (``holdout``, ``monitor_bank``: :mod:`vitlab.eval.protocol`) with the eval transform, sharded
@@ -35,6 +37,8 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from vitlab.engine.init_from import InitReport, PretrainedWeights, load_matching
 
 __all__ = ["Task"]
 
@@ -68,6 +72,10 @@ class Task(nn.Module):
     def train_flops(self, batch: Any) -> int | None:
         """FLOPs of ``training_step(batch)`` from the networks' analytic counts; None: not counted."""
         return None
+
+    def load_pretrained(self, weights: PretrainedWeights) -> InitReport:
+        """Put pretrained weights into the network(s) before training; returns what was loaded."""
+        return load_matching(self.model, weights, owner="model.")
 
     def evaluate(self, make_loader: Callable[[str], Any], protocol: Any = None) -> dict[str, float]:
         return {}
