@@ -56,3 +56,11 @@ def reference_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
     check(vitlab("train", TINY, f"train.output_dir={out}"))
     return out
+
+
+@pytest.fixture(scope="session")
+def dino_run(tmp_path_factory):
+    """A 3-step tiny DINOv3 run (tests/configs/tiny_dino.py): a checkpoint with a teacher and its heads."""
+    out = tmp_path_factory.mktemp("dino")
+    check(vitlab("train", str(ROOT / "tests" / "configs" / "tiny_dino.py"), f"train.output_dir={out}"))
+    return out

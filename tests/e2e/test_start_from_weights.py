@@ -34,11 +34,10 @@ def test_fine_tune_from_a_checkpoint_evaluates_at_step_0_as_the_checkpoint(refer
     assert not all(torch.equal(start[k], final(moved, 1)["model"][k]) for k in start)
 
 
-def test_continued_pretraining_starts_from_the_checkpoints_teacher(tmp_path):
+def test_continued_pretraining_starts_from_the_checkpoints_teacher(dino_run, tmp_path):
     """Student and teacher both start as the file's teacher (and its heads load): the step-0 k-NN of the new
     run is the checkpoint's last one; a missing file is an error naming it."""
-    first, second = tmp_path / "first", tmp_path / "second"
-    check(vitlab("train", TINY_DINO, f"train.output_dir={first}"))
+    first, second = dino_run, tmp_path / "second"
     ckpt = first / "checkpoints" / "step_00000003.pt"
     proc = check(vitlab("train", TINY_DINO, f"train.output_dir={second}", f"train.init_from={ckpt}",
                         "train.eval_at_start=true", "train.max_steps=1"))

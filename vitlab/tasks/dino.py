@@ -44,7 +44,7 @@ from vitlab.ssl import (
 )
 from vitlab.tasks.task import Task
 
-__all__ = ["DINOv3Task"]
+__all__ = ["DINOv3Task", "knn_monitor", "student_dino_ibot"]
 
 
 class DINOv3Task(Task):
@@ -193,7 +193,6 @@ class DINOv3Task(Task):
     # ----------------------------------------------------------------- the step
     def training_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         globals_ = batch["global_crops"]  # [G*B, C, H, W], crop-major
-        locals_ = batch.get("local_crops")  # [L*B, C, h, w] or None
         masks = batch.get("masks")  # [G*B, N] bool
         # The masked patches by index: M is fixed by the batch shape (see sample_ibot_masks), so a
         # compiled step keeps one graph, where a boolean index would break it at a data-dependent shape.
@@ -204,6 +203,7 @@ class DINOv3Task(Task):
         B = globals_.shape[0] // 2
         temp = self.step_values["teacher_temp"]  # a 0-dim tensor, as are the loss weights below
 
+        t_patch_probs = None
         with torch.no_grad():
             t_feats = self.model.forward_features(globals_)
             t_logits = self.teacher_dino_head(self.model.readout(t_feats)).unflatten(0, (2, B))  # [G, B, K]
@@ -213,18 +213,10 @@ class DINOv3Task(Task):
                 t_patch_probs = self.ibot_loss.teacher_probs(self.teacher_ibot_head(t_masked), temp)  # [M, K]
 
         s_feats = self.student.forward_features(globals_, masks=masks)
-        s_embed = self.student.readout(s_feats)  # [G*B, E]
-        s_logits = [self.student_dino_head(s_embed).unflatten(0, (2, B))]
-        if locals_ is not None:
-            s_local = self.student.readout(self.student.forward_features(locals_))
-            s_logits.append(self.student_dino_head(s_local).unflatten(0, (-1, B)))
-        dino = self.dino_loss(torch.cat(s_logits), t_probs)
+        dino, ibot, s_embed = student_dino_ibot(self.student, (self.student_dino_head, self.student_ibot_head),
+                                                (self.dino_loss, self.ibot_loss), s_feats, batch, t_probs,
+                                                t_patch_probs)
         zero = dino.new_zeros(())
-        ibot = zero
-        if masked is not None:  # M = 0 (no image masked) gives a zero loss through the empty sum
-            s_masked = s_feats["patches"].flatten(0, 2).index_select(0, masked)  # [M, D]
-            ibot = self.ibot_loss(self.student_ibot_head(s_masked), t_patch_probs, masks,
-                                  batch.get("masks_weight"))
         koleo = sum(koleo_loss(e) for e in s_embed.float().chunk(2)) if B > 1 else zero  # per global crop
         gram = zero
         if self.gram_active:
@@ -276,19 +268,48 @@ class DINOv3Task(Task):
     # ----------------------------------------------------------------- online k-NN monitor
     @torch.no_grad()
     def evaluate(self, make_loader: Callable[[str], Any], protocol: Any) -> dict[str, float]:
-        """Weighted k-NN top-1 of the teacher backbone's ``eval.readout`` on the protocol's validation split
-        (``holdout`` queries, ``monitor_bank`` bank; :mod:`vitlab.eval.protocol`), for each ``eval.ks``;
-        ``knn_top1`` is the best of them; ``tokens/*`` are the register / token statistics of
-        :mod:`vitlab.eval.tokens` on the first ``eval.token_images`` holdout images. The test set is
-        never looked at."""
-        feats = {}
-        for split in ("monitor_bank", "holdout"):
-            x, y = extract_features(self.model, make_loader(split), readout=protocol.readout)
-            # Each rank embedded its shard; every rank scores the whole set.
-            feats["bank" if split == "monitor_bank" else split] = tuple(torch.cat(gather_objects(t)) for t in (x, y))
-        res = choose_knn(feats, protocol)
-        tokens = fixed_batch_tokens(self.model, make_loader("holdout"), protocol,
-                                    device=next(self.model.parameters()).device)
-        return {f"knn_k{k}_top1": res[f"knn_val_k{k}_top1"] for k in sorted(protocol.ks)} | {
-            "knn_top1": res["knn_val_top1"]} | {f"tokens/{k}": v for k, v in tokens.items()}
+        """The online k-NN monitor (:func:`knn_monitor`) of the teacher backbone."""
+        return knn_monitor(self.model, make_loader, protocol)
 
+
+def student_dino_ibot(student: nn.Module, heads: tuple[nn.Module, nn.Module], losses: tuple[DINOLoss, iBOTPatchLoss],
+                      s_feats: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], t_probs: torch.Tensor,
+                      t_patch_probs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The student's side of DINO and iBOT: its DINO head on the readout of every crop (the global crops'
+    ``s_feats``, then the local crops) against the teacher's ``t_probs`` ``[G, B, K]``, and its iBOT head
+    on the masked patches (``batch["mask_indices"]``) against ``t_patch_probs`` ``[M, K]``.
+
+    Returns:
+        ``(dino, ibot, s_embed)``: the two losses (iBOT zero without masks) and the global crops'
+        readout ``[G*B, E]`` (for KoLeo).
+    """
+    B = batch["global_crops"].shape[0] // 2
+    locals_, masked = batch.get("local_crops"), batch.get("mask_indices")
+    s_embed = student.readout(s_feats)  # [G*B, E]
+    s_logits = [heads[0](s_embed).unflatten(0, (2, B))]
+    if locals_ is not None:
+        s_local = student.readout(student.forward_features(locals_))
+        s_logits.append(heads[0](s_local).unflatten(0, (-1, B)))
+    dino = losses[0](torch.cat(s_logits), t_probs)
+    ibot = dino.new_zeros(())
+    if masked is not None:  # M = 0 (no image masked) gives a zero loss through the empty sum
+        s_masked = s_feats["patches"].flatten(0, 2).index_select(0, masked)  # [M, D]
+        ibot = losses[1](heads[1](s_masked), t_patch_probs, batch["masks"], batch.get("masks_weight"))
+    return dino, ibot, s_embed
+
+
+@torch.no_grad()
+def knn_monitor(model: nn.Module, make_loader: Callable[[str], Any], protocol: Any) -> dict[str, float]:
+    """Weighted k-NN top-1 of ``model``'s ``eval.readout`` on the protocol's validation split (``holdout``
+    queries, ``monitor_bank`` bank; :mod:`vitlab.eval.protocol`), for each ``eval.ks``; ``knn_top1`` is the
+    best of them; ``tokens/*`` are the register / token statistics of :mod:`vitlab.eval.tokens` on the
+    first ``eval.token_images`` holdout images. The test set is never looked at."""
+    feats = {}
+    for split in ("monitor_bank", "holdout"):
+        x, y = extract_features(model, make_loader(split), readout=protocol.readout)
+        # Each rank embedded its shard; every rank scores the whole set.
+        feats["bank" if split == "monitor_bank" else split] = tuple(torch.cat(gather_objects(t)) for t in (x, y))
+    res = choose_knn(feats, protocol)
+    tokens = fixed_batch_tokens(model, make_loader("holdout"), protocol, device=next(model.parameters()).device)
+    return {f"knn_k{k}_top1": res[f"knn_val_k{k}_top1"] for k in sorted(protocol.ks)} | {
+        "knn_top1": res["knn_val_top1"]} | {f"tokens/{k}": v for k, v in tokens.items()}
