@@ -76,7 +76,8 @@ SlurmdLogFile=$LOGS/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+# allocate logical CPUs: a 2-vCPU machine may be 1 core x 2 threads
+SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
 MpiDefault=none
 MailProg=/bin/true
