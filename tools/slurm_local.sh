@@ -40,7 +40,7 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
         exit 3
     fi
     echo "slurm_local: installing slurm-wlm and munge (about a minute)"
-    apt-get update -qq
+    apt-get update -qq || { sleep 10; apt-get update -qq; }  # one retry of a passing network fault
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
 
