@@ -8,7 +8,8 @@ strips a prefix such as ``module.``). Every tensor of the network is then, by na
 
 - ``loaded``: the file has it with the same shape, and every module on its path has the same type in the
   file's architecture (when the file carries its config);
-- ``interpolated``: a position embedding on another patch grid, resampled bicubically (as timm and DINOv3);
+- ``interpolated``: a learned position embedding on another patch grid, resampled bicubically (as its
+  forward does at another image size, and as timm and DINOv3 do);
 - ``fresh``: the file lacks it, or a module on its path changed type (a new head, a swapped mixer: an
   ``"A"`` block of the file that is an ``"H"`` block now keeps its norms, FFN and LayerScale but starts its
   mixer fresh);
@@ -27,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from vitlab.layers.pos_embed import LearnedPosEmbed, resample_grid
 
 __all__ = ["PretrainedWeights", "InitReport", "read_pretrained", "load_matching", "module_group"]
 
@@ -168,16 +170,16 @@ def _changed_type(key: str, target_types: dict[str, type], source_types: dict[st
     return None
 
 
-def _resample_pos_embed(value: torch.Tensor, shape: torch.Size, num_prefix: int) -> torch.Tensor | None:
-    """A ``[1, prefix + h*w, D]`` position embedding on the square grid ``shape`` asks for; None if not square."""
-    old, new = value.shape[1] - num_prefix, shape[1] - num_prefix
-    h0, h1 = math.isqrt(old), math.isqrt(new)
-    if value.dim() != 3 or value.shape[2] != shape[2] or h0 * h0 != old or h1 * h1 != new:
+def _resample_pos_embed(value: torch.Tensor, holder: nn.Module) -> torch.Tensor | None:
+    """The file's ``[1, prefix + h*w, D]`` embedding (a square grid) on ``holder``'s grid; None where
+    ``holder`` is no learned position embedding or the file's grid is not square."""
+    if not isinstance(holder, LearnedPosEmbed):
         return None
-    grid = value[:, num_prefix:].reshape(1, h0, h0, -1).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(h1, h1), mode="bicubic", align_corners=False, antialias=h1 < h0)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, h1 * h1, -1).to(value.dtype)
-    return torch.cat([value[:, :num_prefix], grid], dim=1)
+    prefix, side = holder.num_prefix, math.isqrt(value.shape[1] - holder.num_prefix)
+    if value.shape[2] != holder.pos_embed.shape[2] or side * side != value.shape[1] - prefix:
+        return None
+    grid = resample_grid(value[:, prefix:], (side, side), (holder.grid_h, holder.grid_w))
+    return torch.cat([value[:, :prefix], grid], dim=1)
 
 
 def load_matching(module: nn.Module, weights: PretrainedWeights | Mapping[str, torch.Tensor], *,
@@ -211,9 +213,7 @@ def load_matching(module: nn.Module, weights: PretrainedWeights | Mapping[str, t
             continue
         value = given[key]
         if value.shape != current.shape:
-            holder = module.get_submodule(key.rsplit(".", 1)[0]) if "." in key else module
-            resampled = (_resample_pos_embed(value, current.shape, getattr(holder, "num_prefix", 0))
-                         if key.split(".")[-1] == "pos_embed" else None)
+            resampled = _resample_pos_embed(value, module.get_submodule(key.rsplit(".", 1)[0]) if "." in key else module)
             if resampled is None:
                 raise ValueError(f"train.init_from={weights.path!r}: {what}{key} has shape {tuple(value.shape)} in the "
                                  f"file but {tuple(current.shape)} in the network")

@@ -111,7 +111,6 @@ class Trainer:
         self.data = data_stream(self.train_loader, self.sampler, self.state)
         self.faults = Faults.from_env()
         self.stop_requested, self.stop_signal = False, ""  # a stop signal arrived, and its name
-        self.stopped_early = False  # the run stopped on a signal before total_steps (checkpoint written)
         self.warned_data_wait = False
         self.has_val = cfg.data.val is not None
         self.protocol = eval_config(self.cfg)  # the frozen-feature protocol of an SSL task's monitor
@@ -135,7 +134,6 @@ class Trainer:
                 self.maybe_checkpoint(is_best, result.stopping)
                 self.faults.maybe_fire(state.step, lambda: self.stop_requested)
                 if result.stopping:
-                    self.stopped_early = True
                     if self.info.is_main:
                         print(f"[vitlab] {self.stop_signal or 'a stop signal on another rank'}: saved a checkpoint "
                               f"at step {state.step} and stopped", flush=True)

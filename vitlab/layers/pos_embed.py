@@ -11,7 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LearnedPosEmbed"]
+__all__ = ["LearnedPosEmbed", "resample_grid"]
+
+
+def resample_grid(pe: torch.Tensor, old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:
+    """A ``[1, h0*w0, D]`` embedding of the ``old`` grid resampled bicubically to the ``new`` one: ``[1, h1*w1, D]``."""
+    if tuple(old) == tuple(new):
+        return pe
+    grid = pe.reshape(1, old[0], old[1], -1).permute(0, 3, 1, 2)  # [1, D, h0, w0]
+    grid = F.interpolate(grid.float(), size=tuple(new), mode="bicubic", align_corners=False)
+    return grid.to(pe.dtype).permute(0, 2, 3, 1).reshape(1, new[0] * new[1], -1)
 
 
 class LearnedPosEmbed(nn.Module):
@@ -39,8 +48,4 @@ class LearnedPosEmbed(nn.Module):
         ``grad_fn``, on which torch's module tracker (``FlopCounterMode``) fails.
         """
         pe = self.pos_embed[:, self.num_prefix :]  # [1, h0*w0, D]
-        if (grid_h, grid_w) != (self.grid_h, self.grid_w):
-            pe = pe.reshape(1, self.grid_h, self.grid_w, -1).permute(0, 3, 1, 2)  # [1, D, h0, w0]
-            pe = F.interpolate(pe.float(), size=(grid_h, grid_w), mode="bicubic", align_corners=False)
-            pe = pe.to(self.pos_embed.dtype).permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
-        return patches + pe
+        return patches + resample_grid(pe, (self.grid_h, self.grid_w), (grid_h, grid_w))

@@ -21,6 +21,7 @@ from typing import Any
 from vitlab.slurm.executor import check_cluster, check_launch, make_executor
 from vitlab.slurm.jobs import cancel, job_result, job_state, log_tail
 from vitlab.slurm.train_job import TrainJob
+from vitlab.sweep import pixel_baseline, record_result, summarise_sweep, train_overrides
 
 __all__ = ["ScoreJob", "PixelJob", "submit_sweep", "sweep_status", "run_state", "JOBS_FILE"]
 
@@ -37,8 +38,6 @@ class ScoreJob:
     out: str
 
     def __call__(self) -> str:
-        from vitlab.sweep import record_result
-
         return record_result(self.run, Path(self.out))["status"]
 
 
@@ -50,14 +49,14 @@ class PixelJob:
     overrides: list[str]
 
     def __call__(self) -> dict[str, Any] | None:
-        from vitlab.sweep import pixel_baseline
+        out = Path(self.out)
+        return pixel_baseline(_results(out, _jobs(out)["plan"]), out, self.overrides)
 
-        return pixel_baseline(_results(Path(self.out)), Path(self.out), self.overrides)
 
-
-def _results(out: Path) -> list[dict[str, Any]]:
-    """Every ``result.json`` of the sweep folder."""
-    return [json.loads(f.read_text()) for f in sorted(out.glob("*/result.json"))]
+def _results(out: Path, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``result.json`` of every run that has one, in the grid's order (as the local runner lists them)."""
+    files = [out / run["name"] / "result.json" for run in runs]
+    return [json.loads(f.read_text()) for f in files if f.exists()]
 
 
 def _jobs(out: Path) -> dict[str, Any]:
@@ -92,8 +91,6 @@ def run_state(run: dict[str, Any], out: Path, jobs: dict[str, Any]) -> tuple[str
         traceback = str(result[1]).strip().splitlines()[-3:] if result is not None and result[0] == "error" else []
         why = " | ".join(traceback) or log_tail(folder, ids["train"], lines=5).replace("\n", " | ")
         error = f"train job {ids['train']} {train.state.lower()} (exit {train.exit_code or '?'}): {why}"
-        from vitlab.sweep import record_result
-
         cancel([ids["score"]])  # its dependency can never be met
         record_result(run, out, error)
         return "failed", error
@@ -107,8 +104,6 @@ def run_state(run: dict[str, Any], out: Path, jobs: dict[str, Any]) -> tuple[str
 def submit_sweep(runs: list[dict[str, Any]], config: str | Path, out: Path, launch: Any,
                  pixel_overrides: list[str]) -> int:
     """Submit the runs that are neither done nor queued, their evaluations and the pixel baseline; returns 0."""
-    from vitlab.sweep import train_overrides
-
     check_launch(launch)
     check_cluster(launch)
     jobs, folder, name = _jobs(out), out / "slurm", Path(config).stem
@@ -155,8 +150,6 @@ def sweep_status(out: Path) -> int:
     Raises:
         FileNotFoundError: nothing was submitted into ``out``.
     """
-    from vitlab.sweep import summarise_sweep
-
     if not (out / JOBS_FILE).exists():
         raise FileNotFoundError(f"--status: {str(out / JOBS_FILE)!r} does not exist: no sweep was submitted to Slurm "
                                 "into this folder (--out)")
@@ -171,8 +164,7 @@ def sweep_status(out: Path) -> int:
         pixels_state = "done" if (out / "pixels.json").exists() else job_state(jobs["pixels"]).state.lower()
         print(f"[sweep] raw-pixel baseline (job {jobs['pixels']}): {pixels_state}", flush=True)
     print("[sweep] " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), flush=True)
-    files = [out / run["name"] / "result.json" for run in runs]  # in the grid's order, as the local runner's
-    results = [json.loads(f.read_text()) for f in files if f.exists()]
+    results = _results(out, runs)
     if results:
         pixels_file = out / "pixels.json"
         summarise_sweep(results, out, json.loads(pixels_file.read_text()) if pixels_file.exists() else None)

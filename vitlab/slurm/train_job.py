@@ -21,6 +21,10 @@ import signal
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vitlab.config import apply_overrides, load_config
+from vitlab.engine import distributed
+from vitlab.engine.trainer import Trainer
+
 __all__ = ["TrainJob", "RunInterrupted", "slurm_job_id"]
 
 
@@ -53,10 +57,6 @@ class TrainJob:
     max_requeues: int = 3
 
     def __call__(self) -> dict[str, float]:
-        from vitlab.config import apply_overrides, load_config
-        from vitlab.engine import distributed
-        from vitlab.engine.trainer import Trainer
-
         overrides = list(self.overrides)
         if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:  # requeued by Slurm: continue, never restart
             overrides.append("train.resume=auto")
@@ -67,7 +67,7 @@ class TrainJob:
             metrics = trainer.fit()
         finally:
             distributed.cleanup()
-        if not trainer.stopped_early:
+        if trainer.state.step == trainer.total_steps:
             return metrics
         if trainer.stop_signal == "SIGUSR2":  # the time limit is near, or a preemption: submitit requeues
             os.kill(os.getpid(), signal.SIGUSR2)  # submitit's handler: checkpoint(), scontrol requeue, exit

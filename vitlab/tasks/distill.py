@@ -117,6 +117,7 @@ class DistillationTask(Task):
         self.teacher_temp, self.weights = teacher_temp, {
             "dino": dino_weight, "ibot": ibot_weight, "koleo": koleo_weight, "patch": patch_weight}
         self.teacher_path = str(teacher)
+        self._flop_counts: dict[tuple, int] = {}
 
     def train(self, mode: bool = True) -> DistillationTask:
         super().train(mode)
@@ -178,16 +179,24 @@ class DistillationTask(Task):
 
     def _flops(self, globals_: torch.Tensor) -> dict[str, int]:
         size = tuple(globals_.shape[-2:])
-        return {"student": self.model.flop_count(True, size), "teacher": self.teacher.flop_count(True, size)}
+        return {"student": self._count("student", True, size), "teacher": self._count("teacher", True, size)}
+
+    def _count(self, which: str, inference: bool, size: tuple[int, ...]) -> int:
+        """One image's FLOPs of the student or the teacher, counted once per crop size (analytic, fixed)."""
+        key = (which, inference, size)
+        if key not in self._flop_counts:
+            network = self.model if which == "student" else self.teacher
+            self._flop_counts[key] = network.flop_count(inference, size)
+        return self._flop_counts[key]
 
     def train_flops(self, batch: dict[str, torch.Tensor]) -> int:
         """The student's forward + backward on its crops and the teacher's forward on the global crops
         (heads and projections are not counted, as for DINOv3)."""
         globals_, locals_ = batch["global_crops"], batch.get("local_crops")
         size = tuple(globals_.shape[-2:])
-        flops = len(globals_) * (self.model.flop_count(False, size) + self.teacher.flop_count(True, size))
+        flops = len(globals_) * (self._count("student", False, size) + self._count("teacher", True, size))
         if locals_ is not None and self.mode == "heads":
-            flops += len(locals_) * self.model.flop_count(False, tuple(locals_.shape[-2:]))
+            flops += len(locals_) * self._count("student", False, tuple(locals_.shape[-2:]))
         return flops
 
     @torch.no_grad()
