@@ -58,12 +58,14 @@ def test_two_task_job_trains_like_one_process(slurm, tmp_path):
 
 @pytest.mark.parametrize("stop", ["scontrol requeue", "time limit"])
 def test_a_job_stopped_mid_run_comes_back_bit_identical(slurm, reference_run, tmp_path, stop):
-    """``scontrol requeue`` (SIGTERM; Slurm requeues the job) and a real time limit (1 minute: Slurm's timer
+    """``scontrol requeue`` (SIGTERM; Slurm requeues the job) and a real time limit (2 minutes: Slurm's timer
     sends SIGUSR2 ``launch.signal_delay_s`` before it, through submitit's ``--signal``; the job requeues
     itself): the rank stops at the next step boundary, the checkpoint is written, the job comes back,
     resumes, and ends with every tensor of the uninterrupted run's final checkpoint."""
     run = tmp_path / "run"
-    limit = ["launch.time_min=1", "launch.signal_delay_s=45"] if stop == "time limit" else []
+    # Slurm's timer may signal up to 60 s before the time asked: 2 min less 45 s puts the signal 15 to 75 s
+    # into the job, after its start-up
+    limit = ["launch.time_min=2", "launch.signal_delay_s=45"] if stop == "time limit" else []
     proc = check(vitlab("train", TINY, f"train.output_dir={run}", *SLURM, *limit, fault="WAIT@3"))
     job = job_id(proc)
     log = run / "slurm" / f"{job}_0_log.out"

@@ -21,10 +21,6 @@ import signal
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vitlab.config import apply_overrides, load_config
-from vitlab.engine import distributed
-from vitlab.engine.trainer import Trainer
-
 __all__ = ["TrainJob", "RunInterrupted", "slurm_job_id"]
 
 
@@ -57,6 +53,12 @@ class TrainJob:
     max_requeues: int = 3
 
     def __call__(self) -> dict[str, float]:
+        # Imported here, not at the top: submitit unpickles this job before it installs its signal handlers,
+        # so the module stays light and a SIGUSR2 that comes early finds the handlers already in place.
+        from vitlab.config import apply_overrides, load_config
+        from vitlab.engine import distributed
+        from vitlab.engine.trainer import Trainer
+
         overrides = list(self.overrides)
         if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:  # requeued by Slurm: continue, never restart
             overrides.append("train.resume=auto")
