@@ -56,7 +56,7 @@ def test_quickstart_runs_end_to_end_with_knn_before_and_after(tmp_path):
     proc = subprocess.run(plot + ["--reference", str(ref), "--out", str(png)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert f"step 4 after" in proc.stdout and f"{after:.2f} vs reference {after:.2f} (+0.00)" in proc.stdout
+    assert "step 4 after" in proc.stdout and f"{after:.2f} vs reference {after:.2f} (+0.00)" in proc.stdout
     from PIL import Image
 
     assert Image.open(png).size[0] == 640
