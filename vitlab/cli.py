@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("vitlab.bench", "throughput and memory of a config against the equivalent timm model"),
     "viz": ("vitlab.viz", "PCA of patch features and attention maps of a checkpoint"),
     "plot-curves": ("vitlab.curves", "a run's online evaluation over steps against reference curves"),
+    "doctor": ("vitlab.doctor", "why a DINO run's loss sits at ln K: its measurements and the overrides to try"),
 }
 
 

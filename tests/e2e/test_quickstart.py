@@ -22,7 +22,7 @@ def test_quickstart_runs_end_to_end_with_knn_before_and_after(tmp_path):
                            f"train.output_dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "step 0 (before training): knn" in proc.stdout
-    assert "dino_loss" in proc.stdout and "gram_loss" in proc.stdout and "teacher_entropy" in proc.stdout
+    assert "dino_loss" in proc.stdout and "gram_loss" in proc.stdout and "target_entropy" in proc.stdout
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     knn = [(d["step"], d["val/knn_top1"]) for d in lines if "val/knn_top1" in d]
     assert [s for s, _ in knn] == [0, 4]
@@ -35,7 +35,8 @@ def test_quickstart_runs_end_to_end_with_knn_before_and_after(tmp_path):
     assert f"knn_top1 {before:.2f} -> {after:.2f} ({after - before:+.2f})" in proc.stdout
     losses = [d for d in lines if "train/dino_loss" in d]
     assert losses and all(k in losses[-1] for k in ("train/ibot_loss", "train/koleo_loss", "train/gram_loss",
-                                                      "train/collapse/teacher_entropy"))
+                                                      "train/collapse/target_entropy",
+                                                      "train/dino/kl", "train/dino/local_crops"))
     assert list((out / "checkpoints").glob("*.pt"))
     assert list(out.glob("events.out.tfevents.*"))
     assert all(d["wall_s"] >= 0 for d in lines) and lines[-1]["wall_s"] >= lines[0]["wall_s"]
@@ -55,7 +56,7 @@ def test_quickstart_runs_end_to_end_with_knn_before_and_after(tmp_path):
     proc = subprocess.run(plot + ["--reference", str(ref), "--out", str(png)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert f"step 4 after" in proc.stdout and f"{after:.2f} vs reference {after:.2f} (+0.00)" in proc.stdout
+    assert "step 4 after" in proc.stdout and f"{after:.2f} vs reference {after:.2f} (+0.00)" in proc.stdout
     from PIL import Image
 
     assert Image.open(png).size[0] == 640

@@ -1,4 +1,4 @@
-"""Collapse watch: the two collapse modes and a healthy batch."""
+"""Collapse watch: the two collapse modes, judged from the loss's target, and a healthy batch."""
 
 import math
 
@@ -20,8 +20,20 @@ def test_uniform_collapse_needs_the_whole_window():
     stats = collapse_stats(uniform, [ln_k * 1.005] * 20, k)
     assert stats["loss_at_ln_k"] and stats["collapsed"] and not stats["dominant_prototype"]
     assert math.isclose(stats["entropy"], ln_k, rel_tol=1e-6) and stats["ln_k"] == ln_k
-    early = collapse_stats(uniform, [ln_k * 1.2] + [ln_k] * 19, k)  # one step off: not yet
+    sharp = torch.softmax(torch.randn(32, k) * 5, -1)
+    early = collapse_stats(sharp, [ln_k * 1.2] + [ln_k] * 19, k)  # one step off: not yet
     assert not early["collapsed"]
+
+
+def test_a_uniform_target_is_collapse_even_while_the_loss_is_below_ln_k():
+    k = 64
+    ln_k = math.log(k)
+    uniform = torch.full((2, 8, k), 1 / k)
+    stats = collapse_stats(uniform, [0.5 * ln_k] * 5, k, target_entropies=[ln_k] * 5)
+    assert stats["target_at_ln_k"] and not stats["loss_at_ln_k"] and stats["collapsed"]
+    # one earlier step whose target was informative: not (yet) a collapse
+    stats = collapse_stats(uniform, [0.5 * ln_k] * 5, k, target_entropies=[0.5 * ln_k] + [ln_k] * 4)
+    assert not stats["target_at_ln_k"] and not stats["collapsed"]
 
 
 def test_dominant_prototype():

@@ -1,4 +1,5 @@
 import functools
+import math
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ import torch
 from tests.models.helpers import tiny
 from vitlab.config import ConfigInstantiationError, L, instantiate
 from vitlab.engine.schedules import Schedule
-from vitlab.ssl import DINOHead, MaskingGenerator, MultiCrop, collate_multicrop, sample_ibot_masks
+from vitlab.ssl import DINOHead, MaskingGenerator, MultiCrop, collate_multicrop, sample_ibot_masks, teacher_entropy
 from vitlab.tasks.dino import DINOv3Task
 
 
@@ -230,3 +231,30 @@ def test_batch_with_masks_but_no_mask_indices_is_named():
     del batch["mask_indices"]
     with pytest.raises(KeyError, match="mask_indices"):
         task(batch)
+
+
+def test_collapse_watch_reads_the_sinkhorn_knopp_target_and_logs_the_loss_apart():
+    task = make_task()
+    seen = {}
+    loss_fn = task.dino_loss
+    original = loss_fn.teacher_probs
+
+    def spy(logits, temp, **kw):  # keep the DINO target the loss is given
+        probs = original(logits, temp, **kw)
+        if logits.dim() == 3:
+            seen["target"], seen["logits"], seen["temp"] = probs, logits, temp
+        return probs
+
+    loss_fn.teacher_probs = spy
+    metrics = run_steps(task, 1)[0]
+    target_entropy = teacher_entropy(seen["target"]).item()
+    softmax_entropy = teacher_entropy(torch.softmax(seen["logits"].float() / seen["temp"], -1)).item()
+    assert math.isclose(metrics["collapse/target_entropy"], target_entropy, rel_tol=1e-5)
+    assert math.isclose(metrics["collapse/softmax_entropy"], softmax_entropy, rel_tol=1e-5)
+    assert abs(target_entropy - softmax_entropy) > 1e-3  # Sinkhorn-Knopp moved it: the two are not the same
+    assert math.isclose(metrics["dino/kl"], metrics["dino_loss"] - target_entropy, rel_tol=1e-4, abs_tol=1e-5)
+    assert metrics["dino/kl"] >= -1e-5
+    n_global, n_local = 2, make_batch()["local_crops"].shape[0] // (make_batch()["global_crops"].shape[0] // 2)
+    g, l_ = 2 * (n_global - 1), n_global * n_local
+    mixed = (g * metrics["dino/global_crops"] + l_ * metrics["dino/local_crops"]) / (g + l_)
+    assert math.isclose(mixed, metrics["dino_loss"], rel_tol=1e-5)

@@ -46,7 +46,10 @@ class TrainConfig:
     # the device's dense peak TFLOP/s for train/mfu; None: vitlab.engine.mfu's table (CUDA devices only)
     peak_tflops: Optional[float] = None
     grad_accum_steps: int = 1
-    clip_grad: Optional[float] = 1.0  # max global grad norm; None/0: no clipping (the norm is still logged)
+    clip_grad: Optional[float] = 1.0  # max grad norm; None/0: no clipping (the norm is still logged)
+    # global: one norm over every trained parameter; module: one per trainable module (DINOv3: backbone,
+    # DINO head and iBOT head apart), each module's norm logged as train/grad_norm/<module>
+    clip_grad_scope: str = "global"
     log_every: int = 20
     eval_every: Optional[int] = None  # steps; the run always evaluates at its end
     eval_at_start: bool = False  # also evaluate the untrained network (logged at step 0)

@@ -111,11 +111,11 @@ class MetricLogger:
                          ("train/mfu", ".1%"), ("train/lr", ".2e")):
             if key in scalars:
                 parts.append(f"{key.split('/')[-1]} {scalars[key]:{fmt}}")
-        # a task's loss terms (DINO, iBOT, KoLeo, Gram) and the collapse watch's teacher entropy
+        # a task's loss terms (DINO, iBOT, KoLeo, Gram) and the entropy of the DINO loss's target vs ln K
         parts += [f"{k.removeprefix('train/')} {v:.3f}" for k, v in scalars.items()
                   if k.startswith("train/") and k.endswith("_loss")]
-        if "train/collapse/teacher_entropy" in scalars and "train/collapse/ln_k" in scalars:
-            parts.append(f"teacher_entropy {scalars['train/collapse/teacher_entropy']:.2f}"
+        if "train/collapse/target_entropy" in scalars and "train/collapse/ln_k" in scalars:
+            parts.append(f"target_entropy {scalars['train/collapse/target_entropy']:.2f}"
                          f"/{scalars['train/collapse/ln_k']:.2f}")
         parts += [f"{k} {v:.4f}" for k, v in scalars.items() if k.startswith("val/") and k.count("/") == 1]
         parts.append(f"eta {format_eta(rate * (self.total_steps - step))}")

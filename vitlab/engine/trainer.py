@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from vitlab.config import eval_config, instantiate, typed_sections
 from vitlab.engine import distributed
 from vitlab.engine.batches import build_data, data_stream, to_device
+from vitlab.engine.clip import clip_gradients, clip_groups
 from vitlab.engine.compile import apply_compile, resolve_compile
 from vitlab.engine.faults import Faults
 from vitlab.engine.logging import MetricLogger, flat_hparams, peak_memory_mb
@@ -98,6 +99,7 @@ class Trainer:
                               patch_embed_lr_mult=oc.patch_embed_lr_mult, no_weight_decay=oc.no_weight_decay)
         self.optimizer = build_optimizer(oc.optimizer, groups)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.clip_groups = clip_groups(self.task.trainable_modules(), self.params, tc.clip_grad_scope)
         loaded = self.init_report.param_names if self.init_report else set()
         self.frozen = [p for name, p in self.task.named_parameters() if name in loaded]  # train.init_freeze_steps
         self.precision = Precision(tc.precision, info.device)
@@ -162,8 +164,9 @@ class Trainer:
         if step < self.tc.init_freeze_steps:  # the loaded weights wait while the fresh ones warm up
             for p in self.frozen:
                 p.grad = None
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.tc.clip_grad or float("inf"))
-        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        grad_norm, group_norms = clip_gradients(self.clip_groups, self.tc.clip_grad)
+        if len(group_norms) > 1:
+            metrics |= {f"grad_norm/{name}": norm.detach() for name, norm in group_norms.items()}
         # every rank must take the same branch: agree on bad loss / bad grads / stop signal
         flags = distributed.all_reduce_max(torch.stack([
             (~torch.isfinite(loss)).float(), (~torch.isfinite(grad_norm)).float(),

@@ -1,19 +1,19 @@
 """Collapse watch for DINO-style self-distillation (Caron et al. 2021, "Emerging Properties in
 Self-Supervised Vision Transformers", section 5.3 on the two collapse modes).
 
+It reads the *target* the DINO loss uses: the teacher distribution after centering (Sinkhorn-Knopp
+or the EMA center) and sharpening. The cross-entropy is that target's entropy plus the KL divergence of
+the student from it, so a target at ``ln K`` puts the loss at ``ln K`` whatever the student does.
 Criteria, on K prototypes:
 
-* Uniform collapse: the teacher output carries no information, every sample gets (nearly) the
-  uniform distribution, and the DINO cross-entropy sits at ``ln K``. We flag it when every loss in the
-  window the caller keeps is within ``rel_tol`` (1 %) of ``ln K``. A single step near ``ln K`` is
-  normal at initialisation, hence the window.
-* Dominant-prototype collapse: one prototype takes most of the teacher's probability mass over the
-  batch. We flag it when the largest prototype share of the batch-mean distribution exceeds
-  ``max_share`` (50 %).
-
-With Sinkhorn-Knopp centering the *centred* teacher probabilities are balanced over the batch by
-construction, so the share test cannot fire on them; pass the plain tempered softmax of the teacher
-logits (``softmax(logits / teacher_temp)``) to watch the network itself.
+* Uniform collapse: the target carries no information (every sample gets the uniform distribution),
+  or the DINO cross-entropy sits at ``ln K``. We flag either when every value in the window the caller
+  keeps is within ``rel_tol`` (1 %) of ``ln K``. A single step near ``ln K`` is normal at
+  initialisation, hence the window.
+* Dominant-prototype collapse: one prototype takes most of the target's probability mass over the
+  batch. We flag it when the largest prototype share of the batch-mean target exceeds ``max_share``
+  (50 %). Sinkhorn-Knopp balances the prototypes over the batch by construction, so with it this test
+  cannot fire; the task logs the uncentred ``softmax(logits / teacher_temp)``'s share beside it.
 
 Axis legend: ``...`` leading axes (crops, batch), K prototypes.
 """
@@ -36,36 +36,42 @@ def teacher_entropy(probs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def collapse_stats(teacher_probs: torch.Tensor, dino_loss: float | torch.Tensor | Sequence[float],
-                   num_prototypes: int, *, rel_tol: float = 0.01, max_share: float = 0.5) -> dict[str, float | bool]:
+def collapse_stats(target_probs: torch.Tensor, dino_loss: float | torch.Tensor | Sequence[float],
+                   num_prototypes: int, *, target_entropies: Sequence[float] | None = None,
+                   rel_tol: float = 0.01, max_share: float = 0.5) -> dict[str, float | bool]:
     """Numbers to log each step, and a verdict.
 
     Args:
-        teacher_probs: teacher distributions ``[..., K]``.
-        dino_loss: the current DINO loss, or the recent window of losses (e.g. a
-            ``deque(maxlen=100)`` the engine keeps); uniform collapse needs all of them near ``ln K``.
+        target_probs: the loss's teacher targets ``[..., K]`` (this step's).
+        dino_loss: the current DINO loss, or the recent window of losses (e.g. a ``deque`` the task
+            keeps); "at ``ln K``" needs all of them there.
         num_prototypes: K.
+        target_entropies: the recent window of the targets' mean entropies, this step's last; None:
+            this step's alone.
         rel_tol: relative distance to ``ln K`` that counts as "at ``ln K``".
         max_share: prototype share of the batch mass above which the batch counts as collapsed.
 
     Returns:
-        ``entropy`` (mean per-sample), ``marginal_entropy`` (of the batch-mean distribution),
-        ``ln_k``, ``max_prototype_share``, ``loss_at_ln_k``, ``dominant_prototype`` and
-        ``collapsed`` (either criterion).
+        ``entropy`` (this step's target, mean per sample), ``marginal_entropy`` (of the batch-mean
+        target), ``ln_k``, ``max_prototype_share``, ``loss_at_ln_k``, ``target_at_ln_k``,
+        ``dominant_prototype`` and ``collapsed`` (any of the three).
     """
     ln_k = math.log(num_prototypes)
-    probs = teacher_probs.reshape(-1, teacher_probs.shape[-1]).float()  # [M, K]
+    probs = target_probs.reshape(-1, target_probs.shape[-1]).float()  # [M, K]
     marginal = probs.mean(dim=0)  # [K]
-    losses = [float(dino_loss)] if isinstance(dino_loss, (float, int, torch.Tensor)) else [float(x) for x in dino_loss]
-    loss_at_ln_k = bool(losses) and all(abs(x - ln_k) <= rel_tol * ln_k for x in losses)
+    entropy = float(teacher_entropy(probs))
+    at_ln_k = lambda values: bool(values) and all(abs(float(x) - ln_k) <= rel_tol * ln_k for x in values)  # noqa: E731
+    losses = [dino_loss] if isinstance(dino_loss, (float, int, torch.Tensor)) else list(dino_loss)
+    entropies = [entropy] if target_entropies is None else list(target_entropies)
     share = float(marginal.max())
-    dominant = share > max_share
-    return {
-        "entropy": float(teacher_entropy(probs)),
+    stats = {
+        "entropy": entropy,
         "marginal_entropy": float(teacher_entropy(marginal)),
         "ln_k": ln_k,
         "max_prototype_share": share,
-        "loss_at_ln_k": loss_at_ln_k,
-        "dominant_prototype": dominant,
-        "collapsed": loss_at_ln_k or dominant,
+        "loss_at_ln_k": at_ln_k(losses),
+        "target_at_ln_k": at_ln_k(entropies),
+        "dominant_prototype": share > max_share,
     }
+    stats["collapsed"] = stats["loss_at_ln_k"] or stats["target_at_ln_k"] or stats["dominant_prototype"]
+    return stats

@@ -38,7 +38,7 @@ class DINOLoss(CenteredTeacherLoss):
     """
 
     def forward(self, student_logits: torch.Tensor, teacher_probs: torch.Tensor, *,
-                ignore_diagonal: bool = True) -> torch.Tensor:
+                ignore_diagonal: bool = True, parts: bool = False) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean cross-entropy ``-sum_k p_teacher log p_student`` over crop pairs and images.
 
         Args:
@@ -48,9 +48,12 @@ class DINOLoss(CenteredTeacherLoss):
             ignore_diagonal: skip the pairs (student crop i, teacher crop i) for ``i < min(S, T)``.
                 Set ``False`` to score local crops alone against the teachers, as DINOv3's
                 separate local-crop term does.
+            parts: also return the loss's terms apart (detached): ``global`` (the mean over the pairs
+                whose student crop is one of the first T, a global crop) and ``local`` (over the other
+                crops' pairs; absent without them). The loss is their mean weighted by pair counts.
 
         Returns:
-            Scalar loss (float32).
+            Scalar loss (float32), or ``(loss, terms)`` with ``parts``.
         """
         n_student, batch, _ = student_logits.shape
         n_teacher = teacher_probs.shape[0]
@@ -60,6 +63,8 @@ class DINOLoss(CenteredTeacherLoss):
                              f"ignore_diagonal={ignore_diagonal}")
         targets: dict[tuple[int, ...], torch.Tensor] = {}  # the local crops share one target
         total = student_logits.new_zeros((), dtype=torch.float32)
+        sums = {"global": total, "local": total}  # summed losses and pair counts of the two kinds of crop
+        counts = {"global": 0, "local": 0}
         for s in range(n_student):
             paired = tuple(t for t in range(n_teacher) if not (ignore_diagonal and t == s))
             if not paired:
@@ -72,4 +77,11 @@ class DINOLoss(CenteredTeacherLoss):
             row_loss = softmax_cross_entropy(student_logits[s], targets[paired], self.student_temp,
                                              backend=self.backend)  # [B]
             total = total + row_loss.sum()
-        return total / (n_pairs * batch)
+            if parts:
+                kind = "global" if s < n_teacher else "local"
+                sums[kind] = sums[kind] + row_loss.detach().sum()
+                counts[kind] += len(paired)
+        loss = total / (n_pairs * batch)
+        if not parts:
+            return loss
+        return loss, {kind: sums[kind] / (counts[kind] * batch) for kind in sums if counts[kind]}

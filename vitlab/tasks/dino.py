@@ -41,6 +41,7 @@ from vitlab.ssl import (
     gram_loss,
     iBOTPatchLoss,
     koleo_loss,
+    teacher_entropy,
 )
 from vitlab.tasks.task import Task
 
@@ -65,7 +66,7 @@ class DINOv3Task(Task):
             ``start_step`` (first step that adds the Gram loss) and the :class:`GramTeacher` schedule.
         freeze_last_layer_steps: steps during which the prototype layers (``last_layer``) of both heads
             get no update (DINOv3's ``freeze_last_layer_epochs``).
-        collapse_window: steps of DINO loss the collapse watch looks at.
+        collapse_window: steps of DINO loss and target entropy the collapse watch looks at.
         collapse_after: first step at which it may warn (every run starts with the loss at ln K).
     """
 
@@ -110,7 +111,8 @@ class DINOv3Task(Task):
         # recompile it at every step of a warmup.
         self.step_values: dict[str, torch.Tensor] = {}
         self.freeze_last_layer_steps = freeze_last_layer_steps
-        self.recent_dino = deque(maxlen=collapse_window)
+        self.recent_dino = deque(maxlen=collapse_window)  # the DINO loss and its target's entropy, per step
+        self.recent_target = deque(maxlen=collapse_window)
         self.collapse_after = collapse_after
         self.step = 0
         self.gram_active = False
@@ -213,7 +215,7 @@ class DINOv3Task(Task):
                 t_patch_probs = self.ibot_loss.teacher_probs(self.teacher_ibot_head(t_masked), temp)  # [M, K]
 
         s_feats = self.student.forward_features(globals_, masks=masks)
-        dino, ibot, s_embed = student_dino_ibot(self.student, (self.student_dino_head, self.student_ibot_head),
+        dino, ibot, s_embed, dino_terms = student_dino_ibot(self.student, (self.student_dino_head, self.student_ibot_head),
                                                 (self.dino_loss, self.ibot_loss), s_feats, batch, t_probs,
                                                 t_patch_probs)
         zero = dino.new_zeros(())
@@ -227,8 +229,8 @@ class DINOv3Task(Task):
         loss = (w["dino_weight"] * dino + w["ibot_weight"] * ibot + w["koleo_weight"] * koleo
                 + (w["gram_weight"] * gram if self.gram_teacher is not None else 0.0))
         metrics = {"dino_loss": dino.detach(), "ibot_loss": ibot.detach(), "koleo_loss": koleo.detach(),
-                   "gram_loss": gram.detach()}
-        metrics |= self._collapse_watch(t_logits, temp, dino.detach())
+                   "gram_loss": gram.detach()} | dino_terms
+        metrics |= self._collapse_watch(t_logits, t_probs, temp, dino.detach())
         return loss, metrics
 
     def train_flops(self, batch: dict[str, torch.Tensor]) -> int:
@@ -245,24 +247,34 @@ class DINOv3Task(Task):
         return flops
 
     @torch.compiler.disable  # Python floats of this step's values: compiled, each step would recompile
-    def _collapse_watch(self, t_logits: torch.Tensor, temp: torch.Tensor, dino: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Teacher entropy vs ln K and the largest prototype share (of the uncentred teacher softmax)."""
+    def _collapse_watch(self, t_logits: torch.Tensor, t_probs: torch.Tensor, temp: torch.Tensor,
+                        dino: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The collapse watch (:func:`collapse_stats`) on the target the DINO loss uses (``t_probs``: the
+        Sinkhorn-Knopp or centred teacher distribution), and beside it the entropy and largest prototype
+        share of the teacher's own uncentred ``softmax(t_logits / temp)``. ``dino/kl`` is the loss less
+        the target's entropy: the part the student can still reduce."""
         self.recent_dino.append(float(dino))
-        probs = torch.softmax(t_logits.float() / temp, dim=-1)
-        stats = collapse_stats(probs, list(self.recent_dino), probs.shape[-1])
+        self.recent_target.append(float(teacher_entropy(t_probs)))
+        stats = collapse_stats(t_probs, self.recent_dino, t_probs.shape[-1], target_entropies=self.recent_target)
+        own = torch.softmax(t_logits.float() / temp, dim=-1)
+        own_share = float(own.reshape(-1, own.shape[-1]).mean(0).max())
         full_window = len(self.recent_dino) == self.recent_dino.maxlen
         collapsed = self.step >= self.collapse_after and (
-            stats["dominant_prototype"] or (full_window and stats["loss_at_ln_k"]))
+            stats["dominant_prototype"] or (full_window and (stats["loss_at_ln_k"] or stats["target_at_ln_k"])))
         if collapsed and not self._warned_collapse:
             self._warned_collapse = True
             warnings.warn(
-                f"DINO collapse at step {self.step}: loss {float(dino):.3f} vs ln K {stats['ln_k']:.3f}, "
-                f"largest prototype share {stats['max_prototype_share']:.2f}, teacher entropy {stats['entropy']:.3f}",
+                f"DINO collapse at step {self.step}: loss {float(dino):.3f} and its target's entropy "
+                f"{stats['entropy']:.3f} vs ln K {stats['ln_k']:.3f} (over the last {len(self.recent_dino)} steps), "
+                f"largest prototype share of the target {stats['max_prototype_share']:.2f}; "
+                "`vitlab doctor RUN_DIR` checks this run's likely causes",
                 RuntimeWarning, stacklevel=2)
         as_t = lambda v: torch.tensor(float(v))  # noqa: E731
-        return {"collapse/teacher_entropy": as_t(stats["entropy"]), "collapse/ln_k": as_t(stats["ln_k"]),
+        return {"collapse/target_entropy": as_t(stats["entropy"]), "collapse/ln_k": as_t(stats["ln_k"]),
                 "collapse/max_prototype_share": as_t(stats["max_prototype_share"]),
+                "collapse/softmax_entropy": as_t(teacher_entropy(own)), "collapse/softmax_max_share": as_t(own_share),
                 "collapse/dino_loss_over_ln_k": as_t(float(dino) / stats["ln_k"]),
+                "dino/kl": as_t(float(dino) - stats["entropy"]),
                 "collapse/collapsed": as_t(collapsed)}
 
     # ----------------------------------------------------------------- online k-NN monitor
@@ -280,8 +292,9 @@ def student_dino_ibot(student: nn.Module, heads: tuple[nn.Module, nn.Module], lo
     on the masked patches (``batch["mask_indices"]``) against ``t_patch_probs`` ``[M, K]``.
 
     Returns:
-        ``(dino, ibot, s_embed)``: the two losses (iBOT zero without masks) and the global crops'
-        readout ``[G*B, E]`` (for KoLeo).
+        ``(dino, ibot, s_embed, terms)``: the two losses (iBOT zero without masks), the global crops'
+        readout ``[G*B, E]`` (for KoLeo) and the DINO loss's terms apart, to log:
+        ``dino/global_crops`` and ``dino/local_crops`` (:meth:`DINOLoss.forward`'s ``parts``).
     """
     B = batch["global_crops"].shape[0] // 2
     locals_, masked = batch.get("local_crops"), batch.get("mask_indices")
@@ -290,12 +303,12 @@ def student_dino_ibot(student: nn.Module, heads: tuple[nn.Module, nn.Module], lo
     if locals_ is not None:
         s_local = student.readout(student.forward_features(locals_))
         s_logits.append(heads[0](s_local).unflatten(0, (-1, B)))
-    dino = losses[0](torch.cat(s_logits), t_probs)
+    dino, dino_terms = losses[0](torch.cat(s_logits), t_probs, parts=True)
     ibot = dino.new_zeros(())
     if masked is not None:  # M = 0 (no image masked) gives a zero loss through the empty sum
         s_masked = s_feats["patches"].flatten(0, 2).index_select(0, masked)  # [M, D]
         ibot = losses[1](heads[1](s_masked), t_patch_probs, batch["masks"], batch.get("masks_weight"))
-    return dino, ibot, s_embed
+    return dino, ibot, s_embed, {f"dino/{kind}_crops": v for kind, v in dino_terms.items()}
 
 
 @torch.no_grad()

@@ -157,13 +157,13 @@ class DistillationTask(Task):
                 t_patches = resample_patches(t_feats["patches"], tuple(s_feats["patches"].shape[1:3]))
                 t_masked = t_patches.flatten(0, 2).index_select(0, masked)  # [M, Dt]
                 t_patch_probs = self.ibot_loss.teacher_probs(self.teacher_ibot_head(t_masked), temp)  # [M, K]
-        dino, ibot, s_embed = student_dino_ibot(self.model, (self.student_dino_head, self.student_ibot_head),
+        dino, ibot, s_embed, dino_terms = student_dino_ibot(self.model, (self.student_dino_head, self.student_ibot_head),
                                                 (self.dino_loss, self.ibot_loss), s_feats, batch, t_probs,
                                                 t_patch_probs)
         koleo = sum(koleo_loss(e) for e in s_embed.float().chunk(2)) if B > 1 else dino.new_zeros(())
         w = self.weights
         loss = w["dino"] * dino + w["ibot"] * ibot + w["koleo"] * koleo
-        return loss, {"dino_loss": dino.detach(), "ibot_loss": ibot.detach(), "koleo_loss": koleo.detach()}
+        return loss, {"dino_loss": dino.detach(), "ibot_loss": ibot.detach(), "koleo_loss": koleo.detach()} | dino_terms
 
     def _features_step(self, batch: dict[str, torch.Tensor], t_feats: dict[str, torch.Tensor]):
         s_feats = self.model.forward_features(batch["global_crops"])

@@ -1,0 +1,210 @@
+"""``vitlab doctor RUN_DIR``: why a DINO run's image-level loss sits at ln K, and what to try.
+
+It reads the run's ``config.yaml``, its ``metrics.jsonl`` and a few batches of its training data, and
+prints one row per check: what it measured, a verdict and the override to try. The verdicts:
+
+- ``likely``: a cause a control in this project showed (the change put the loss at ln K and undoing it
+  took it off), found in this run;
+- ``possible``: measured in this run and a candidate, but no control here has shown it to be a cause;
+- ``no``: measured, and not this run's problem.
+
+The checks only judge when the symptom is there (the DINO loss's last tenth of logged steps within 1%
+of ln K, the collapse watch's tolerance); a run that has left ln K gets its measurements and no verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["Finding", "diagnose", "add_arguments", "run"]
+
+AT_LN_K = 0.99  # the collapse watch's 1%
+CROP_SHARE = 0.25  # a quarter of a kind of crop flat or alike another image's: the DINO pairs see it
+CLIPPED_SHARE = 0.9
+
+
+@dataclass
+class Finding:
+    """One check: what it measured, ``likely`` / ``possible`` / ``no`` (``-``: not judged) and the override to try."""
+
+    check: str
+    measured: str
+    verdict: str = "-"
+    advice: str = ""
+
+
+def _window(rows: list[dict[str, Any]], key: str, first: bool) -> float | None:
+    values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
+    if not values:
+        return None
+    n = max(1, len(values) // 10)
+    part = values[:n] if first else values[-n:]
+    return sum(part) / len(part)
+
+
+def _scalar(spec: Any) -> float | None:
+    """A loss weight or temperature as a number (a schedule's base), None if absent."""
+    if spec is None:
+        return None
+    if isinstance(spec, (int, float)):
+        return float(spec)
+    return float(spec.get("base")) if hasattr(spec, "get") and spec.get("base") is not None else None
+
+
+def symptom(cfg: Any, rows: list[dict[str, Any]]) -> tuple[Finding, bool]:
+    """The DINO loss (and its target's entropy) against ln K, first and last tenth of the logged steps."""
+    ln_k = _window(rows, "train/collapse/ln_k", first=False)
+    if ln_k is None:
+        ln_k = math.log(int(cfg.task.dino_head.out_dim))
+    first, last = _window(rows, "train/dino_loss", True), _window(rows, "train/dino_loss", False)
+    if last is None:
+        raise ValueError("metrics.jsonl has no train/dino_loss: not a DINO run, or it logged no step")
+    text = f"DINO loss {first / ln_k:.3f} -> {last / ln_k:.3f} ln K (ln K = {ln_k:.2f})"
+    target = _window(rows, "train/collapse/target_entropy", False)
+    if target is not None:
+        text += f"; its target's entropy {target / ln_k:.3f} ln K"
+    at = last / ln_k >= AT_LN_K
+    return Finding("DINO loss at ln K", text, "yes" if at else "no"), at
+
+
+def crops(cfg: Any, *, batches: int = 2, max_images: int = 64) -> Finding:
+    """The share of flat and of near-duplicate crops in a few of the run's training batches."""
+    from vitlab.config import instantiate
+    from vitlab.data import build_dataset, build_loader
+    from vitlab.ssl.crop_stats import crop_stats
+
+    dc = cfg.data
+    collate = instantiate(dc.collate) if dc.collate is not None else None
+    images = min(int(dc.batch_size), max_images)
+    loader, sampler = build_loader(build_dataset(dc, "train"), batch_size=images, seed=int(cfg.train.seed),
+                                   shuffle=True, drop_last=True, collate_fn=collate)
+    sampler.set_epoch(0)
+    shares: dict[str, list[float]] = {}
+    for i, batch in enumerate(loader):
+        if i == batches:
+            break
+        if not isinstance(batch, dict) or "global_crops" not in batch:
+            raise ValueError("the run's training batches hold no multi-crop 'global_crops': not a DINO run")
+        for kind in ("global", "local"):
+            if batch.get(f"{kind}_crops") is not None:
+                for name, value in crop_stats(batch[f"{kind}_crops"], images).items():
+                    shares.setdefault(f"{kind} {name}", []).append(value)
+    mean = {k: sum(v) / len(v) for k, v in shares.items()}
+    text = ", ".join(f"{k} {v:.0%}" for k, v in mean.items()) + f" ({batches} batches of {images} images)"
+    worst = max(mean.get("local flat", 0), mean.get("local duplicate", 0))
+    worst_global = max(mean.get("global flat", 0), mean.get("global duplicate", 0))
+    advice = ""
+    if worst >= CROP_SHARE and worst_global >= CROP_SHARE:
+        advice = "whole images are flat or alike: check the data; then data.train_transform.*_crops_scale"
+    elif worst >= CROP_SHARE:
+        advice = "larger local crops, e.g. data.train_transform.local_crops_scale=[0.3,1.0]"
+    elif worst_global >= CROP_SHARE:
+        advice = "larger global crops, e.g. data.train_transform.global_crops_scale=[0.6,1.0]"
+    return Finding("crops flat or alike across images", text,
+                   "possible" if advice else "no", advice)
+
+
+def prototypes(cfg: Any) -> Finding:
+    """Sinkhorn-Knopp spreads each prototype's mass over the batch's 2B global crops: with K > 2B no
+    target can be sharper than entropy ln(K / 2B)."""
+    k, b = int(cfg.task.dino_head.out_dim), int(cfg.data.batch_size)
+    floor = math.log(k / (2 * b)) / math.log(k) if k > 2 * b else 0.0
+    text = f"K = {k} prototypes, {2 * b} global crops per batch: the target's entropy is at least {floor:.2f} ln K"
+    high = floor >= 0.9
+    return Finding("prototypes against the batch", text, "possible" if high else "no",
+                   f"fewer prototypes, e.g. task.dino_head.out_dim={2 * b}" if high else "")
+
+
+def teacher_temperature(cfg: Any) -> Finding:
+    """The teacher temperature (and its schedule); in benchmarks/ssl_recipe.md 0.07 in place of 0.04 put
+    the quickstart's DINO loss at ln K and the collapse watch fired."""
+    from vitlab.engine.schedules import as_schedule
+
+    spec, steps = cfg.task.get("teacher_temp"), int(cfg.train.max_steps or 1)
+    if spec is None:
+        return Finding("teacher temperature", "not set (the task's default)")
+    schedule = as_schedule(spec, steps)
+    values = [float(schedule(s)) for s in sorted({0, steps // 2, steps - 1})]
+    text = " -> ".join(f"{v:.3f}" for v in values) + f" over {steps} steps"
+    high = max(values) >= 0.07
+    return Finding("teacher temperature", text, "likely" if high else "no",
+                   "task.teacher_temp=0.04 (held; DINOv3 warms 0.04 -> 0.07 over 30 of 100 epochs)" if high else "")
+
+
+def gradients(cfg: Any, rows: list[dict[str, Any]]) -> Finding:
+    """How often the gradient norm was over ``train.clip_grad`` (one global norm scales every part down)."""
+    clip, scope = cfg.train.get("clip_grad"), cfg.train.get("clip_grad_scope", "global")
+    norms = [r["train/grad_norm"] for r in rows if "train/grad_norm" in r]
+    lrs = [r["train/lr"] for r in rows if "train/lr" in r]
+    if not norms:
+        return Finding("gradient clipping", "no train/grad_norm logged")
+    norms_sorted = sorted(norms)
+    median = norms_sorted[len(norms) // 2]
+    share = sum(n > clip for n in norms) / len(norms) if clip else 0.0
+    text = f"grad norm median {median:.3g}, over train.clip_grad={clip} on {share:.0%} of logged steps ({scope} scope)"
+    text += f"; peak lr {max(lrs):.3g}" if lrs else ""
+    clipped = share >= CLIPPED_SHARE and scope == "global"
+    return Finding("gradient clipping", text, "possible" if clipped else "no",
+                   "train.clip_grad_scope=module (DINOv3: backbone and heads apart)" if clipped else "")
+
+
+def koleo(cfg: Any) -> Finding:
+    """KoLeo spreads the batch's embeddings; in benchmarks/ssl_recipe.md weight 0 did not beat random init."""
+    weight = _scalar(cfg.task.get("koleo_weight"))
+    off = weight is not None and weight == 0
+    return Finding("KoLeo", f"task.koleo_weight={weight}", "possible" if off else "no",
+                   "task.koleo_weight=0.1 (DINOv3)" if off else "")
+
+
+def diagnose(run_dir: str | Path, *, batches: int = 2) -> tuple[Finding, list[Finding]]:
+    """The symptom and every check of the run in ``run_dir``; the checks' verdicts are ``-`` when the
+    DINO loss is not at ln K."""
+    from vitlab.config import load_config
+    from vitlab.engine.logging import read_metrics
+
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "metrics.jsonl"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir}: no {name} (not a vitlab run directory?)")
+    cfg = load_config(run_dir / "config.yaml")
+    if "task" not in cfg or "dino_head" not in cfg.task:
+        raise ValueError(f"{run_dir}: its task has no dino_head (vitlab doctor reads DINO runs)")
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    found, at_ln_k = symptom(cfg, rows)
+    checks = [crops(cfg, batches=batches), prototypes(cfg), teacher_temperature(cfg), gradients(cfg, rows), koleo(cfg)]
+    if not at_ln_k:
+        for c in checks:
+            c.verdict, c.advice = "-", ""
+    return found, checks
+
+
+def report(found: Finding, checks: list[Finding]) -> str:
+    lines = [f"{found.check}: {found.verdict} ({found.measured})"]
+    width = max(len(c.check) for c in checks)
+    for c in checks:
+        lines.append(f"  {c.check:<{width}}  {c.verdict:<8}  {c.measured}")
+        if c.advice:
+            lines.append(f"  {'':<{width}}  {'try':<8}  {c.advice}")
+    flagged = [c for c in checks if c.verdict in ("likely", "possible")]
+    if found.verdict == "yes" and not flagged:
+        lines.append("no check found a cause; see README 'When the DINO loss sits at ln K'")
+    elif found.verdict != "yes":
+        lines.append("the DINO loss has left ln K: nothing to report")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a DINO run's directory (config.yaml, metrics.jsonl)")
+    parser.add_argument("--batches", type=int, default=2, help="training batches whose crops are measured")
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.manual_seed(0)
+    print(report(*diagnose(args.run_dir, batches=args.batches)))
+    return 0
