@@ -41,6 +41,7 @@ VALIDATION = ["eval.ks=[20]"]  # the protocol's holdout and monitor bank (see ab
 DINOV3 = {  # the ablated settings at DINOv3's values (each variant changes some and states all)
     "model.layer_types.H.layer_scale_init": "1e-5", "model.layer_types.R.layer_scale_init": "1e-5",
     "optim.lr.base": "1e-3", "task.momentum.base": "0.992", "data.train_transform.local_crops_number": "6",
+    "task.ema_time_fraction": "null",  # the momentum each variant states, not the recipe's cap 1 - 8 / steps
 }
 P7 = {"model.patch_size": "7", "data.train_transform.local_crops_size": "14",
       "data.collate.masker.mask_generator.grid_size": "[4,4]"}

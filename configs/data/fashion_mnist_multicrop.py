@@ -7,7 +7,7 @@ validation split the evaluation protocol carves from ``train`` (``vitlab.eval.pr
 
 from omegaconf import OmegaConf
 from vitlab.config import DataConfig, L
-from vitlab.data import DEFAULT_ROOT, FashionMNIST, compose, normalize
+from vitlab.data import DEFAULT_ROOT, FashionMNIST, normalize
 from vitlab.ssl import MaskingGenerator, MultiCrop, collate_multicrop, sample_ibot_masks
 
 MEAN, STD = [0.2860], [0.3530]  # Fashion-MNIST pixel statistics (one channel: the images are gray)

@@ -3,9 +3,11 @@ multi-crop data, the DINOv3 task, optimiser and trainer settings, in one place.
 
 Every number is DINOv3's (facebookresearch/dinov3 ``configs/ssl_default_config.yaml`` and
 ``train/vitl_im1k_lin834.yaml``) unless its comment says otherwise; each departure was chosen by a
-measured ablation on the 2-core CPU, listed with its k-NN in ``benchmarks/ssl_recipe.md``. An
-experiment imports this file and calls ``set_budget(steps)``, which places every step-dependent
-milestone (warmups, Gram anchoring, the prototype freeze) at the same fraction of the run:
+measured ablation on the 2-core CPU, listed with its k-NN in ``benchmarks/ssl_recipe.md``. Every
+step-dependent milestone (the lr warmup, the prototype freeze, Gram anchoring, the EMA momentum's start)
+is a fraction of the run, resolved when the trainer knows its length, so ``train.max_steps=N`` anywhere
+(file, command line, sweep grid) moves them all. An experiment imports this file and calls
+``set_budget(steps)``, which sets the length and spaces the evaluations and checkpoints:
 
     from configs.recipes.dinov3_small_budget import data, model, optim, set_budget, task, train
     set_budget(1000)
@@ -39,16 +41,25 @@ task = L(DINOv3Task)(
     # DINOv3 warms the teacher temperature 0.04 -> 0.07 over 30 of 100 epochs; a run of minutes is
     # the start of that warmup; at 0.07 the DINO loss stayed at ln K and the collapse watch fired (ssl_recipe.md).
     teacher_temp=L(Schedule)(base=0.04, kind="constant"),
-    momentum=L(Schedule)(base=0.992, final=1.0, kind="cosine"),  # DINOv3: 0.992 -> 1.0 cosine; see set_budget
+    momentum=L(Schedule)(base=0.992, final=1.0, kind="cosine"),  # DINOv3: 0.992 -> 1.0 cosine
+    # EMA momentum at most 1 - 8 / steps (cosine to 1): DINOv3's 0.992 for runs of >= 1000 steps; shorter runs
+    # get a faster teacher, or it would still be half its initialisation at the end (the product of
+    # 0.992 -> 1 over 200 steps is 0.45). At 200 steps 0.96 beat 0.992 by 2.4 k-NN points.
+    ema_time_fraction=1 / 8,
     dino_weight=1.0,
     ibot_weight=1.0,
     koleo_weight=0.1,  # DINOv3; 0 did not beat random init, 0.3 was within the seed spread, 1.0 collapsed (ssl_recipe.md)
-    gram_weight=1.0,  # DINOv3's gram.loss_weight; anchoring (set_budget) off was within the seed spread
-    freeze_last_layer_steps=0,  # set by set_budget (DINOv3: the first epoch of 100)
+    gram_weight=1.0,  # DINOv3's gram.loss_weight; anchoring off was within the seed spread
+    # DINOv3 anchors a long-trained teacher late in training: here the second half of the run, the
+    # snapshot refreshed every quarter
+    gram=GramConfig(start_fraction=0.5, load_fraction=0.5, update_fraction=0.25),
+    # DINOv3 freezes the prototypes for the first 1 of 100 epochs; 5% here: at 1% of a few hundred
+    # steps they would be frozen for a handful of steps only
+    freeze_last_layer_fraction=0.05,
 )
 
 # 4x DINOv3's base lr (1e-3): at 200 steps 1e-3 / 2e-3 / 4e-3 / 8e-3 gave k-NN 62.4 / 66.0 / 68.1 / 67.2.
-optim.lr = L(Schedule)(base=4e-3, final=1e-6, warmup_steps=0, kind="cosine")  # DINOv3: min_lr 1e-6
+optim.lr = L(Schedule)(base=4e-3, final=1e-6, warmup_fraction=0.1, kind="cosine")  # DINOv3: min_lr 1e-6, warmup 10 of 100 epochs
 optim.lr_scaling = "sqrt_wrt_1024"  # DINOv3: lr x 4 sqrt(B / 1024), = 1 at this recipe's batch of 64
 optim.weight_decay = L(Schedule)(base=0.04, final=0.4, kind="cosine")  # DINOv3: 0.04 -> 0.4 cosine
 optim.no_weight_decay = "dinov3"  # biases, norms, LayerScale only; tokens are decayed (DINOv3)
@@ -62,21 +73,9 @@ train.log_every = 10
 
 
 def set_budget(steps: int, *, evals: int = 1) -> None:
-    """Fit the recipe to ``steps`` optimizer steps, with ``evals`` online k-NN evaluations after step 0.
-
-    The EMA momentum's start is scaled with the budget (below). The fractions are DINOv3's, read against a run of ``steps``: lr warmup 10 of 100 epochs, the
-    prototypes frozen for the first 1 of 100 epochs (5% here: at 1% of a few hundred steps they would
-    be frozen for a handful of steps only), and Gram anchoring in the second half of training, with
-    its snapshot refreshed every quarter (DINOv3 anchors a long-trained teacher late in training).
-    """
+    """A run of ``steps`` optimizer steps with ``evals`` online k-NN evaluations after step 0 (1: only at
+    the end) and five checkpoints. The milestones above follow the length by themselves."""
     train.max_steps = steps
-    # EMA momentum 1 - 8 / steps (cosine to 1): DINOv3's 0.992 for runs of >= 1000 steps; shorter runs
-    # get a faster teacher, or it would still be half its initialisation at the end (the product of
-    # 0.992 -> 1 over 200 steps is 0.45). At 200 steps 0.96 beat 0.992 by 2.4 k-NN points.
-    task.momentum.base = min(0.992, 1.0 - 8.0 / steps)
-    optim.lr.warmup_steps = steps // 10
-    task.freeze_last_layer_steps = steps // 20
-    task.gram = GramConfig(start_step=steps // 2, load_step=steps // 2, update_every=steps // 4)
     train.eval_every = steps // evals if evals > 1 else None  # None: only at the end
     train.checkpoint_every = max(steps // 5, 1)
 

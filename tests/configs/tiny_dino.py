@@ -17,12 +17,14 @@ task.dino_head.hidden_features = 32
 task.dino_head.bottleneck_dim = 16
 task.ibot_head = task.dino_head
 task.gram = GramConfig(start_step=2, load_step=2, update_every=2)
+task.freeze_last_layer_fraction = None  # steps, for a 3-step run
 task.freeze_last_layer_steps = 1
 data.train.limit = 64
 data.val.limit = 100
 data.batch_size = 8
 data.num_workers = 0
 data.train_transform.local_crops_number = 2
+optim.lr.warmup_fraction = None
 optim.lr.warmup_steps = 1
 train.max_steps = 3
 train.log_every = 1

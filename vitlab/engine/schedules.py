@@ -5,6 +5,7 @@ One mechanism for all of them: an optional linear warmup from ``warmup_start`` t
 (DINO/DINOv2 ``CosineScheduler`` semantics, evaluated lazily instead of as a precomputed array).
 
     lr = L(Schedule)(base=1e-3, final=1e-6, warmup_steps=500)   # total_steps filled in by the trainer
+    lr = L(Schedule)(base=1e-3, final=1e-6, warmup_fraction=0.1)  # or a tenth of whatever the run's length
     lr(step)  # -> float
 """
 
@@ -14,6 +15,7 @@ import math
 from typing import Any, Literal
 
 from vitlab.config import instantiate, is_lazy
+from vitlab.config.milestones import fraction_of
 
 __all__ = ["Schedule", "as_schedule"]
 
@@ -25,6 +27,9 @@ class Schedule:
         base: value at the end of warmup (the peak for lr).
         final: value at ``total_steps`` (defaults to ``base``, i.e. constant after warmup).
         warmup_steps: steps of linear warmup from ``warmup_start`` to ``base``.
+        warmup_fraction: the warmup as a fraction of ``total_steps`` instead (``floor(fraction *
+            total_steps)`` steps), so that a recipe's warmup follows ``train.max_steps``; not with
+            ``warmup_steps``.
         warmup_start: value at step 0.
         kind: ``cosine`` | ``linear`` | ``constant`` shape of the decay after warmup.
         total_steps: length of the run; steps past it keep ``final``.
@@ -33,10 +38,17 @@ class Schedule:
     KINDS = ("cosine", "linear", "constant")
 
     def __init__(self, *, base: float, final: float | None = None, warmup_steps: int = 0,
-                 warmup_start: float = 0.0, kind: Literal["cosine", "linear", "constant"] = "cosine",
-                 total_steps: int | None = None):
+                 warmup_fraction: float | None = None, warmup_start: float = 0.0,
+                 kind: Literal["cosine", "linear", "constant"] = "cosine", total_steps: int | None = None):
         if kind not in self.KINDS:
             raise ValueError(f"schedule kind must be one of {self.KINDS}, got {kind!r}")
+        if warmup_fraction is not None:
+            if warmup_steps:
+                raise ValueError(f"warmup_steps={warmup_steps} and warmup_fraction={warmup_fraction}: set one of them "
+                                 "(to give steps where a recipe gives a fraction, also set its warmup_fraction=null)")
+            if total_steps is None:
+                raise ValueError(f"warmup_fraction={warmup_fraction} needs total_steps (the trainer fills it in)")
+            warmup_steps = fraction_of(warmup_fraction, total_steps, "warmup_fraction")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if total_steps is not None and total_steps < warmup_steps:

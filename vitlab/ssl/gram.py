@@ -9,12 +9,15 @@ taken over the whole batch.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vitlab.config.milestones import fraction_of
 
 __all__ = ["GramConfig", "GramTeacher", "gram_loss", "resize_patch_features", "snapshot_into"]
 
@@ -115,13 +118,37 @@ class GramConfig:
 
     ``start_step`` is the first step that adds the Gram loss; the other fields are
     :class:`GramTeacher`'s snapshot schedule, with its defaults (a test keeps the two in step).
+    ``start_fraction``, ``load_fraction`` and ``update_fraction`` give the same three milestones as
+    fractions of the run, resolved when its length is known (``floor(fraction * total_steps)``), so that
+    a recipe's anchoring follows ``train.max_steps``; each in place of its step field, not with it.
     """
 
-    start_step: int
+    start_step: Optional[int] = None
     load_step: Optional[int] = 0
     update_every: Optional[int] = None
     first_update_step: int = 0
     max_updates: Optional[int] = None
+    start_fraction: Optional[float] = None
+    load_fraction: Optional[float] = None
+    update_fraction: Optional[float] = None
+
+    def resolved(self, total_steps: int) -> GramConfig:
+        """This config with every fraction turned into its step field for a run of ``total_steps``."""
+        pairs = {"start_step": "start_fraction", "load_step": "load_fraction", "update_every": "update_fraction"}
+        values = dataclasses.asdict(self)
+        for step_name, fraction_name in pairs.items():
+            fraction = values.pop(fraction_name)
+            if fraction is None:
+                continue
+            if values[step_name] not in (None, 0):
+                raise ValueError(f"task.gram.{step_name}={values[step_name]} and task.gram.{fraction_name}={fraction}: "
+                                 f"set one of them (to give steps, also set task.gram.{fraction_name}=null)")
+            values[step_name] = fraction_of(fraction, total_steps, f"task.gram.{fraction_name}")
+        if values["start_step"] is None:
+            raise ValueError("task.gram needs start_step or start_fraction (when the Gram loss starts)")
+        if values["update_every"] == 0:
+            raise ValueError(f"task.gram.update_fraction gives update_every=0 in a run of {total_steps} steps")
+        return GramConfig(**values)
 
 
 class GramTeacher(nn.Module):

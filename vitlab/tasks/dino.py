@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from vitlab.config import build
+from vitlab.config.milestones import fraction_of
 from vitlab.engine.distributed import gather_objects
 from vitlab.engine.init_from import InitReport, PretrainedWeights, load_matching
 from vitlab.engine.schedules import as_schedule
@@ -63,9 +64,15 @@ class DINOv3Task(Task):
             ``start_step`` on; without ``gram`` there is no Gram loss, whatever the weight.
         centering: ``sinkhorn_knopp`` (DINOv3) or ``softmax`` (DINO's EMA center).
         gram: ``None`` (off) or a :class:`GramConfig` (a typed config node, or a dict of its fields):
-            ``start_step`` (first step that adds the Gram loss) and the :class:`GramTeacher` schedule.
+            ``start_step`` (first step that adds the Gram loss) and the :class:`GramTeacher` schedule,
+            in steps or as fractions of the run.
         freeze_last_layer_steps: steps during which the prototype layers (``last_layer``) of both heads
             get no update (DINOv3's ``freeze_last_layer_epochs``).
+        freeze_last_layer_fraction: the same as a fraction of the run, in its place.
+        ema_time_fraction: caps the EMA's time constant ``1 / (1 - momentum)`` at this fraction of the
+            run: the momentum schedule starts at ``min(momentum.base, 1 - 1 / (fraction * total_steps))``
+            (None: as given). A run of a few hundred steps at DINOv3's 0.992 would end with a teacher
+            still half its initialisation.
         collapse_window: steps of DINO loss and target entropy the collapse watch looks at.
         collapse_after: first step at which it may warn (every run starts with the loss at ln K).
     """
@@ -75,7 +82,9 @@ class DINOv3Task(Task):
     def __init__(self, *, model: Any, dino_head: Any = None, ibot_head: Any = None, student_temp: float = 0.1,
                  teacher_temp: Any = 0.07, momentum: Any = 0.992, dino_weight: Any = 1.0, ibot_weight: Any = 1.0,
                  koleo_weight: Any = 0.1, gram_weight: Any = 2.0, centering: str = "sinkhorn_knopp",
-                 gram: GramConfig | None = None, freeze_last_layer_steps: int = 0, collapse_window: int = 50, collapse_after: int = 100):
+                 gram: GramConfig | None = None, freeze_last_layer_steps: int = 0,
+                 freeze_last_layer_fraction: float | None = None, ema_time_fraction: float | None = None,
+                 collapse_window: int = 50, collapse_after: int = 100):
         super().__init__()
         self.student = build(model)
         if getattr(self.student, "num_classes", 0):
@@ -97,11 +106,10 @@ class DINOv3Task(Task):
         k_ibot = self.student_ibot_head.last_layer.out_features
         self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering)
         self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering)
-        self.gram_start, self.gram_teacher = None, None
-        if gram is not None:
-            schedule = dataclasses.asdict(gram if isinstance(gram, GramConfig) else GramConfig(**gram))
-            self.gram_start = schedule.pop("start_step")
-            self.gram_teacher = GramTeacher.from_teacher(self.model, **schedule)
+        self.gram_start, self.gram_teacher, self.gram_config = None, None, None
+        if gram is not None:  # its snapshot schedule is set by setup(), when the run's length is known
+            self.gram_config = gram if isinstance(gram, GramConfig) else GramConfig(**gram)
+            self.gram_teacher = GramTeacher.from_teacher(self.model)
         self.specs = {"teacher_temp": teacher_temp, "momentum": momentum, "dino_weight": dino_weight,
                       "ibot_weight": ibot_weight, "koleo_weight": koleo_weight, "gram_weight": gram_weight}
         self.schedules: dict[str, Callable[[int], float]] = {}
@@ -110,7 +118,11 @@ class DINOv3Task(Task):
         # step takes them as graph inputs, where a Python float would be a constant of the graph and
         # recompile it at every step of a warmup.
         self.step_values: dict[str, torch.Tensor] = {}
-        self.freeze_last_layer_steps = freeze_last_layer_steps
+        if freeze_last_layer_fraction is not None and freeze_last_layer_steps:
+            raise ValueError(f"task.freeze_last_layer_steps={freeze_last_layer_steps} and task.freeze_last_layer_fraction="
+                             f"{freeze_last_layer_fraction}: set one of them (to give steps, also set the fraction to null)")
+        self.freeze_last_layer_steps, self.freeze_last_layer_fraction = freeze_last_layer_steps, freeze_last_layer_fraction
+        self.ema_time_fraction = ema_time_fraction
         self.recent_dino = deque(maxlen=collapse_window)  # the DINO loss and its target's entropy, per step
         self.recent_target = deque(maxlen=collapse_window)
         self.collapse_after = collapse_after
@@ -154,7 +166,23 @@ class DINOv3Task(Task):
         return {"backbone": self.student, "dino_head": self.student_dino_head, "ibot_head": self.student_ibot_head}
 
     def setup(self, *, total_steps: int) -> None:
+        """Every schedule and milestone for a run of ``total_steps``: fractions become steps here."""
         self.schedules = {name: as_schedule(spec, total_steps) for name, spec in self.specs.items()}
+        if self.ema_time_fraction is not None:
+            if not 0 < self.ema_time_fraction <= 1:
+                raise ValueError(f"task.ema_time_fraction={self.ema_time_fraction} must be in (0, 1]")
+            momentum = self.schedules["momentum"] = copy.copy(self.schedules["momentum"])
+            momentum.base = min(momentum.base, 1.0 - 1.0 / (self.ema_time_fraction * total_steps))
+        if self.freeze_last_layer_fraction is not None:
+            self.freeze_last_layer_steps = fraction_of(self.freeze_last_layer_fraction, total_steps,
+                                                       "task.freeze_last_layer_fraction")
+        if self.gram_config is not None:
+            gram = dataclasses.asdict(self.gram_config.resolved(total_steps))
+            self.gram_start = gram.pop("start_step")
+            for name in ("start_fraction", "load_fraction", "update_fraction"):
+                gram.pop(name)
+            for name, value in gram.items():  # the GramTeacher's snapshot schedule
+                setattr(self.gram_teacher, name, value)
         # schedules are monotone between their breakpoints: a dense probe finds any out-of-range value
         probe = sorted({0, total_steps - 1, *range(0, total_steps, max(1, total_steps // 1000))})
         checks = {"teacher_temp": (lambda v: v > 0, "> 0"), "momentum": (lambda v: 0 <= v <= 1, "in [0, 1]")}
