@@ -58,6 +58,13 @@ def test_steps_still_work_where_written_and_both_is_an_error():
     assert task.freeze_last_layer_steps == 3
 
 
+def test_a_run_shorter_than_the_ema_time_constant_copies_the_student():
+    cfg = load_config(ROOT / "experiments/dinov3_quickstart.py")
+    task = instantiate(cfg.task, model=cfg.model)
+    task.setup(total_steps=4)
+    assert task.schedules["momentum"](0) == 0.0
+
+
 def test_fraction_of():
     assert fraction_of(0.1, 280) == 28 and fraction_of(0.29, 100) == 29 and fraction_of(1.0, 7) == 7
     with pytest.raises(ValueError, match="task.x=1.5 must be a fraction"):

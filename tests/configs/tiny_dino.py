@@ -18,6 +18,8 @@ task.dino_head.bottleneck_dim = 16
 task.ibot_head = task.dino_head
 task.gram = GramConfig(start_step=2, load_step=2, update_every=2)
 task.freeze_last_layer_fraction = None  # steps, for a 3-step run
+task.ema_time_fraction = None  # the quickstart's momentum, not a 3-step run's
+task.momentum.base = 1 - 8 / 280
 task.freeze_last_layer_steps = 1
 data.train.limit = 64
 data.val.limit = 100

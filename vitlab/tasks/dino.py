@@ -70,8 +70,8 @@ class DINOv3Task(Task):
             get no update (DINOv3's ``freeze_last_layer_epochs``).
         freeze_last_layer_fraction: the same as a fraction of the run, in its place.
         ema_time_fraction: caps the EMA's time constant ``1 / (1 - momentum)`` at this fraction of the
-            run: the momentum schedule starts at ``min(momentum.base, 1 - 1 / (fraction * total_steps))``
-            (None: as given). A run of a few hundred steps at DINOv3's 0.992 would end with a teacher
+            run: the momentum schedule starts at ``min(momentum.base, 1 - 1 / (fraction * total_steps))``,
+            0 at the least (a run shorter than ``1 / fraction`` steps copies the student; None: as given). A run of a few hundred steps at DINOv3's 0.992 would end with a teacher
             still half its initialisation.
         collapse_window: steps of DINO loss and target entropy the collapse watch looks at.
         collapse_after: first step at which it may warn (every run starts with the loss at ln K).
@@ -172,7 +172,7 @@ class DINOv3Task(Task):
             if not 0 < self.ema_time_fraction <= 1:
                 raise ValueError(f"task.ema_time_fraction={self.ema_time_fraction} must be in (0, 1]")
             momentum = self.schedules["momentum"] = copy.copy(self.schedules["momentum"])
-            momentum.base = min(momentum.base, 1.0 - 1.0 / (self.ema_time_fraction * total_steps))
+            momentum.base = min(momentum.base, max(0.0, 1.0 - 1.0 / (self.ema_time_fraction * total_steps)))
         if self.freeze_last_layer_fraction is not None:
             self.freeze_last_layer_steps = fraction_of(self.freeze_last_layer_fraction, total_steps,
                                                        "task.freeze_last_layer_fraction")
