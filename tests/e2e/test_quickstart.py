@@ -10,8 +10,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SHRINK = [
     "model.dim=32", "model.num_blocks=2", "model.layer_pattern=HR", "model.layer_types.R.mixer.num_heads=2",
     "task.dino_head.out_dim=64", "task.dino_head.hidden_features=32", "task.ibot_head.out_dim=64", "task.ibot_head.hidden_features=32",
-    "task.gram.start_step=2", "task.gram.load_step=2", "task.freeze_last_layer_steps=1",
-    "optim.lr.warmup_steps=1", "+data.train.limit=64", "eval.val_size=16", "eval.monitor_bank=32", "+data.val.limit=100",
+    # the recipe's milestones are fractions of the run: at 4 steps the warmup and prototype freeze take 1
+    # step (a quarter) and Gram anchoring starts at step 2 (the second half, as in the 280-step run)
+    "task.freeze_last_layer_fraction=0.25", "optim.lr.warmup_fraction=0.25", "+data.train.limit=64", "eval.val_size=16", "eval.monitor_bank=32", "+data.val.limit=100",
     "data.batch_size=8", "data.train_transform.local_crops_number=2", "train.max_steps=4", "train.log_every=1",
 ]
 

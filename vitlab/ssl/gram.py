@@ -120,7 +120,8 @@ class GramConfig:
     :class:`GramTeacher`'s snapshot schedule, with its defaults (a test keeps the two in step).
     ``start_fraction``, ``load_fraction`` and ``update_fraction`` give the same three milestones as
     fractions of the run, resolved when its length is known (``floor(fraction * total_steps)``), so that
-    a recipe's anchoring follows ``train.max_steps``; each in place of its step field, not with it.
+    a recipe's anchoring follows ``train.max_steps``; each in place of its step field, not with it (a
+    ``load_fraction`` replaces the default ``load_step=0``).
     """
 
     start_step: Optional[int] = None
@@ -140,7 +141,8 @@ class GramConfig:
             fraction = values.pop(fraction_name)
             if fraction is None:
                 continue
-            if values[step_name] not in (None, 0):
+            if values[step_name] is not None and not (step_name == "load_step" and values[step_name] == 0):
+                # load_step=0 is also the default: a load_fraction takes its place
                 raise ValueError(f"task.gram.{step_name}={values[step_name]} and task.gram.{fraction_name}={fraction}: "
                                  f"set one of them (to give steps, also set task.gram.{fraction_name}=null)")
             values[step_name] = fraction_of(fraction, total_steps, f"task.gram.{fraction_name}")
