@@ -52,6 +52,12 @@ def test_equals_dinov3_global_local_mix():
     mixed = (global_terms * loss_fn(student[:n_global], teacher)
              + local_terms * loss_fn(student[n_global:], teacher, ignore_diagonal=False)) / (global_terms + local_terms)
     torch.testing.assert_close(loss_fn(student, teacher), mixed)
+    # parts=True gives the same loss and its two terms apart (the global term alone without local crops)
+    loss, terms = loss_fn(student, teacher, parts=True)
+    torch.testing.assert_close(loss, mixed)
+    torch.testing.assert_close(terms["global"], loss_fn(student[:n_global], teacher))
+    torch.testing.assert_close(terms["local"], loss_fn(student[n_global:], teacher, ignore_diagonal=False))
+    assert set(loss_fn(student[:n_global], teacher, parts=True)[1]) == {"global"}
 
 
 def test_teacher_probs_sinkhorn_rows_sum_to_one_and_grad_flows():
@@ -91,16 +97,3 @@ def test_matches_lightly_with_softmax_centering():
         got = ours(student_logits, ours.teacher_probs(teacher_logits, temp))
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(ours.center.center, theirs.center.reshape(1, k))
-
-
-def test_parts_are_the_global_and_local_terms_of_the_loss():
-    torch.manual_seed(2)
-    n_global, n_local, batch, k = 2, 3, 5, 12
-    student = torch.randn(n_global + n_local, batch, k)
-    loss_fn = DINOLoss(k)
-    teacher = loss_fn.teacher_probs(torch.randn(n_global, batch, k), 0.04)
-    loss, terms = loss_fn(student, teacher, parts=True)
-    torch.testing.assert_close(loss, loss_fn(student, teacher))
-    torch.testing.assert_close(terms["global"], loss_fn(student[:n_global], teacher))
-    torch.testing.assert_close(terms["local"], loss_fn(student[n_global:], teacher, ignore_diagonal=False))
-    assert set(DINOLoss(k)(student[:n_global], teacher, parts=True)[1]) == {"global"}  # no local crops

@@ -46,8 +46,8 @@ def collapse_stats(target_probs: torch.Tensor, dino_loss: float | torch.Tensor |
         dino_loss: the current DINO loss, or the recent window of losses (e.g. a ``deque`` the task
             keeps); "at ``ln K``" needs all of them there.
         num_prototypes: K.
-        target_entropies: the recent window of the targets' mean entropies, this step's last; None:
-            this step's alone.
+        target_entropies: the recent window of the targets' mean entropies (:func:`teacher_entropy`),
+            this step's last, which is then not computed again; None: this step's alone.
         rel_tol: relative distance to ``ln K`` that counts as "at ``ln K``".
         max_share: prototype share of the batch mass above which the batch counts as collapsed.
 
@@ -59,7 +59,7 @@ def collapse_stats(target_probs: torch.Tensor, dino_loss: float | torch.Tensor |
     ln_k = math.log(num_prototypes)
     probs = target_probs.reshape(-1, target_probs.shape[-1]).float()  # [M, K]
     marginal = probs.mean(dim=0)  # [K]
-    entropy = float(teacher_entropy(probs))
+    entropy = float(target_entropies[-1]) if target_entropies else float(teacher_entropy(probs))
     at_ln_k = lambda values: bool(values) and all(abs(float(x) - ln_k) <= rel_tol * ln_k for x in values)  # noqa: E731
     losses = [dino_loss] if isinstance(dino_loss, (float, int, torch.Tensor)) else list(dino_loss)
     entropies = [entropy] if target_entropies is None else list(target_entropies)
