@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("vitlab.sweep", "run a grid of experiments and summarise them in a table and a plot"),
     "convert": ("vitlab.convert.cli", "convert DINOv3 weights (official, HF, timm) to vitlab checkpoints"),
     "bench": ("vitlab.bench", "throughput and memory of a config against the equivalent timm model"),
+    "profile": ("vitlab.profile", "where a training step's time goes: operators by self time, with shapes and GFLOP/s"),
     "viz": ("vitlab.viz", "PCA of patch features and attention maps of a checkpoint"),
     "plot-curves": ("vitlab.curves", "a run's online evaluation over steps against reference curves"),
     "doctor": ("vitlab.doctor", "why a DINO run's loss sits at ln K: its measurements and the overrides to try"),

@@ -1,6 +1,7 @@
-"""Hyena 2D's fast paths against a plain reference: the eval-mode filter-FFT cache (never stale),
-the training forward/backward, and the fused gates (the irfft2 output read in place, the first
-gating written as the padded FFT input) on Triton's CPU interpreter, on fresh random inputs."""
+"""Hyena 2D's fast paths against a plain reference: both long-convolution paths (direct and FFT), the
+eval-mode filter cache (never stale), the training forward/backward, and the fused gates (the irfft2
+output read in place, the first gating written as the padded FFT input) on Triton's CPU interpreter,
+on fresh random inputs."""
 
 import copy
 
@@ -28,14 +29,18 @@ def plain_hyena(m: Hyena2D, x: torch.Tensor, layout: TokenLayout) -> torch.Tenso
     return m.out_proj(v.reshape(B, D, T).transpose(1, 2))
 
 
-def _mixer(order=2):
+PATHS = ("direct", "fft")
+
+
+def _mixer(order=2, long_conv="fft"):
     torch.manual_seed(0)
-    return Hyena2D(8, order=order, filter_hidden=8)
+    return Hyena2D(8, order=order, filter_hidden=8, long_conv=long_conv)
 
 
-def test_training_forward_and_grads_match_plain_reference():
+@pytest.mark.parametrize("long_conv", PATHS)
+def test_training_forward_and_grads_match_plain_reference(long_conv):
     for order in (2, 3):
-        m = _mixer(order)
+        m = _mixer(order, long_conv)
         layout = TokenLayout(3, 5, 1, 0)
         x = torch.randn(2, 20, 8)  # 16 tokens padded to 4 rows of 5
         x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
@@ -49,31 +54,33 @@ def test_training_forward_and_grads_match_plain_reference():
             assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_eval_cache_hits_and_matches_reference():
-    m = _mixer().eval()
+@pytest.mark.parametrize("long_conv, shape", [("fft", (1, 8, 4, 9)), ("direct", (1, 8, 16, 16))])
+def test_eval_cache_hits_and_matches_reference(long_conv, shape):
+    m = _mixer(long_conv=long_conv).eval()
     layout = TokenLayout(4, 4, 0, 0)
     x = torch.randn(2, 16, 8)
     with torch.no_grad():
         out = m(x, layout)
-        k_f = m.filter_fft(4, 4)
-        assert m.filter_fft(4, 4) is k_f  # served from the cache
+        k = m.long_filter(4, 4)
+        assert m.long_filter(4, 4) is k  # served from the cache
         assert_close(out, plain_hyena(m, x, layout), rtol=1e-5, atol=1e-6)
-        assert_close(k_f, m._filter_fft(4, 4))
-        assert m.filter_fft(2, 8) is not k_f  # another grid, another entry
-        assert m.filter_fft(2, 8).shape == (1, 8, 4, 9)
+        assert_close(k, m._long_filter(4, 4, long_conv))
+        assert m.long_filter(2, 8) is not k  # another grid, another entry
+        assert m.long_filter(2, 8).shape == shape
 
 
 def test_no_cache_with_grad_or_in_training():
     m = _mixer().eval()
-    assert m.filter_fft(4, 4) is not m.filter_fft(4, 4)  # grad enabled: the filter must get gradients
-    assert m.filter_fft(4, 4).requires_grad
+    assert m.long_filter(4, 4) is not m.long_filter(4, 4)  # grad enabled: the filter must get gradients
+    assert m.long_filter(4, 4).requires_grad
     m.train()
     with torch.no_grad():
-        assert m.filter_fft(4, 4) is not m.filter_fft(4, 4)
+        assert m.long_filter(4, 4) is not m.long_filter(4, 4)
 
 
-def test_cache_never_serves_stale_weights():
-    m = _mixer().eval()
+@pytest.mark.parametrize("long_conv", PATHS)
+def test_cache_never_serves_stale_weights(long_conv):
+    m = _mixer(long_conv=long_conv).eval()
     layout = TokenLayout(4, 4, 0, 0)
     x = torch.randn(1, 16, 8)
     filter_params = list(m.filter.parameters())
@@ -107,27 +114,29 @@ def test_cache_never_serves_stale_weights():
     # train() drops the cache.
     with torch.no_grad():
         m(x, layout)
-    assert m._filter_fft_cache
+    assert m._filter_cache
     m.train()
-    assert not m._filter_fft_cache
+    assert not m._filter_cache
 
 
-def test_deepcopy_and_dtype_change_do_not_share_the_cache():
-    m = _mixer().eval()
+@pytest.mark.parametrize("long_conv, dtype", [("fft", torch.complex128), ("direct", torch.float64)])
+def test_deepcopy_and_dtype_change_do_not_share_the_cache(long_conv, dtype):
+    m = _mixer(long_conv=long_conv).eval()
     with torch.no_grad():
-        k_f = m.filter_fft(3, 3)
+        k = m.long_filter(3, 3)
         twin = copy.deepcopy(m)
         with torch.no_grad():
             for p in twin.filter.parameters():
                 p.add_(1.0)
-        assert not torch.equal(twin.filter_fft(3, 3), k_f)
+        assert not torch.equal(twin.long_filter(3, 3), k)
         m.double()
-        assert_close(m.filter_fft(3, 3), m._filter_fft(3, 3))
-        assert m.filter_fft(3, 3).dtype == torch.complex128  # float64 stays float64
+        assert_close(m.long_filter(3, 3), m._long_filter(3, 3, long_conv))
+        assert m.long_filter(3, 3).dtype == dtype  # float64 stays float64
 
 
-def test_no_grad_training_forward_matches_reference():
-    m = _mixer(order=3)  # train mode, no autograd: the in-place spectral product, no cache
+@pytest.mark.parametrize("long_conv", PATHS)
+def test_no_grad_training_forward_matches_reference(long_conv):
+    m = _mixer(order=3, long_conv=long_conv)  # train mode, no autograd (FFT: the in-place spectral product)
     layout = TokenLayout(5, 3, 0, 0)
     x = torch.randn(2, 15, 8)
     with torch.no_grad():
@@ -144,7 +153,7 @@ def old_forward(m: Hyena2D, x: torch.Tensor, layout: TokenLayout) -> torch.Tenso
     R, W = T // layout.grid_w, layout.grid_w
     u = m.in_proj(x).transpose(1, 2).reshape(B, (m.order + 1) * D, R, W)
     *gates, v = m.short_conv(u).split(D, dim=1)
-    k_f = m.filter_fft(R, W)
+    k_f = m.long_filter(R, W, "fft")
     v = v * gates[-1]
     for i in range(m.order - 1):
         v_f = torch.fft.rfft2(_fft_input(v), s=(2 * R, 2 * W))
@@ -182,9 +191,10 @@ def interpreter(monkeypatch):
     monkeypatch.delenv("VITLAB_KERNELS", raising=False)
 
 
+@pytest.mark.parametrize("long_conv", PATHS)
 @pytest.mark.parametrize("order", [2, 3])
-def test_triton_gates_match_plain_reference(interpreter, order):
-    m = _mixer(order)
+def test_triton_gates_match_plain_reference(interpreter, order, long_conv):
+    m = _mixer(order, long_conv)
     m.kernels = "triton"
     layout = TokenLayout(3, 5, 1, 0)  # 16 tokens padded to 4 rows of 5
     x = torch.randn(2, 20, 8)
@@ -197,9 +207,10 @@ def test_triton_gates_match_plain_reference(interpreter, order):
         assert_close(m(x, layout), ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("long_conv", PATHS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-def test_triton_gates_follow_the_torch_path_in_half(interpreter, dtype):
-    m = _mixer(order=3).to(dtype)
+def test_triton_gates_follow_the_torch_path_in_half(interpreter, dtype, long_conv):
+    m = _mixer(order=3, long_conv=long_conv).to(dtype)
     layout = TokenLayout(4, 4, 0, 0)
     x = torch.randn(2, 16, 8).to(dtype)
     m.kernels = "torch"

@@ -110,24 +110,33 @@ def direct_linear_conv2d(v: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def long_conv(mixer: Hyena2D, v: torch.Tensor, path: str) -> torch.Tensor:
+    """The mixer's long convolution of ``v`` [B, D, R, W] with its first filter, by ``path``."""
+    R, W = v.shape[-2:]
+    k = mixer._long_filter(R, W, path)[0]
+    return mixer._fft_conv(v, k, R, W) if path == "fft" else mixer._direct_conv(v, k)
+
+
+@pytest.mark.parametrize("path", ["fft", "direct"])
 @pytest.mark.parametrize("R,W", [(3, 4), (2, 5)])
-def test_hyena_long_conv_is_linear_not_circular(R, W):
+def test_hyena_long_conv_is_linear_not_circular(R, W, path):
     mixer = Hyena2D(4, filter_hidden=8).double()
     taps = mixer.filter(R, W)  # [C, 2R, 2W]
     assert torch.all(taps[:, R, :] == 0) and torch.all(taps[:, :, W] == 0)
     v = torch.randn(1, 4, R, W, dtype=torch.float64)
-    got = mixer._long_conv(v, torch.fft.rfft2(taps), R, W)
+    got = long_conv(mixer, v, path)
     torch.testing.assert_close(got[0], direct_linear_conv2d(v[0], taps))
 
 
-def test_hyena_bottom_row_does_not_reach_top_row_through_wraparound():
+@pytest.mark.parametrize("path", ["fft", "direct"])
+def test_hyena_bottom_row_does_not_reach_top_row_through_wraparound(path):
     torch.manual_seed(0)
     mixer = Hyena2D(4, filter_hidden=8).double()
     R, W = 4, 4
     taps = mixer.filter(R, W)
     v = torch.zeros(1, 4, R, W, dtype=torch.float64)
     v[0, :, R - 1, W - 1] = 1.0  # impulse at the bottom-right corner
-    y = mixer._long_conv(v, torch.fft.rfft2(taps), R, W)
+    y = long_conv(mixer, v, path)
     # a linear convolution only spreads "down-right" offsets >= 0 from (R-1, W-1) into out-of-grid cells,
     # so every output equals the tap at the negative offset, never a tap that wrapped around
     for i in range(R):

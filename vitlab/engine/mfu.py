@@ -9,9 +9,12 @@ has no MFU unless a peak is given (``vitlab bench --peak-tflops``, ``train.peak_
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import torch
 
-__all__ = ["PEAK_TFLOPS", "peak_tflops", "dtype_name", "tflops", "mfu"]
+__all__ = ["PEAK_TFLOPS", "peak_tflops", "dtype_name", "matmul_gflops", "tflops", "mfu"]
 
 # device-name fragment (as torch.cuda.get_device_name spells it) -> {dtype: dense peak TFLOP/s};
 # the first fragment found in the name wins, so the specific ones come first
@@ -54,6 +57,23 @@ def peak_tflops(device: torch.device | str, dtype: torch.dtype, override: float 
         if fragment in name:
             return peaks.get(dtype_name(dtype))
     return None
+
+
+def matmul_gflops(device: torch.device | str = "cpu", *, size: int = 1024, repeats: int = 20) -> float:
+    """This machine's measured fp32 matmul rate (GFLOP/s, median of ``repeats`` ``size``-square products):
+    the yardstick printed beside a wall time, since machines of one kind differ by several times."""
+    device = torch.device(device)
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    times = []
+    for _ in range(repeats + 2):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * size**3 / statistics.median(times[2:]) / 1e9
 
 
 def tflops(flops_per_image: float, images_per_s: float) -> float:

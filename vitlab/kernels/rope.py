@@ -30,22 +30,25 @@ if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.ke
 __all__ = ["rope_2d", "rope_2d_op", "rope_2d_reference"]
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 def rope_2d_reference(
     q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_prefix_tokens: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain torch RoPE on tokens ``[P, P+N)`` of q and k [B, H, T, d], in float32."""
-    P, N = num_prefix_tokens, cos.shape[0]
+    """Plain torch RoPE on tokens ``[P, P+N)`` of q and k [B, H, T, d], in float32.
+
+    One expression for every token: the tables are extended with the identity rotation (cos 1, sin 0) for
+    the tokens left unchanged, which returns them exactly (``x * 1 + y * 0 == x``), so there is no slicing
+    and concatenating of token ranges; ``rotate_half(x) * sin`` is ``roll(x, d/2) * [-sin_1, sin_2]``.
+    """
+    P, N, T, half = num_prefix_tokens, cos.shape[0], q.shape[2], q.shape[3] // 2
     cos, sin = cos.float(), sin.float()
+    if (P, N) != (0, T):
+        cos = torch.nn.functional.pad(cos, (0, 0, P, T - P - N), value=1.0)  # [T, d]
+        sin = torch.nn.functional.pad(sin, (0, 0, P, T - P - N), value=0.0)
+    signed_sin = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)  # rotate_half([x1, x2]) = [-x2, x1]
 
     def rotate(x):
-        patches = x[:, :, P : P + N].float()
-        rotated = (patches * cos + _rotate_half(patches) * sin).to(x.dtype)
-        return torch.cat((x[:, :, :P], rotated, x[:, :, P + N :]), dim=2)
+        x32 = x.float()
+        return (x32 * cos + x32.roll(half, dims=-1) * signed_sin).to(x.dtype)
 
     return rotate(q), rotate(k)
 
