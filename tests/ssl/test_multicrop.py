@@ -40,21 +40,89 @@ def test_single_channel_kept_with_matching_stats():
 
 def test_normalisation_without_photometric_noise():
     """A constant image with every random photometric op off maps to (value - mean) / std."""
-    transform = MultiCrop(**SMALL, blur_p=(0.0, 0.0, 0.0), solarize_p=0.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    for t in transform.global_transform_1.transforms[0].transforms:  # colour jitter and grayscale off
-        t.p = 0.0
+    transform = MultiCrop(**SMALL, blur_p=(0.0, 0.0, 0.0), solarize_p=0.0, color_jitter_p=0.0, grayscale_p=0.0,
+                          mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     out = transform(torch.full((3, 28, 28), 204, dtype=torch.uint8))
     torch.testing.assert_close(out["global_crops"][0], torch.full((3, 32, 32), (0.8 - 0.5) / 0.25))
 
 
 def test_defaults_are_dinov3():
     t = MultiCrop()
-    crop = t.global_geometry.transforms[0]
-    assert crop.size == (224, 224) and crop.scale == (0.32, 1.0)
-    assert t.local_geometry.transforms[0].scale == (0.05, 0.32) and t.local_crops_number == 8
-    blur_p = [c.transforms[1].p for c in (t.global_transform_1, t.global_transform_2, t.local_transform)]
-    assert blur_p == [1.0, 0.1, 0.5]
-    assert t.global_transform_2.transforms[2].p == 0.2  # solarisation on the second global crop only
+    assert t.global_crop.size == (224, 224) and t.global_crop.scale == (0.32, 1.0)
+    assert t.local_crop.scale == (0.05, 0.32) and t.local_crops_number == 8
+    assert t.blur_p == (1.0, 0.1, 0.5)
+    assert t.solarize_p == 0.2  # on the second global crop only
+    assert (t.color_jitter_p, t.grayscale_p, t.flip_p) == (0.8, 0.2, 0.5)
+
+
+def _photometric_reference(t: MultiCrop, crop: torch.Tensor, blur_p: float, solarize_p: float) -> torch.Tensor:
+    """The photometric chain as torchvision's transforms compose it (what MultiCrop used before)."""
+    from torchvision.transforms import v2
+
+    ops = [v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)], p=t.color_jitter_p),
+           v2.RandomGrayscale(p=t.grayscale_p),
+           v2.RandomApply([v2.GaussianBlur(kernel_size=t.blur_kernel_size, sigma=t.blur_sigma)], p=blur_p),
+           v2.RandomSolarize(threshold=128, p=solarize_p)]
+    return v2.Compose(ops)(crop)
+
+
+@pytest.mark.parametrize("probabilities", [(1.0, 1.0, 1.0, 1.0), (1.0, 0.0, 1.0, 0.0), (0.0, 1.0, 0.0, 1.0)])
+def test_photometric_ops_are_torchvisions_transforms(probabilities):
+    """Every operation applied (p = 1) or none, each crop equals torchvision's composed transforms on it
+    when both draw their parameters from one seed: same kernels, same parameter samplers."""
+    jitter, gray, blur, solarize = probabilities
+    t = MultiCrop(**SMALL, color_jitter_p=jitter, grayscale_p=gray)
+    crop = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
+    torch.manual_seed(3)
+    ref = _photometric_reference(t, crop, blur, solarize)
+    torch.manual_seed(3)
+    assert torch.equal(t.photometric(crop, blur, solarize), ref)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_geometry_is_torchvisions_random_resized_crop_and_flip(seed):
+    from torchvision.transforms import v2
+
+    t = MultiCrop(**SMALL)
+    image = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
+    ref_ops = v2.Compose([v2.RandomResizedCrop(16, scale=(0.05, 0.32), interpolation=v2.InterpolationMode.BICUBIC,
+                                               antialias=True), v2.RandomHorizontalFlip(p=0.5)])
+    torch.manual_seed(seed)
+    ref = ref_ops(image)
+    torch.manual_seed(seed)
+    assert torch.equal(t.geometry(image, t.local_crop), ref)
+
+
+def composed_multicrop(t: MultiCrop, image: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+    """The same crops through torchvision's ``v2.Compose`` of transforms (MultiCrop's former form)."""
+    from torchvision.transforms import v2
+
+    def geometry(crop):
+        return v2.Compose([v2.RandomResizedCrop(crop.size, scale=crop.scale, interpolation=v2.InterpolationMode.BICUBIC,
+                                                antialias=True), v2.RandomHorizontalFlip(p=t.flip_p)])
+
+    def chain(blur_p, solarize_p):
+        return v2.Compose([lambda x: _photometric_reference(t, x, blur_p, solarize_p), v2.ToDtype(torch.float32, scale=True),
+                           v2.Normalize(mean=t.mean.flatten().tolist(), std=t.std.flatten().tolist())])
+
+    g, loc = geometry(t.global_crop), geometry(t.local_crop)
+    return {"global_crops": [chain(t.blur_p[0], 0.0)(g(image)), chain(t.blur_p[1], t.solarize_p)(g(image))],
+            "local_crops": [chain(t.blur_p[2], 0.0)(loc(image)) for _ in range(t.local_crops_number)]}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_crops_are_bit_identical_to_the_composed_transforms(channels):
+    mean, std = (0.3,) * channels, (0.2,) * channels
+    t = MultiCrop(**SMALL, to_rgb=False, mean=mean, std=std)
+    image = torch.randint(0, 256, (channels, 28, 28), dtype=torch.uint8)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        ref = composed_multicrop(t, image)
+        torch.manual_seed(seed)
+        out = t(image)
+        for key in ("global_crops", "local_crops"):
+            for a, b in zip(out[key], ref[key], strict=True):
+                assert torch.equal(a, b)
 
 
 def test_collate_is_crop_major_with_labels_and_masks():

@@ -44,7 +44,7 @@ __all__ = ["Hyena2D", "fft_flop_count", "toeplitz_index", "DIRECT_MAX_TOKENS"]
 
 # The direct long convolution up to this many grid tokens, the FFT above: the crossover of
 # tools/bench_long_conv.py on a 2-core CPU (benchmarks/long_conv.md).
-DIRECT_MAX_TOKENS = 256
+DIRECT_MAX_TOKENS = 529  # direct won at 23x23 = 529 tokens (1.23x), FFT at 24x24 = 576 (1.33x)
 
 
 def _fft_input(t: torch.Tensor) -> torch.Tensor:
