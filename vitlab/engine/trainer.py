@@ -23,6 +23,7 @@ from vitlab.engine.batches import build_data, data_stream, to_device
 from vitlab.engine.clip import clip_gradients, clip_groups
 from vitlab.engine.compile import apply_compile, resolve_compile
 from vitlab.engine.faults import Faults
+from vitlab.engine.host_memory import keep_freed_memory
 from vitlab.engine.logging import MetricLogger, flat_hparams, peak_memory_mb
 from vitlab.engine.mfu import peak_tflops
 from vitlab.engine.nonfinite import NonFiniteGuard
@@ -76,6 +77,7 @@ class Trainer:
     def __init__(self, cfg: DictConfig, *, experiment: str = "run"):
         self.cfg, self.experiment = typed_sections(cfg), experiment
         self.info = info = distributed.setup(cfg.train.device)
+        keep_freed_memory()  # activations reuse freed host memory instead of page-faulting it back (host_memory.py)
         self.tc = tc = cfg.train
         oc = cfg.optim
         self.run_dir = prepare_run_dir(cfg, experiment, info)

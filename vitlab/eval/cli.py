@@ -44,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from vitlab.config import apply_overrides, eval_config, load_config, typed_sections
     from vitlab.engine.checkpoint import build_model_from_checkpoint
     from vitlab.engine.distributed import loader_workers
+    from vitlab.engine.host_memory import keep_freed_memory
     from vitlab.eval.protocol import evaluate
     from vitlab.eval.tokens import summarise_tokens
+
+    keep_freed_memory()  # the feature extraction's large activations reuse their pages (host_memory.py)
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
