@@ -95,10 +95,10 @@ class MultiCrop:
             raise ValueError(f"image has {image.shape[0]} channels but mean/std have {self.num_channels} "
                              f"values; set to_rgb or pass matching statistics")
         global_crops = [
-            self.photometric(self.geometry(image, self.global_crop), self.blur_p[0], 0.0),
+            self.photometric(self.geometry(image, self.global_crop), self.blur_p[0]),
             self.photometric(self.geometry(image, self.global_crop), self.blur_p[1], self.solarize_p),
         ]
-        local_crops = [self.photometric(self.geometry(image, self.local_crop), self.blur_p[2], 0.0)
+        local_crops = [self.photometric(self.geometry(image, self.local_crop), self.blur_p[2])
                        for _ in range(self.local_crops_number)]
         return {"global_crops": self.normalize(global_crops), "local_crops": self.normalize(local_crops)}
 
@@ -109,8 +109,9 @@ class MultiCrop:
                                    interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
         return F.horizontal_flip_image(out) if torch.rand(1).item() < self.flip_p else out
 
-    def photometric(self, crop: torch.Tensor, blur_p: float, solarize_p: float) -> torch.Tensor:
-        """Colour jitter (its four operations in a random order), grayscale, Gaussian blur, solarisation."""
+    def photometric(self, crop: torch.Tensor, blur_p: float, solarize_p: float | None = None) -> torch.Tensor:
+        """Colour jitter (its four operations in a random order), grayscale, Gaussian blur, and solarisation
+        when ``solarize_p`` is given (the second global crop only: no random draw for the others)."""
         if torch.rand(1).item() < self.color_jitter_p:
             p = self.jitter.make_params([])
             adjust = (lambda x: F.adjust_brightness_image(x, p["brightness_factor"]),
@@ -124,7 +125,7 @@ class MultiCrop:
         if torch.rand(1).item() < blur_p:
             sigma = torch.empty(1).uniform_(*self.blur_sigma).item()
             crop = F.gaussian_blur_image(crop, [self.blur_kernel_size] * 2, [sigma, sigma])
-        if torch.rand(1).item() < solarize_p:
+        if solarize_p is not None and torch.rand(1).item() < solarize_p:
             crop = F.solarize_image(crop, 128)
         return crop
 
