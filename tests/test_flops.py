@@ -56,6 +56,19 @@ def test_flops_cli_table_and_json():
     assert out["flops"] == sum(layer["flops"] for layer in out["layers"]) + out["stem"]["flops"] + out["head"]["flops"]
 
 
+def test_flops_cli_counts_per_image_at_a_batch_size():
+    """Hyena's long convolution takes the direct path at a training batch: fewer FLOPs per image there."""
+    cmd = [sys.executable, "-m", "vitlab", "flops", "experiments/dinov3_quickstart.py", "--json"]
+    one, batch = (json.loads(subprocess.run(cmd + ["--batch-size", str(b)], cwd=ROOT, capture_output=True, text=True,
+                                            check=True).stdout) for b in (1, 64))
+    assert batch["batch_size"] == 64
+    hyena = [i for i, layer in enumerate(one["layers"]) if layer["type"] == "H"]
+    assert hyena and all(batch["layers"][i]["flops"] < one["layers"][i]["flops"] for i in hyena)
+    assert all(batch["layers"][i]["flops"] == one["layers"][i]["flops"] for i in range(4) if i not in hyena)
+    model = instantiate(load_config(ROOT / "experiments/dinov3_quickstart.py").model)
+    assert batch["flops"] == pytest.approx(model.flop_count(True, batch_size=64) / 64, abs=8)
+
+
 def test_flops_cli_rejects_typo_and_counts_huge_models_on_meta():
     cmd = [sys.executable, "-m", "vitlab", "flops", "configs/models/vit_large_p16.py"]
     bad = subprocess.run(cmd + ["model.dimm=8"], cwd=ROOT, capture_output=True, text=True)

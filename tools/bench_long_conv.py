@@ -10,9 +10,13 @@ under ``torch.no_grad`` with the filter cached, as at inference. The machine's f
 printed beside the times.
 
 The crossover is the smallest token count from which the FFT path is faster at that size and every larger
-one measured (fwd+bwd; fwd separately).
+one measured (fwd+bwd; fwd separately). With ``--batches`` the batch is swept instead, at each of ``--sides``:
+the direct path pays once per call for its ``[T, T]`` matrices, so it needs a large enough batch; the table
+gives, per grid, the smallest batch from which it is faster (``DIRECT_TOKENS_PER_IMAGE`` in
+``vitlab/mixers/hyena2d.py``).
 
     python tools/bench_long_conv.py --out benchmarks/long_conv.md
+    python tools/bench_long_conv.py --sides 7,14,20 --batches 1,4,16,64 --out benchmarks/long_conv_batch.md
     python tools/bench_long_conv.py --sides 4,8 --repeats 1          # a quick smoke run
 """
 
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sides", default="4,6,7,8,10,12,14,16,18,20,24,28")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--tokens", type=int, default=16384, help="tokens per batch (batch = tokens // side^2)")
+    parser.add_argument("--batches", default=None, help="sweep these batch sizes at every side instead")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -99,19 +104,23 @@ def main(argv: list[str] | None = None) -> int:
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     gflops = matmul_gflops(device)
     rows = []
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else [None]
     for side in (int(s) for s in args.sides.split(",")):
-        row = {"side": side, "tokens": side * side} | measure(side, dim=args.dim, tokens=args.tokens,
-                                                                 repeats=args.repeats, device=device, dtype=dtype)
-        rows.append(row)
-        print(f"{side}x{side} ({side * side} tokens, batch {row['batch']}): " + ", ".join(
-            f"{k} {row[k]:.2f} ms" for k in (f"{p} {m}" for m in ("fwd+bwd", "fwd") for p in PATHS)), flush=True)
+        for batch in batches:
+            tokens = batch * side * side if batch else args.tokens
+            row = {"side": side, "tokens": side * side} | measure(side, dim=args.dim, tokens=tokens,
+                                                                     repeats=args.repeats, device=device, dtype=dtype)
+            rows.append(row)
+            print(f"{side}x{side} ({side * side} tokens, batch {row['batch']}): " + ", ".join(
+                f"{k} {row[k]:.2f} ms" for k in (f"{p} {m}" for m in ("fwd+bwd", "fwd") for p in PATHS)), flush=True)
     name = platform.processor() or platform.machine()
+    per_batch = f"batches {args.batches}" if args.batches else f"~{args.tokens} tokens per batch"
     lines = [
         "# Hyena 2D long convolution: direct against FFT",
         "",
         f"`python tools/bench_long_conv.py {' '.join(argv if argv is not None else sys.argv[1:])}`: device "
         f"{device.type} ({name}, {torch.get_num_threads()} threads, fp32 matmul {gflops:.0f} GFLOP/s measured "
-        f"now), dtype {args.dtype}, width {args.dim}, order 2, ~{args.tokens} tokens per batch, median of "
+        f"now), dtype {args.dtype}, width {args.dim}, order 2, {per_batch}, median of "
         f"{args.repeats} interleaved repeats. One mixer; fwd+bwd in train mode, fwd in eval mode (filter cached).",
         "",
         "| grid | tokens | batch | direct fwd+bwd (ms) | FFT fwd+bwd (ms) | FFT/direct | direct fwd (ms) | FFT fwd (ms) | FFT/direct |",
@@ -123,10 +132,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['fft fwd+bwd']:.2f} | {r['fft fwd+bwd'] / r['direct fwd+bwd']:.2f}x | {r['direct fwd']:.2f} | "
             f"{r['fft fwd']:.2f} | {r['fft fwd'] / r['direct fwd']:.2f}x |")
     lines.append("")
-    for kind in ("fwd+bwd", "fwd"):
-        c = crossover(rows, kind)
-        lines.append(f"Crossover ({kind}): FFT faster from {c} tokens." if c is not None
-                     else f"Crossover ({kind}): direct faster at every size measured.")
+    if args.batches:
+        for side in dict.fromkeys(r["side"] for r in rows):
+            side_rows = [r | {"tokens": r["batch"]} for r in rows if r["side"] == side]  # crossover() reads "tokens"
+            flipped = [r | {"fft fwd+bwd": r["direct fwd+bwd"], "direct fwd+bwd": r["fft fwd+bwd"]} for r in side_rows]
+            b = crossover(flipped, "fwd+bwd")  # smallest batch from which direct wins at it and every larger one
+            lines.append(f"{side}x{side} ({side * side} tokens): direct faster (fwd+bwd) from batch {b}." if b
+                         else f"{side}x{side} ({side * side} tokens): FFT faster at the largest batch measured.")
+    else:
+        for kind in ("fwd+bwd", "fwd"):
+            c = crossover(rows, kind)
+            lines.append(f"Crossover ({kind}): FFT faster from {c} tokens." if c is not None
+                         else f"Crossover ({kind}): direct faster at every size measured.")
     report = "\n".join(lines)
     print(report)
     if args.out:

@@ -30,7 +30,7 @@ from torch.utils.flop_counter import (
     sdpa_flop_count,
 )
 
-__all__ = ["torch_flop_count", "format_report", "add_arguments", "run"]
+__all__ = ["torch_flop_count", "format_report", "per_image", "add_arguments", "run"]
 
 aten = torch.ops.aten
 
@@ -101,6 +101,15 @@ def torch_flop_count(model: torch.nn.Module, image_size: Sequence[int], *, batch
     return counter.get_total_flops()
 
 
+def per_image(report: dict) -> dict:
+    """A :meth:`HybridViT.flop_report` of a batch as FLOPs per image (per-batch work, such as Hyena's filter,
+    shared by the batch's images)."""
+    b = report["batch_size"]
+    scale = lambda part: {k: (v // b if k in ("flops", "backward_flops") else v) for k, v in part.items()}  # noqa: E731
+    return report | {"stem": scale(report["stem"]), "head": scale(report["head"]),
+                     "layers": [scale(layer) for layer in report["layers"]]}
+
+
 def format_report(report: dict, params: int) -> str:
     """The per-layer table ``vitlab flops`` prints."""
     parts = [("stem", "-", report["tokens"], report["stem"]["params"], report["stem"]["flops"])]
@@ -116,8 +125,9 @@ def format_report(report: dict, params: int) -> str:
         f"image {H}x{W}, grid {report['grid'][0]}x{report['grid'][1]}, {report['tokens']} tokens "
         f"+ {report['padding']} padding; params {params:,} ({params / 1e6:.2f} M)"
     )
-    lines.append(f"forward {total / 1e9:.4f} GFLOPs per image ({total / 2e9:.4f} GMACs); "
-                 f"training step (fwd+bwd) {train / 1e9:.4f} GFLOPs per image")
+    per = "per image" + (f" (batch {report['batch_size']})" if report.get("batch_size", 1) > 1 else "")
+    lines.append(f"forward {total / 1e9:.4f} GFLOPs {per} ({total / 2e9:.4f} GMACs); "
+                 f"training step (fwd+bwd) {train / 1e9:.4f} GFLOPs {per}")
     return "\n".join(lines)
 
 
@@ -125,6 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a Python or YAML config file defining `model`")
     parser.add_argument("overrides", nargs="*", help="hydra-style overrides, e.g. model.num_registers=4")
     parser.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"), help="default: the model's image_size")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="count per image within a batch of this size (Hyena's long convolution picks its "
+                             "algorithm by batch and grid; default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -137,15 +150,19 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: config {args.config!r} defines no `model`")
     # Built on the meta device: no memory for weights, so any size counts in seconds.
     model = instantiate(cfg.model, device="meta")
-    report = model.flop_report(args.image_size)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    report = per_image(model.flop_report(args.image_size, args.batch_size))
     params = sum(p.numel() for p in model.parameters())
     if args.json:
-        fwd = model.flop_count(True, args.image_size)
+        parts = [report["stem"], report["head"], *report["layers"]]
+        fwd = sum(p["flops"] for p in parts)
         out = {
             "config": args.config,
             "image_size": report["image_size"],
+            "batch_size": args.batch_size,
             "flops": fwd,
-            "train_flops": model.flop_count(False, args.image_size),
+            "train_flops": fwd + sum(p["backward_flops"] for p in parts),
             "params": params,
             "tokens": report["tokens"],
             "padding": report["padding"],

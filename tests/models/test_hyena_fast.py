@@ -61,21 +61,21 @@ def test_eval_cache_hits_and_matches_reference(long_conv, shape):
     x = torch.randn(2, 16, 8)
     with torch.no_grad():
         out = m(x, layout)
-        k = m.long_filter(4, 4)
-        assert m.long_filter(4, 4) is k  # served from the cache
+        k = m.long_filter(4, 4, long_conv)
+        assert m.long_filter(4, 4, long_conv) is k  # served from the cache
         assert_close(out, plain_hyena(m, x, layout), rtol=1e-5, atol=1e-6)
         assert_close(k, m._long_filter(4, 4, long_conv))
-        assert m.long_filter(2, 8) is not k  # another grid, another entry
-        assert m.long_filter(2, 8).shape == shape
+        assert m.long_filter(2, 8, long_conv) is not k  # another grid, another entry
+        assert m.long_filter(2, 8, long_conv).shape == shape
 
 
 def test_no_cache_with_grad_or_in_training():
     m = _mixer().eval()
-    assert m.long_filter(4, 4) is not m.long_filter(4, 4)  # grad enabled: the filter must get gradients
-    assert m.long_filter(4, 4).requires_grad
+    assert m.long_filter(4, 4, "fft") is not m.long_filter(4, 4, "fft")  # grad enabled: the filter needs gradients
+    assert m.long_filter(4, 4, "fft").requires_grad
     m.train()
     with torch.no_grad():
-        assert m.long_filter(4, 4) is not m.long_filter(4, 4)
+        assert m.long_filter(4, 4, "fft") is not m.long_filter(4, 4, "fft")
 
 
 @pytest.mark.parametrize("long_conv", PATHS)
@@ -123,15 +123,15 @@ def test_cache_never_serves_stale_weights(long_conv):
 def test_deepcopy_and_dtype_change_do_not_share_the_cache(long_conv, dtype):
     m = _mixer(long_conv=long_conv).eval()
     with torch.no_grad():
-        k = m.long_filter(3, 3)
+        k = m.long_filter(3, 3, long_conv)
         twin = copy.deepcopy(m)
         with torch.no_grad():
             for p in twin.filter.parameters():
                 p.add_(1.0)
-        assert not torch.equal(twin.long_filter(3, 3), k)
+        assert not torch.equal(twin.long_filter(3, 3, long_conv), k)
         m.double()
-        assert_close(m.long_filter(3, 3), m._long_filter(3, 3, long_conv))
-        assert m.long_filter(3, 3).dtype == dtype  # float64 stays float64
+        assert_close(m.long_filter(3, 3, long_conv), m._long_filter(3, 3, long_conv))
+        assert m.long_filter(3, 3, long_conv).dtype == dtype  # float64 stays float64
 
 
 @pytest.mark.parametrize("long_conv", PATHS)

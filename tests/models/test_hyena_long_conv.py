@@ -12,7 +12,7 @@ from vitlab.config import L, instantiate
 from vitlab.flops import torch_flop_count
 from vitlab.layers import LayerNorm, Mlp
 from vitlab.mixers import Hyena2D
-from vitlab.mixers.hyena2d import DIRECT_MAX_TOKENS, toeplitz_index
+from vitlab.mixers.hyena2d import DIRECT_MAX_TOKENS, DIRECT_TOKENS_PER_IMAGE, toeplitz_index
 from vitlab.models import Block, TokenLayout
 
 # (grid_h, grid_w, cls, registers): padded and not, with and without the extra tokens
@@ -66,24 +66,34 @@ def test_toeplitz_index_is_the_offset_of_each_token_pair():
             assert idx[t, s] == (dy % (2 * R)) * (2 * W) + dx % (2 * W)
 
 
-def test_auto_takes_the_crossover_and_the_flop_count_follows():
+def test_auto_takes_the_crossovers():
     m = Hyena2D(8, filter_hidden=8)
-    side = int(DIRECT_MAX_TOKENS**0.5)
-    small, large = TokenLayout(side, side, 0, 0), TokenLayout(side + 1, side + 1, 0, 0)
-    assert m.path(small.num_patches) == "direct" and m.path(large.num_patches) == "fft"
-    for layout in (small, large):
-        T = layout.num_patches
-        counts = {}
-        for path in ("direct", "fft"):
-            m.long_conv = path
-            counts[path] = m.flop_count(T, layout)
-        m.long_conv = "auto"
-        assert m.flop_count(T, layout) == counts[m.path(T)]
-        assert counts["direct"] != counts["fft"]
+    big = 10_000
+    assert m.path(DIRECT_MAX_TOKENS, big) == "direct" and m.path(DIRECT_MAX_TOKENS + 1, big) == "fft"
+    T = 196  # a 14 x 14 grid: direct from T / 12 images
+    small_batch = -(-T // DIRECT_TOKENS_PER_IMAGE) - 1
+    assert m.path(T, small_batch) == "fft" and m.path(T, small_batch + 1) == "direct"
+    for forced in ("direct", "fft"):
+        m.long_conv = forced
+        assert m.path(T, 1) == m.path(10_000, big) == forced
 
 
-@pytest.mark.parametrize("long_conv", ["direct", "fft"])
-@pytest.mark.parametrize("size", [(16, 16), (12, 20), (40, 40)])  # (40, 40): a 10 x 10 grid, 106 tokens
+@pytest.mark.parametrize("batch_size", [1, 2, 64])
+def test_the_flop_count_follows_the_path(batch_size):
+    m = Hyena2D(8, filter_hidden=8)
+    layout = TokenLayout(5, 5, 0, 0)
+    counts = {}
+    for path in ("direct", "fft"):
+        m.long_conv = path
+        counts[path] = (m.flop_count(25, layout, batch_size), m.backward_flop_count(25, layout, batch_size))
+    m.long_conv = "auto"
+    auto = (m.flop_count(25, layout, batch_size), m.backward_flop_count(25, layout, batch_size))
+    assert auto == counts[m.path(25, batch_size)]
+    assert counts["direct"] != counts["fft"]
+
+
+@pytest.mark.parametrize("long_conv", ["direct", "fft", "auto"])
+@pytest.mark.parametrize("size", [(16, 16), (12, 20), (40, 40)])  # (40, 40): a 10 x 10 grid, 110 tokens padded
 @pytest.mark.parametrize("train", [False, True])
 def test_flop_count_matches_flop_counter_mode_on_each_path(long_conv, size, train):
     hyena = L(Block)(mixer=L(Hyena2D)(order=2, filter_hidden=16, long_conv=long_conv), ffn=L(Mlp)(ratio=2.0),

@@ -12,8 +12,11 @@ The long convolution runs by whichever of two exact algorithms is cheaper for th
 FlashFFTConv pick per shape): **direct**, one dense ``[T, T]`` matrix per channel gathered from the filter
 taps (a block-Toeplitz matrix; a batched matrix product, ``2 T^2`` FLOPs per channel and image), or **FFT**,
 ``rfft2`` of the input zero-padded to ``2R x 2W`` times the filter's spectrum (``~2 * 5 * 4T log2(4T)``).
-``long_conv="auto"`` takes the direct path up to :data:`DIRECT_MAX_TOKENS` tokens, the crossover measured
-by ``tools/bench_long_conv.py`` (``benchmarks/long_conv.md``). Both compute the same function (tested to
+The direct path pays once per call for its matrices (``D T^2`` values gathered from the
+taps, read again by every product) and is cheaper per image, so ``long_conv="auto"`` takes it when the batch
+is large enough for the grid: ``batch * DIRECT_TOKENS_PER_IMAGE >= T``, up to :data:`DIRECT_MAX_TOKENS` tokens;
+both constants are crossovers measured by ``tools/bench_long_conv.py`` (``benchmarks/long_conv.md``).
+Both compute the same function (tested to
 1e-5 in fp32, forward and gradients), and :meth:`Hyena2D.flop_count` counts the path that runs.
 
     u = in_proj(x) -> depthwise 3x3 -> gates g_0..g_{o-1}, value v      (o = order)
@@ -40,11 +43,14 @@ from vitlab.kernels import hyena_gate, hyena_input_gate
 from vitlab.mixers.implicit_filter import ImplicitFilter2D
 from vitlab.models.layout import TokenLayout
 
-__all__ = ["Hyena2D", "fft_flop_count", "toeplitz_index", "DIRECT_MAX_TOKENS"]
+__all__ = ["Hyena2D", "fft_flop_count", "toeplitz_index", "DIRECT_MAX_TOKENS", "DIRECT_TOKENS_PER_IMAGE"]
 
-# The direct long convolution up to this many grid tokens, the FFT above: the crossover of
-# tools/bench_long_conv.py on a 2-core CPU (benchmarks/long_conv.md).
-DIRECT_MAX_TOKENS = 529  # direct won at 23x23 = 529 tokens (1.23x), FFT at 24x24 = 576 (1.33x)
+# When "auto" takes the direct long convolution: the crossovers of tools/bench_long_conv.py on the 2-core
+# CPU (benchmarks/long_conv.md). Above 529 tokens the FFT won at every batch (24x24 = 576 tokens: FFT 1.4x
+# faster at batch 28); below, the direct path won once the batch held about T / 12 images (width 384,
+# forward + backward: from batch 4 at 49 tokens, 16 at 196, between 16 and 64 at 400).
+DIRECT_MAX_TOKENS = 529
+DIRECT_TOKENS_PER_IMAGE = 12
 
 
 def _fft_input(t: torch.Tensor) -> torch.Tensor:
@@ -116,7 +122,7 @@ class Hyena2D(nn.Module):
         short_kernel: size of the depthwise short convolution.
         bias: biases of the projections.
         long_conv: how the long convolution runs: ``"direct"`` (a ``[T, T]`` matrix per channel), ``"fft"``,
-            or ``"auto"``: direct up to :data:`DIRECT_MAX_TOKENS` grid tokens, FFT above.
+            or ``"auto"``: the cheaper for the grid and batch (:meth:`path`).
     """
 
     needs_grid = True  # sees the padded sequence as a 2D grid
@@ -147,11 +153,12 @@ class Hyena2D(nn.Module):
         self._filter_cache.clear()
         return super().train(mode)
 
-    def path(self, tokens: int) -> str:
-        """The long convolution's algorithm for a grid of ``tokens``: ``"direct"`` or ``"fft"``."""
+    def path(self, tokens: int, batch_size: int) -> str:
+        """The long convolution's algorithm for ``batch_size`` grids of ``tokens``: ``"direct"`` or ``"fft"``."""
         if self.long_conv != "auto":
             return self.long_conv
-        return "direct" if tokens <= DIRECT_MAX_TOKENS else "fft"
+        direct = tokens <= DIRECT_MAX_TOKENS and batch_size * DIRECT_TOKENS_PER_IMAGE >= tokens
+        return "direct" if direct else "fft"
 
     def _long_filter(self, R: int, W: int, path: str) -> torch.Tensor:
         k = self.filter(R, W).reshape(self.order - 1, self.dim, 2 * R, 2 * W)
@@ -160,13 +167,12 @@ class Hyena2D(nn.Module):
         T = R * W
         return k.flatten(2).index_select(2, toeplitz_index(R, W, k.device).flatten()).view(self.order - 1, self.dim, T, T)
 
-    def long_filter(self, R: int, W: int, path: str | None = None) -> torch.Tensor:
-        """The long filters for an ``R x W`` grid as the path uses them: the ``[o-1, D, T, T]`` matrices
-        (direct) or the 2D FFT ``[o-1, D, 2R, W+1]`` (complex) of the taps. ``path``: default :meth:`path`.
+    def long_filter(self, R: int, W: int, path: str) -> torch.Tensor:
+        """The long filters for an ``R x W`` grid as ``path`` uses them: the ``[o-1, D, T, T]`` matrices
+        (``"direct"``) or the 2D FFT ``[o-1, D, 2R, W+1]`` (complex) of the taps (``"fft"``).
 
         Cached in eval mode when no gradient is recorded (and not under ``torch.compile``).
         """
-        path = path or self.path(R * W)
         cacheable = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
         if not cacheable:
             return self._long_filter(R, W, path)
@@ -191,7 +197,7 @@ class Hyena2D(nn.Module):
         R = T // W
         u = self.in_proj(x).transpose(1, 2).reshape(B, (self.order + 1) * D, R, W)
         *gates, v = self.short_conv(u).split(D, dim=1)  # each [B, D, R, W]
-        path = self.path(T)
+        path = self.path(T, B)
         k = self.long_filter(R, W, path)  # [o-1, D, T, T] (direct) or [o-1, D, 2R, W+1] (FFT)
         if path == "fft":  # v * g_{o-1}, and what the FFT reads: the kernel writes it zero-padded in float32
             v, v_in = hyena_input_gate(v, gates[-1], backend=self.kernels)
@@ -230,7 +236,7 @@ class Hyena2D(nn.Module):
         k = self.short_conv.kernel_size[0]
         per_image = 2 * tokens * D * (o + 1) * D + 2 * (o + 1) * D * k * k * tokens + 2 * tokens * D * D
         per_batch = self.filter.flop_count(R, W)
-        if self.path(tokens) == "direct":
+        if self.path(tokens, batch_size) == "direct":
             per_image += 2 * (o - 1) * D * tokens * tokens
         else:
             per_image += 2 * (o - 1) * D * fft_flop_count(4 * R * W)  # rfft of v and irfft of the product
@@ -246,7 +252,7 @@ class Hyena2D(nn.Module):
         per_image = 2 * (2 * tokens * D * (o + 1) * D + 2 * (o + 1) * D * k * k * tokens + 2 * tokens * D * D)
         first = 2 * 4 * R * W * self.filter.in_features * self.filter.hidden
         per_batch = 2 * self.filter.flop_count(R, W) - first
-        if self.path(tokens) == "direct":
+        if self.path(tokens, batch_size) == "direct":
             per_image += 2 * 2 * (o - 1) * D * tokens * tokens
         else:
             per_image += 2 * (o - 1) * D * fft_flop_count(4 * R * W)
