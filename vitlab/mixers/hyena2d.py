@@ -15,7 +15,8 @@ taps (a block-Toeplitz matrix; a batched matrix product, ``2 T^2`` FLOPs per cha
 The direct path pays once per call for its matrices (``D T^2`` values gathered from the
 taps, read again by every product) and is cheaper per image, so ``long_conv="auto"`` takes it when the batch
 is large enough for the grid: ``batch * DIRECT_TOKENS_PER_IMAGE >= T``, up to :data:`DIRECT_MAX_TOKENS` tokens;
-both constants are crossovers measured by ``tools/bench_long_conv.py`` (``benchmarks/long_conv.md``).
+both constants are crossovers measured by ``tools/bench_long_conv.py`` (``benchmarks/long_conv.md``,
+``benchmarks/long_conv_batch.md``).
 Both compute the same function (tested to
 1e-5 in fp32, forward and gradients), and :meth:`Hyena2D.flop_count` counts the path that runs.
 
