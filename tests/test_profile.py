@@ -23,6 +23,7 @@ def test_profile_writes_the_report(tmp_path, capsys):
     assert "fp32 matmul" in report and "s per step" in report and "GFLOP/s achieved" in report
     assert "## Training step (1 steps profiled)" in report
     assert "## Evaluation feature extraction (20 images, no grad)" in report
+    assert "ms per image" in report
     assert "matrix products" in report and "copies and fills" in report
     # two tables per section (by operator; by operator and shapes), each with a header and 5 rows
     rows = [line for line in report.splitlines() if line.startswith("| `")]

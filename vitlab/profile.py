@@ -8,8 +8,9 @@ folder is a temporary one, nothing is saved), then:
    logs), beside the machine's measured fp32 matmul GFLOP/s;
 2. profiles ``--profile-steps`` more steps with :mod:`torch.profiler` (shapes recorded) and ranks the
    operators by self time, once by name and once by name and input shapes;
-3. with ``--eval-images N``, profiles the evaluation's feature extraction (the task's ``model`` in eval
-   mode under ``no_grad``, the protocol's readout) over N validation images.
+3. with ``--eval-images N``, times (once warm, without the profiler) and profiles the evaluation's feature
+   extraction (the task's ``model`` in eval mode under ``no_grad``, the protocol's readout) over N
+   validation images.
 
 Operators are also summed into families (matrix products, FFTs, copies and fills, element-wise, ...) so
 the report says in one line what share of the step does arithmetic and what share moves memory. The
@@ -158,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
                             break
                 model.train(was_training)
 
+            extract()  # warm-up (and the k-NN's first batch sizes' allocations)
+            t0 = time.perf_counter()
+            extract()
+            eval_ms = 1e3 * (time.perf_counter() - t0) / args.eval_images
             eval_prof = _profiled(extract, device)
         trainer.logger.close()
 
@@ -174,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
              "analytic forward + backward FLOPs of the task, heads and losses not counted).", "",
              *_section(f"Training step ({args.profile_steps} steps profiled)", step_prof, args.top)]
     if eval_prof is not None:
+        lines += [f"Evaluation feature extraction (batch {cfg.data.eval_batch_size}, no grad, timed without the "
+                  f"profiler): {eval_ms:.3f} ms per image.", ""]
         lines += _section(f"Evaluation feature extraction ({args.eval_images} images, no grad)", eval_prof, args.top)
     report = "\n".join(lines)
     print(report)
