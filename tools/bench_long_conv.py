@@ -77,12 +77,13 @@ def measure(side: int, *, dim: int, tokens: int, repeats: int, device: torch.dev
     return {k: 1e3 * statistics.median(v) for k, v in times.items()} | {"batch": batch}
 
 
-def crossover(rows: list[dict], kind: str) -> int | None:
-    """Smallest token count from which FFT beats direct at it and at every larger size measured."""
+def crossover(rows: list[dict], winner: str, loser: str, key: str) -> int | None:
+    """Smallest ``row[key]`` (rows in increasing ``key``) from which ``row[winner] < row[loser]`` holds at it
+    and at every larger row measured; None when it does not hold at the largest."""
     best = None
     for row in reversed(rows):
-        if row[f"fft {kind}"] < row[f"direct {kind}"]:
-            best = row["tokens"]
+        if row[winner] < row[loser]:
+            best = row[key]
         else:
             break
     return best
@@ -134,14 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("")
     if args.batches:
         for side in dict.fromkeys(r["side"] for r in rows):
-            side_rows = [r | {"tokens": r["batch"]} for r in rows if r["side"] == side]  # crossover() reads "tokens"
-            flipped = [r | {"fft fwd+bwd": r["direct fwd+bwd"], "direct fwd+bwd": r["fft fwd+bwd"]} for r in side_rows]
-            b = crossover(flipped, "fwd+bwd")  # smallest batch from which direct wins at it and every larger one
+            side_rows = [r for r in rows if r["side"] == side]
+            b = crossover(side_rows, "direct fwd+bwd", "fft fwd+bwd", "batch")
             lines.append(f"{side}x{side} ({side * side} tokens): direct faster (fwd+bwd) from batch {b}." if b
                          else f"{side}x{side} ({side * side} tokens): FFT faster at the largest batch measured.")
     else:
         for kind in ("fwd+bwd", "fwd"):
-            c = crossover(rows, kind)
+            c = crossover(rows, f"fft {kind}", f"direct {kind}", "tokens")
             lines.append(f"Crossover ({kind}): FFT faster from {c} tokens." if c is not None
                          else f"Crossover ({kind}): direct faster at every size measured.")
     report = "\n".join(lines)

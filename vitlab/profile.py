@@ -115,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
     from vitlab.engine.trainer import Trainer
     from vitlab.eval.features import readout_features
 
-    for name in ("warmup", "steps", "profile_steps", "eval_images", "top"):
-        if getattr(args, name) < (0 if name in ("warmup", "eval_images") else 1):
-            raise ValueError(f"--{name.replace('_', '-')} must be >= {0 if name in ('warmup', 'eval_images') else 1}, "
-                             f"got {getattr(args, name)}")
+    minimum = {"warmup": 0, "steps": 1, "profile_steps": 1, "eval_images": 0, "top": 1}
+    for name, least in minimum.items():
+        if getattr(args, name) < least:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     experiment = Path(args.config).stem
