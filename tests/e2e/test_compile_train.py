@@ -18,13 +18,17 @@ def _close(a, b, tol=1e-4):
     assert len(a) == len(b) and all(abs(x - y) <= tol * max(1.0, abs(y)) for x, y in zip(a, b)), (a, b)
 
 
-@pytest.mark.parametrize("mode", ["blocks", "true"])
-def test_compiled_losses_match_eager(tmp_path, mode):
+@pytest.mark.parametrize("mode, checkpointing", [("blocks", "none"), ("true", "none"), ("blocks", "full"),
+                                                  ("true", "2")])
+def test_compiled_losses_match_eager(tmp_path, mode, checkpointing):
+    """Activation checkpointing composes: a checkpointed block runs compiled inside its checkpoint
+    (blocks), or dynamo traces the checkpoint (the whole task)."""
     eager, compiled = tmp_path / "eager", tmp_path / "compiled"
     steps = ["train.max_steps=3", "train.checkpoint_every=100"]
     check(vitlab("train", TINY, f"train.output_dir={eager}", *NO_DROP, *steps, "train.compile=false"))
-    proc = check(vitlab("train", TINY, f"train.output_dir={compiled}", *NO_DROP, *steps, f"train.compile={mode}"))
-    assert f"compile {'task' if mode == 'true' else mode}" in proc.stdout
+    proc = check(vitlab("train", TINY, f"train.output_dir={compiled}", *NO_DROP, *steps, f"train.compile={mode}",
+                        f"train.activation_checkpointing={checkpointing}"))
+    assert f"compile {'task' if mode == 'true' else mode}, activation checkpointing {checkpointing}" in proc.stdout
     _close(losses(compiled), losses(eager))
 
 
@@ -59,17 +63,19 @@ def test_dino_task_compiled_matches_eager(tmp_path, monkeypatch):
 def test_two_ranks_compiled_fsdp2_and_ddp_match_eager_and_resume(tmp_path):
     """``compile=blocks`` + ``strategy=fsdp`` (blocks compiled, then each sharded, then the root) and
     ``compile=true`` + ``strategy=ddp`` (DDP wraps the compiled task) on 2 ranks give one eager
-    process's losses at the same global batch; the FSDP2 run, stopped by SIGTERM after step 2
+    process's losses at the same global batch, with every block checkpointed; the FSDP2 run, stopped by SIGTERM after step 2
     (checkpoint at step 3), resumes from its checkpoint to the same losses."""
     eager, fsdp, ddp = tmp_path / "eager", tmp_path / "fsdp", tmp_path / "ddp"
     args = [*NO_DROP, "train.max_steps=4", "train.checkpoint_every=100"]
     check(vitlab("train", TINY, f"train.output_dir={eager}", *args, "train.compile=false"))
-    fsdp_args = [f"train.output_dir={fsdp}", *args, "train.strategy=fsdp", "train.compile=blocks"]
+    fsdp_args = [f"train.output_dir={fsdp}", *args, "train.strategy=fsdp", "train.compile=blocks",
+                 "train.activation_checkpointing=full"]  # checkpointing, then compile, then FSDP2
     stopped = check(vitlab("train", TINY, *fsdp_args, fault="SIGTERM@2", torchrun=2))
     assert "compile blocks" in stopped.stdout and "SIGTERM: saved a checkpoint at step 3" in stopped.stdout
     assert final(fsdp, 3)["world_size"] == 2 and len(losses(fsdp)) == 3
     resumed = check(vitlab("train", TINY, *fsdp_args, "train.resume=auto", torchrun=2))
     assert "resumed from" in resumed.stdout
     _close(losses(fsdp), losses(eager))
-    check(vitlab("train", TINY, f"train.output_dir={ddp}", *args, "train.compile=true", torchrun=2))
+    check(vitlab("train", TINY, f"train.output_dir={ddp}", *args, "train.compile=true",
+                 "train.activation_checkpointing=1", torchrun=2))
     _close(losses(ddp), losses(eager))

@@ -43,6 +43,9 @@ class TrainConfig:
     # torch.compile: null (auto: blocks on CUDA, off on CPU) | false | true (the whole task forward) |
     # blocks (each block in place, fullgraph, as torchtitan); see vitlab.engine.compile
     compile: Optional[Any] = None
+    # recompute activations in backward: none | full (every block) | k (every k-th block, as torchtitan);
+    # see vitlab.engine.activation_checkpointing
+    activation_checkpointing: Optional[Any] = "none"
     # the device's dense peak TFLOP/s for train/mfu; None: vitlab.engine.mfu's table (CUDA devices only)
     peak_tflops: Optional[float] = None
     grad_accum_steps: int = 1

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from vitlab.config import eval_config, instantiate, typed_sections
 from vitlab.engine import distributed
+from vitlab.engine.activation_checkpointing import apply_activation_checkpointing
 from vitlab.engine.batches import build_data, data_stream, to_device
 from vitlab.engine.clip import clip_gradients, clip_groups
 from vitlab.engine.compile import apply_compile, resolve_compile
@@ -94,8 +95,10 @@ class Trainer:
         lr_base = as_schedule(oc.lr, self.total_steps)
         self.lr_schedule = (lambda s: lr_factor * lr_base(s)) if lr_factor != 1.0 else lr_base
         self.wd_schedule = as_schedule(oc.weight_decay, self.total_steps)
+        # torchtitan's order: activation checkpointing, then compile, then FSDP2 / DDP
+        self.checkpoint_every = apply_activation_checkpointing(self.task, tc.activation_checkpointing)
         self.compile_mode = resolve_compile(tc.compile, info.device)
-        apply_compile(self.task, self.compile_mode)  # before wrapping: compiled blocks, then FSDP2 (torchtitan)
+        apply_compile(self.task, self.compile_mode)
         self.model = distributed.wrap(self.task, info, tc.strategy)
         groups = param_groups(self.task.trainable_modules(), layer_decay=oc.layer_decay,
                               patch_embed_lr_mult=oc.patch_embed_lr_mult, no_weight_decay=oc.no_weight_decay)
@@ -296,6 +299,7 @@ class Trainer:
         if self.info.is_main:
             print(f"[vitlab] {self.experiment}: {self.total_steps} steps, {self.steps_per_epoch} steps/epoch, "
                   f"world size {self.info.world_size}, device {self.info.device}, compile {self.compile_mode}, "
+                  f"activation checkpointing {self.tc.activation_checkpointing}, "
                   f"run dir {self.run_dir}", flush=True)
             self.logger.log_text("config", (self.run_dir / "config.yaml").read_text())
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vitlab.config import build
 from vitlab.layers import LearnedPosEmbed, PatchEmbed
@@ -153,6 +154,7 @@ class HybridViT(nn.Module):
             self.layer_pattern = "".join("H" if p else "B" for p in self.block_needs_padding)
         self.blocks = nn.ModuleList(blocks)
         self.drop_path_rates = rates
+        self.checkpointed = [False] * num_blocks  # per block: recompute its activations in backward
 
         self.norm = build(norm_cfg, dim=D, **dd)
         self.cls_norm = build(cls_norm_cfg, dim=D, **dd)
@@ -243,9 +245,30 @@ class HybridViT(nn.Module):
         return x
 
     def run_block(self, i: int, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        """Block ``i`` on unpadded tokens, through activation checkpointing if it is checkpointed and a
+        gradient is being recorded (see :meth:`set_activation_checkpointing`)."""
+        if self.checkpointed[i] and torch.is_grad_enabled():
+            return checkpoint(self.block_forward, i, x, layout, use_reentrant=False)
+        return self.block_forward(i, x, layout)
+
+    def block_forward(self, i: int, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """Block ``i`` on unpadded tokens; padded blocks get ``P`` zero tokens appended and removed."""
         out = self.blocks[i](self.block_tokens(i, x, layout), layout)
         return out[:, : layout.num_tokens] if out.shape[1] != layout.num_tokens else out
+
+    def set_activation_checkpointing(self, every: int | None) -> None:
+        """Recompute the activations of every ``every``-th block in backward instead of keeping them.
+
+        Block ``i`` is checkpointed when ``(i + 1) % every == 0`` (torchtitan's selective per-layer
+        rule): ``every=1`` checkpoints all blocks, ``None`` none. A checkpointed block keeps only its
+        input for backward (its padding is added inside the checkpoint) and runs its forward twice;
+        non-reentrant ``torch.utils.checkpoint`` restores the RNG state for the recomputation, so drop
+        path draws the same masks and losses and gradients are bit-identical to a run without it.
+        Evaluation and no-grad forwards (an EMA teacher) are never checkpointed.
+        """
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"activation checkpointing: every must be a positive integer or None, got {every!r}")
+        self.checkpointed = [every is not None and (i + 1) % every == 0 for i in range(len(self.blocks))]
 
     def apply_norm(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         if self.cls_norm is None:
