@@ -135,10 +135,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a Python or YAML config file defining `model`")
     parser.add_argument("overrides", nargs="*", help="hydra-style overrides, e.g. model.num_registers=4")
     parser.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"), help="default: the model's image_size")
-    parser.add_argument("--batch-size", type=int, default=1,
+    parser.add_argument("--batch-size", type=int, default=None,
                         help="count per image within a batch of this size (Hyena's long convolution picks its "
                              "algorithm by batch and grid; default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    memory = parser.add_argument_group("memory plan (a run config: model, task, data, optim, train)")
+    memory.add_argument("--memory", action="store_true",
+                        help="plan the memory per device of a training step instead (vitlab.memory): parameters, "
+                             "gradients, optimizer state, frozen copies, activations; --batch-size is then the "
+                             "global batch (default data.batch_size)")
+    memory.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision")
+    memory.add_argument("--world-size", type=int, default=1, help="ranks the batch and (fsdp) the state split over")
+    memory.add_argument("--strategy", default="ddp", choices=("ddp", "fsdp"), help="replicated or sharded state")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,11 +156,14 @@ def run(args: argparse.Namespace) -> int:
     apply_overrides(cfg, args.overrides)
     if "model" not in cfg:
         raise SystemExit(f"error: config {args.config!r} defines no `model`")
+    if args.memory:
+        return _memory(cfg, args)
     # Built on the meta device: no memory for weights, so any size counts in seconds.
     model = instantiate(cfg.model, device="meta")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    report = per_image(model.flop_report(args.image_size, args.batch_size))
+    batch_size = 1 if args.batch_size is None else args.batch_size
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    report = per_image(model.flop_report(args.image_size, batch_size))
     params = sum(p.numel() for p in model.parameters())
     if args.json:
         parts = [report["stem"], report["head"], *report["layers"]]
@@ -160,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         out = {
             "config": args.config,
             "image_size": report["image_size"],
-            "batch_size": args.batch_size,
+            "batch_size": batch_size,
             "flops": fwd,
             "train_flops": fwd + sum(p["backward_flops"] for p in parts),
             "params": params,
@@ -174,4 +185,25 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(format_report(report, params))
+    return 0
+
+
+def _memory(cfg, args: argparse.Namespace) -> int:
+    """``--memory``: the plan of :func:`vitlab.memory.plan_memory` for the run config ``cfg``."""
+    from vitlab.config import typed_sections
+    from vitlab.memory import format_plan, plan_memory
+
+    missing = [k for k in ("task", "data", "optim", "train") if k not in cfg]
+    if missing:
+        raise SystemExit(f"error: --memory plans a training step: config {args.config!r} defines no "
+                         f"{', '.join(missing)} (give an experiment, not a model config)")
+    plan = plan_memory(typed_sections(cfg), batch_size=args.batch_size, precision=args.precision, world_size=args.world_size,
+                       strategy=args.strategy, config_name=args.config)
+    if args.json:
+        json.dump({"config": args.config, "batch_size": plan.batch_size, "micro_batch": plan.micro_batch,
+                   "world_size": plan.world_size, "strategy": plan.strategy, "precision": plan.precision,
+                   "activation_checkpointing": plan.checkpointing, "parts": plan.parts, "total": plan.total}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(format_plan(plan))
     return 0

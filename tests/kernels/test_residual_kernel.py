@@ -101,3 +101,28 @@ def test_bad_inputs_raise():
         residual_scale_drop(x, torch.randn(2, 3, 9), None, 0.1, True, backend="triton")
     with pytest.raises(ValueError, match=r"gamma must have shape \[D\]=\[8\]"):
         residual_scale_drop(x, x, torch.randn(3), 0.1, True, backend="triton")
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_a_low_precision_branch_joins_the_stream_under_autocast_only(backend):
+    """Under bf16 autocast a block's branch (a linear layer's output) is bf16 while the residual stream
+    stays fp32 (``cat`` with fp32 tokens promotes it): the branch is cast up, as ``x + y`` would."""
+    x, y, gamma = torch.randn(2, 5, 8), torch.randn(2, 5, 8).bfloat16(), torch.rand(8)
+    with pytest.raises(TypeError, match="one dtype"):
+        residual_scale_drop(x, y, gamma, 0.0, True, backend=backend)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = residual_scale_drop(x, y, gamma, 0.0, True, backend=backend)
+    assert out.dtype == torch.float32
+    assert_close(out, x + gamma * y.float())
+
+
+def test_hybrid_trains_under_bf16_autocast():
+    """Every block type (A, R, H) forward and backward under autocast: what a CUDA bf16 run does."""
+    from tests.models.helpers import tiny
+    from vitlab.config import instantiate
+
+    model = instantiate(tiny("HRA", max_drop_path_rate=0.1)).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(torch.randn(2, 3, 16, 16)).float().square().mean()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)

@@ -233,7 +233,7 @@ def residual_scale_drop(
 
     Args:
         x: residual stream [B, ..., D].
-        y: branch output [B, ..., D], same shape and dtype as ``x``.
+        y: branch output [B, ..., D], same shape and dtype as ``x`` (under autocast it is cast to ``x``'s).
         gamma: LayerScale weights [D] or None (no scaling).
         drop_prob: stochastic-depth probability p in [0, 1); each sample's branch is kept with
             probability 1-p and then scaled by 1/(1-p).
@@ -250,7 +250,9 @@ def residual_scale_drop(
             f"residual_scale_drop needs x and y of one shape, got {tuple(x.shape)} and {tuple(y.shape)}"
         )
     if x.dtype != y.dtype:
-        raise TypeError(f"residual_scale_drop needs x and y of one dtype, got {x.dtype} and {y.dtype}")
+        if not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"residual_scale_drop needs x and y of one dtype, got {x.dtype} and {y.dtype}")
+        y = y.to(x.dtype)  # autocast: a bf16 branch joins the fp32 stream (the stream keeps its precision)
     if x.ndim < 2:
         raise ValueError(f"residual_scale_drop needs x of shape [B, ..., D], got {tuple(x.shape)}")
     if gamma is not None and gamma.shape != (x.shape[-1],):

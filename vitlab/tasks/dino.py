@@ -24,6 +24,7 @@ from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import is_fake
 
 from vitlab.config import build
 from vitlab.config.milestones import fraction_of
@@ -281,6 +282,8 @@ class DINOv3Task(Task):
         Sinkhorn-Knopp or centred teacher distribution), and beside it the entropy and largest prototype
         share of the teacher's own uncentred ``softmax(t_logits / temp)``. ``dino/kl`` is the loss less
         the target's entropy: the part the student can still reduce."""
+        if is_fake(dino):  # a memory plan runs the step on shapes only (vitlab.memory): no values to watch
+            return {}
         self.recent_dino.append(float(dino))
         self.recent_target.append(float(teacher_entropy(t_probs)))
         stats = collapse_stats(t_probs, self.recent_dino, t_probs.shape[-1], target_entropies=self.recent_target)
