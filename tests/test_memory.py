@@ -116,3 +116,20 @@ def test_cli():
     assert "global batch 16" in out.stdout and "activation checkpointing full" in out.stdout and "total" in out.stdout
     bad = run("configs/models/hybrid_fmnist.py", "--memory")
     assert bad.returncode != 0 and "defines no task" in bad.stderr
+
+
+def test_optimizer_state_follows_the_optimizer():
+    from vitlab.config import L
+    from vitlab.engine.lamb import Lamb
+
+    cfg = config(TINY)
+    params = plan_memory(cfg).parts["parameters (trained)"]
+    cfg.optim.optimizer = L(torch.optim.SGD)(momentum=0.9)
+    assert plan_memory(cfg).parts["optimizer state (SGD, 1 per parameter)"] == params
+    cfg.optim.optimizer = L(torch.optim.SGD)()
+    assert plan_memory(cfg).parts["optimizer state (SGD, 0 per parameter)"] == 0
+    cfg.optim.optimizer = L(Lamb)()
+    assert plan_memory(cfg).parts["optimizer state (Lamb, 2 per parameter)"] == 2 * params
+    cfg.optim.optimizer = L(torch.optim.Adagrad)()
+    with pytest.raises(ValueError, match="optim.optimizer: Adagrad"):
+        plan_memory(cfg)

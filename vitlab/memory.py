@@ -32,7 +32,7 @@ __all__ = ["SavedTensors", "MemoryPlan", "plan_memory", "format_plan", "OPTIMIZE
 
 GiB = 2**30
 # tensors of optimizer state per parameter (the step counters are scalars)
-OPTIMIZER_STATES = {"AdamW": 2, "Adam": 2, "LAMB": 2, "Lion": 1, "Adafactor": 1, "SGD": 1, "RMSprop": 1}
+OPTIMIZER_STATES = {"AdamW": 2, "Adam": 2, "Lamb": 2, "SGD": 1}  # SGD: its momentum buffer (none without momentum)
 
 
 def _storage_key(t: torch.Tensor) -> int:
