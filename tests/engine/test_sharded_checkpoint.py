@@ -25,14 +25,29 @@ FULL_KEYS = {"format_version", "model", "task", "optimizer", "scaler", "step", "
              "config"}
 
 
+class Counter(nn.Module):
+    """Non-tensor state saved with the weights (as the Gram teacher's refresh count)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def get_extra_state(self) -> dict:
+        return {"count": self.count}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.count = state["count"]
+
+
 class Task(nn.Module):
-    """A task in miniature: the network under ``model``, a head and a buffer beside it."""
+    """A task in miniature: the network under ``model``, a head, a buffer and extra state beside it."""
 
     def __init__(self, width: int = 3, extra: bool = False):
         super().__init__()
         self.model = nn.Linear(2, width)
         self.head = nn.Linear(width, 2)
         self.register_buffer("center", torch.zeros(2))
+        self.counter = Counter()
         if extra:
             self.register_buffer("extra", torch.zeros(1))
 
@@ -45,6 +60,7 @@ def trained(seed: int = 0, **kwargs) -> tuple[Task, torch.optim.Optimizer]:
     task.head(task.model(torch.randn(4, 2))).sum().backward()
     optimizer.step()
     task.center.fill_(float(seed))
+    task.counter.count = seed
     return task, optimizer
 
 
@@ -64,8 +80,9 @@ def writer(folder, keep_last: int = 2, **kwargs) -> ShardedWriter:
 
 
 def assert_same(task_a, opt_a, task_b, opt_b):
+    assert task_a.state_dict().keys() == task_b.state_dict().keys()
     for (k, a), b in zip(task_a.state_dict().items(), task_b.state_dict().values()):
-        assert torch.equal(a, b), k
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, k
     sa, sb = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
     assert sa.keys() == sb.keys()
     for p in sa:
@@ -80,16 +97,21 @@ def test_save_load_and_consolidate(tmp_path):
     assert sorted(p.name for p in step.iterdir()) == [".metadata", "__0_0.distcp", "run_state.pt"]
     assert [p.name for p in tmp_path.iterdir()] == ["step_00000003"]  # the temporary was renamed
     fresh, fresh_opt = trained(1)
+    assert fresh.counter.count == 1
     state = load_sharded(step, fresh, fresh_opt)
     assert state["step"] == 3 and state["data"] == {"epoch": 0, "batch": 3}
     assert_same(task, optimizer, fresh, fresh_opt)
+    assert fresh.counter.count == 0
     # consolidated: the single-file layout, keyed as a full gather of the same objects keys it
     ckpt = consolidate(step)
     assert set(ckpt) == FULL_KEYS
     full_model, full_optim = get_state_dict(task, optimizer, options=StateDictOptions(full_state_dict=True))
-    assert ckpt["model"].keys() == {"weight", "bias"} and ckpt["task"].keys() == {"head.weight", "head.bias", "center"}
+    assert ckpt["model"].keys() == {"weight", "bias"}
+    assert ckpt["task"].keys() == {"head.weight", "head.bias", "center", "counter._extra_state"}
+    assert ckpt["task"]["counter._extra_state"] == {"count": 0}
     for k, v in full_model.items():
-        assert torch.equal(ckpt["model"][k[len("model."):]] if k.startswith("model.") else ckpt["task"][k], v), k
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(ckpt["model"][k[len("model."):]] if k.startswith("model.") else ckpt["task"][k], v), k
     assert ckpt["optimizer"]["param_groups"] == full_optim["param_groups"]
     for fqn, slots in full_optim["state"].items():
         for k, v in slots.items():
@@ -174,7 +196,7 @@ def test_async_save_snapshots_the_state_and_commits(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_FileSystemWriter, "write_data", held_write)
     task, optimizer = trained(0)
-    expected = {k: v.clone() for k, v in task.state_dict().items()}
+    expected = {k: v.clone() for k, v in task.state_dict().items() if isinstance(v, torch.Tensor)}
     w = writer(tmp_path, async_save=True)
     w.save(shards(task, optimizer), run_state(5), 5)
     assert not (tmp_path / "step_00000005").exists()  # still writing: not a checkpoint yet

@@ -77,5 +77,5 @@ def consolidate(ckpt_dir: str, out: str) -> int:
     path = save_atomic(ckpt, Path(out).expanduser())
     params = sum(v.numel() for v in ckpt["model"].values())
     print(f"wrote {path}: step {ckpt['step']} of a world size {ckpt['world_size']} run, "
-          f"{params / 1e6:.2f}M model values, {len(ckpt['task'])} other task tensors")
+          f"{params / 1e6:.2f}M model values, {len(ckpt['task'])} other task entries")
     return 0

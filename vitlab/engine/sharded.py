@@ -184,12 +184,22 @@ def read_run_state(path: str | Path) -> dict[str, Any]:
     return torch.load(path / RUN_STATE, map_location="cpu", weights_only=True)
 
 
-def _shapes(path: Path, prefix: str) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors under ``prefix`` as meta tensors of their global shapes (nothing is read)."""
-    metadata = dcp.FileSystemReader(str(path)).read_metadata()
-    return {key[len(prefix):]: torch.empty(md.size, device="meta")
-            for key, md in metadata.state_dict_metadata.items()
-            if key.startswith(prefix) and isinstance(md, dcp.TensorStorageMetadata)}
+def _check_task_state(path: Path, model_sd: dict[str, Any]) -> None:
+    """The checkpoint's task state against the live task's, keys as DCP flattens them (a module's extra
+    state ``{"n": 1}`` is ``<module>._extra_state.n``) and tensors by global shape; nothing is read but
+    ``.metadata``."""
+    from torch.distributed.checkpoint._nested_dict import flatten_state_dict
+
+    def shaped(value: Any) -> torch.Tensor:  # check_state_dict compares .shape; other values have none: ()
+        if isinstance(value, dcp.TensorStorageMetadata):
+            return torch.empty(value.size, device="meta")
+        return value if isinstance(value, torch.Tensor) else torch.empty((), device="meta")
+
+    saved = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    live, _ = flatten_state_dict({"model": model_sd})
+    given = {k[len("model."):]: shaped(v) for k, v in saved.items() if k.startswith("model.")}
+    expected = {k[len("model."):]: shaped(v) for k, v in live.items()}
+    check_state_dict(given, expected, repr(str(path)), target="the configured model and task")
 
 
 def load_sharded(path: str | Path, task: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -203,7 +213,7 @@ def load_sharded(path: str | Path, task: nn.Module, optimizer: torch.optim.Optim
     path = Path(path)
     run_state = read_run_state(path)
     model_sd, optim_sd = get_state_dict(task, optimizer, options=_SHARDED)
-    check_state_dict(_shapes(path, "model."), model_sd, repr(str(path)), target="the configured model and task")
+    _check_task_state(path, model_sd)
     state = {"model": model_sd, "optimizer": optim_sd}
     with _single_process_quiet():
         dcp.load(state, checkpoint_id=str(path), no_dist=_no_dist())
