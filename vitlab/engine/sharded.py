@@ -116,10 +116,9 @@ class ShardedWriter:
         distributed.barrier()
 
         def commit() -> None:
-            save_atomic(run_state, tmp / RUN_STATE)
+            save_atomic(run_state, tmp / RUN_STATE)  # fsyncs tmp/ too (DCP fsynced its own files)
             if before_commit is not None:
                 before_commit()
-            fsync_dir(tmp)
             aside = final.with_name(f".del-{final.name}")
             if final.exists():  # the same step saved again (a run resumed from an earlier checkpoint)
                 os.replace(final, aside)
