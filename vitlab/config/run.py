@@ -30,7 +30,7 @@ class TrainConfig:
     max_steps: Optional[int] = None  # optimizer steps; None: ``epochs`` x steps per epoch
     epochs: Optional[int] = 1
     output_dir: Optional[str] = None  # None: runs/<experiment>/<timestamp>
-    resume: Optional[str] = None  # None | auto | path/to/step_N.pt
+    resume: Optional[str] = None  # None | auto | path/to/step_N.pt | path/to/step_N (sharded)
     # weights to start from (vitlab.engine.init_from): a vitlab checkpoint, converted DINOv3 weights or a
     # state dict (.safetensors / .pt); step 0, a fresh optimizer. A resumed run ignores it.
     init_from: Optional[str] = None
@@ -58,6 +58,10 @@ class TrainConfig:
     eval_at_start: bool = False  # also evaluate the untrained network (logged at step 0)
     checkpoint_every: int = 500
     keep_last: int = 2
+    # full: one file, gathered and written by rank 0 | sharded: a directory, every rank writing its own shards
+    # with torch.distributed.checkpoint (resumes on any world size; `vitlab convert --consolidate` makes a file)
+    checkpoint_format: str = "full"
+    async_checkpoint: bool = False  # sharded only: write in the background while training goes on
     best_metric: str = "val/top1"
     best_mode: str = "max"  # max | min
     max_nonfinite_steps: int = 5  # consecutive NaN/Inf steps before the run stops

@@ -1,8 +1,9 @@
 """The training engine: the loop (``trainer``) and its parts, one file each.
 
-``checkpoint`` (format, atomic writes), ``resume`` (whole-state save/restore), ``optim`` (parameter
-groups), ``schedules`` (per-step scalars), ``precision`` (AMP), ``logging`` (TensorBoard, jsonl),
-``distributed`` (torchrun, DDP, FSDP2), ``nonfinite`` (NaN guard), ``batches`` (data stream).
+``checkpoint`` (format, atomic writes), ``sharded`` (per-rank DCP checkpoints), ``resume`` (whole-state
+save/restore), ``optim`` (parameter groups), ``schedules`` (per-step scalars), ``precision`` (AMP),
+``logging`` (TensorBoard, jsonl), ``distributed`` (torchrun, DDP, FSDP2), ``nonfinite`` (NaN guard),
+``batches`` (data stream).
 """
 
 from vitlab.engine.checkpoint import (

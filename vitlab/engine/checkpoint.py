@@ -19,44 +19,81 @@ it loads with ``torch.load(path, weights_only=True)``:
 Files live in ``<run>/checkpoints/step_<N>.pt``; ``best.pt`` is a hard link to the best one.
 A write goes to a temporary file in the same folder, is fsynced, and renamed over the final name,
 so a crash mid-save leaves the previous checkpoints intact and temporaries are never discovered.
+
+``train.checkpoint_format=sharded`` writes the same state as a directory ``step_<N>/`` instead, each
+rank its own shards (:mod:`vitlab.engine.sharded`); it is renamed from ``.tmp-step_<N>/`` once complete.
+Discovery and retention here treat both alike: ``list_checkpoints`` returns files and directories
+ordered by step, ``keep_last`` prunes either kind, and the best sharded checkpoint is ``best/``, a
+directory of hard links to the best one's files (so, like ``best.pt``, it survives the pruning of
+its step and is itself a complete sharded checkpoint). A file reader given a sharded directory says
+how to consolidate it (``vitlab convert --consolidate DIR OUT.pt``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from omegaconf import OmegaConf
 from torch import nn
+from torch.distributed.tensor import DTensor
 
-__all__ = ["FORMAT_VERSION", "save_atomic", "load_checkpoint", "list_checkpoints", "latest_checkpoint",
-           "CheckpointManager", "assert_finite", "StateDictMismatchError", "check_state_dict", "load_model_state",
-           "build_model_from_checkpoint"]
+__all__ = ["FORMAT_VERSION", "save_atomic", "fsync_dir", "load_checkpoint", "list_checkpoints", "latest_checkpoint",
+           "is_sharded_checkpoint", "require_file", "CheckpointManager", "assert_finite", "first_non_finite",
+           "StateDictMismatchError", "check_state_dict", "load_model_state", "build_model_from_checkpoint"]
 
 FORMAT_VERSION = 1
-_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+_STEP = re.compile(r"^step_(\d+)(\.pt)?$")  # step_<N>.pt (a file) or step_<N> (a sharded directory)
+SHARDED_METADATA = ".metadata"  # DCP's index, written last: what makes a directory a sharded checkpoint
+
+
+def first_non_finite(obj: Any, where: str = "checkpoint") -> str | None:
+    """Where the first floating tensor in ``obj`` holding a NaN or Inf is (``"checkpoint.model.w"``), or None.
+
+    A ``DTensor`` is checked on this rank's shard only (no collective).
+    """
+    if isinstance(obj, DTensor):
+        obj = obj.to_local()
+    if isinstance(obj, torch.Tensor):
+        return where if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        found = first_non_finite(v, f"{where}.{k}" if isinstance(obj, dict) else f"{where}[{k}]")
+        if found:
+            return found
+    return None
 
 
 def assert_finite(obj: Any, where: str = "checkpoint") -> None:
     """Raise ``ValueError`` naming the first floating tensor in ``obj`` holding a NaN or Inf."""
-    if isinstance(obj, torch.Tensor):
-        if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
-            raise ValueError(f"refusing to write a non-finite tensor at {where}")
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            assert_finite(v, f"{where}.{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            assert_finite(v, f"{where}[{i}]")
+    found = first_non_finite(obj, where)
+    if found:
+        raise ValueError(f"refusing to write a non-finite tensor at {found}")
 
 
-def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save`` to a temporary file, fsync it, rename it over ``path`` and fsync the folder."""
+def fsync_dir(path: str | Path) -> None:
+    """fsync a folder, so the renames and creations inside it survive a power loss."""
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_atomic(state: dict[str, Any], path: str | Path, before_commit: Callable[[], None] | None = None) -> Path:
+    """``torch.save`` to a temporary file, fsync it, rename it over ``path`` and fsync the folder.
+
+    Args:
+        state: what to save.
+        path: the final name.
+        before_commit: called between the write and the rename (fault injection, :mod:`vitlab.engine.faults`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
@@ -65,22 +102,39 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        if before_commit is not None:
+            before_commit()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself must survive a power loss
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)  # the rename itself must survive a power loss
+    return path
+
+
+def is_sharded_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a sharded checkpoint directory (one holding DCP's ``.metadata``)."""
+    return Path(path).is_dir() and (Path(path) / SHARDED_METADATA).is_file()
+
+
+def require_file(path: str | Path, what: str = "checkpoint") -> Path:
+    """``path`` if it is a file; else an error naming it, and for a sharded directory how to consolidate it.
+
+    Args:
+        path: the checkpoint given.
+        what: how the message names it (``"checkpoint"``, ``"train.init_from"``).
+    """
+    path = Path(path)
+    if is_sharded_checkpoint(path):
+        raise ValueError(f"{what} {str(path)!r} is a sharded checkpoint directory; consolidate it with "
+                         f"`vitlab convert --consolidate {path} OUT.pt` and pass OUT.pt")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {str(path)!r}")
     return path
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a missing file is an error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {str(path)!r}")
+    """Load a checkpoint file with ``weights_only=True``; a missing file (or a sharded directory) is an error naming it."""
+    path = require_file(path)
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{str(path)!r} is not a vitlab checkpoint (a dict with a 'model' state_dict)")
@@ -88,12 +142,14 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
 
 
 def list_checkpoints(folder: str | Path) -> list[Path]:
-    """Complete ``step_<N>.pt`` files in ``folder``, oldest first (temporaries are never listed)."""
+    """Complete checkpoints in ``folder`` of both formats (``step_<N>.pt`` files, ``step_<N>`` sharded
+    directories), oldest first by step; temporaries (``.tmp-*``) are never listed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    found = [(int(m.group(1)), p.name, p) for p in folder.iterdir() if (m := _STEP.match(p.name))
+             and (p.is_file() if m.group(2) else is_sharded_checkpoint(p))]
+    return [p for *_, p in sorted(found)]
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
@@ -110,7 +166,8 @@ class CheckpointManager:
         keep_last: how many recent step checkpoints to keep (the best one is kept besides).
 
     Which checkpoint is best is the caller's call (``save(..., is_best=)``; the trainer's
-    ``RunState.improve_best``).
+    ``RunState.improve_best``). A sharded checkpoint is written elsewhere (:mod:`vitlab.engine.sharded`)
+    and handed to :meth:`finish` once complete, for the same best link and pruning.
     """
 
     def __init__(self, folder: str | Path, *, keep_last: int = 2):
@@ -118,18 +175,45 @@ class CheckpointManager:
             raise ValueError(f"keep_last must be >= 1, got {keep_last}")
         self.folder, self.keep_last = Path(folder), keep_last
 
-    def save(self, state: dict[str, Any], step: int, *, is_best: bool = False) -> Path:
+    def save(self, state: dict[str, Any], step: int, *, is_best: bool = False,
+             before_commit: Callable[[], None] | None = None) -> Path:
         """Check ``state`` is finite, write it atomically, update ``best.pt`` and prune old files."""
         assert_finite(state, "checkpoint")
-        path = save_atomic(state, self.folder / f"step_{step:08d}.pt")
+        path = save_atomic(state, self.folder / f"step_{step:08d}.pt", before_commit)
+        self.finish(path, is_best=is_best)
+        return path
+
+    def finish(self, path: Path, *, is_best: bool = False) -> None:
+        """After ``path`` (a file or a sharded directory) is complete: link it as the best, prune old ones."""
         if is_best:
+            self.link_best(path)
+        for old in list_checkpoints(self.folder)[: -self.keep_last]:
+            if old.is_dir():
+                doomed = old.with_name(f".del-{old.name}")  # renamed first: never listed half-deleted
+                os.replace(old, doomed)
+                shutil.rmtree(doomed)
+            else:
+                old.unlink(missing_ok=True)  # best.pt is a hard link: the best one's data survives
+
+    def link_best(self, path: Path) -> None:
+        """``best.pt``: a hard link to the file; ``best/``: a directory of hard links to a sharded one's files."""
+        if path.is_file():
             tmp = self.folder / f".tmp-{os.getpid()}-best.pt"
             tmp.unlink(missing_ok=True)
             os.link(path, tmp)
             os.replace(tmp, self.folder / "best.pt")
-        for old in list_checkpoints(self.folder)[: -self.keep_last]:
-            old.unlink(missing_ok=True)  # best.pt is a hard link: the best one's data survives
-        return path
+            return
+        best, tmp, old = self.folder / "best", self.folder / ".tmp-best", self.folder / ".del-best"
+        for stale in (tmp, old):
+            shutil.rmtree(stale, ignore_errors=True)
+        shutil.copytree(path, tmp, copy_function=os.link)
+        fsync_dir(tmp)
+        # a directory cannot be renamed over a non-empty one: move the old best aside, then swap
+        if best.exists():
+            os.replace(best, old)
+        os.replace(tmp, best)
+        fsync_dir(self.folder)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class StateDictMismatchError(ValueError):

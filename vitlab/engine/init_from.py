@@ -108,13 +108,17 @@ def read_pretrained(path: str | Path, *, which: str = "model", prefix: str | Non
 
     Raises:
         FileNotFoundError: naming ``train.init_from`` and the path.
-        ValueError: ``which`` unknown, or ``student`` asked of a file that has none.
+        ValueError: ``which`` unknown, ``student`` asked of a file that has none, or a sharded checkpoint
+            directory (named, with how to consolidate it).
     """
     from omegaconf import OmegaConf
 
     from vitlab.convert.state_dict import load_state_dict_file
+    from vitlab.engine.checkpoint import is_sharded_checkpoint, require_file
 
     path = Path(path).expanduser()
+    if is_sharded_checkpoint(path):
+        require_file(path, "train.init_from")  # raises: names it and how to consolidate it
     if not path.is_file():
         raise FileNotFoundError(f"train.init_from={str(path)!r}: no such file")
     if which not in WHICH:

@@ -1,14 +1,20 @@
-"""Saving and restoring the whole training state in the format of :mod:`vitlab.engine.checkpoint`.
+"""Saving and restoring the whole training state, in either checkpoint format.
+
+``train.checkpoint_format``: ``full`` (the default) gathers full (unsharded) state dicts keyed by
+parameter name through ``torch.distributed.checkpoint.state_dict`` and rank 0 writes one file
+(:mod:`vitlab.engine.checkpoint`); ``sharded`` has every rank write its own shards into a directory
+(:mod:`vitlab.engine.sharded`), optionally in the background (``train.async_checkpoint``). Either
+format resumes on any world size and strategy (DDP, FSDP2, one process): one saved by 2 ranks
+resumes on 1, and the other way round.
 
 ``train.resume``: ``None`` (fresh run), ``auto`` (the newest complete checkpoint of the run directory,
-fresh if there is none) or a path (an error naming it if missing: never a silent fresh start).
-Model and optimizer state go through ``torch.distributed.checkpoint.state_dict`` with full (unsharded)
-state dicts keyed by parameter name, so DDP, FSDP2 and single-process checkpoints are interchangeable:
-one saved by 2 ranks resumes on 1.
+of either format; fresh if there is none) or a path, a file or a sharded directory (an error naming
+it if missing: never a silent fresh start).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,18 +29,22 @@ from vitlab.engine.checkpoint import (
     FORMAT_VERSION,
     CheckpointManager,
     check_state_dict,
+    is_sharded_checkpoint,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     warn_skipped,
 )
 from vitlab.engine.distributed import DistInfo
+from vitlab.engine.faults import Faults
 from vitlab.engine.precision import Precision
 from vitlab.engine.rng import get_rng_state, set_rng_state
+from vitlab.engine.sharded import ShardedWriter, load_sharded, read_run_state
 
-__all__ = ["RunState", "save_checkpoint", "restore", "find_resume_path"]
+__all__ = ["RunState", "Checkpointer", "CHECKPOINT_FORMATS", "restore", "find_resume_path"]
 
 _MODEL = "model."
+CHECKPOINT_FORMATS = ("full", "sharded")
 
 
 @dataclass
@@ -56,29 +66,71 @@ class RunState:
         return False
 
 
-def save_checkpoint(run_dir: Path, cfg: DictConfig, task: nn.Module, optimizer: torch.optim.Optimizer,
-                    precision: Precision, state: RunState, info: DistInfo, keep_last: int, is_best: bool) -> None:
-    """Collect the state on every rank (collectives), write it on rank 0."""
-    model_sd, optim_sd = get_state_dict(task, optimizer, options=StateDictOptions(full_state_dict=True,
-                                                                                 cpu_offload=True))
-    rng = distributed.gather_objects(get_rng_state())
-    if info.is_main:
-        ckpt = {
+class Checkpointer:
+    """Writes the run's checkpoints into ``<run>/checkpoints`` in ``train.checkpoint_format``; collective.
+
+    Args:
+        run_dir: the run directory.
+        cfg: the run config (``train.checkpoint_format``, ``train.async_checkpoint``, ``train.keep_last``;
+            its YAML goes into every checkpoint).
+        info: this rank.
+        faults: fault injection (``VITLAB_FAULT=SIGKILL@N:save`` fires inside the save of step N).
+
+    Raises:
+        ValueError: an unknown ``train.checkpoint_format``, or ``train.async_checkpoint`` without ``sharded``.
+    """
+
+    def __init__(self, run_dir: Path, cfg: DictConfig, info: DistInfo, faults: Faults | None = None):
+        tc = cfg.train
+        if tc.checkpoint_format not in CHECKPOINT_FORMATS:
+            raise ValueError(f"train.checkpoint_format must be one of {', '.join(CHECKPOINT_FORMATS)}, "
+                             f"got {tc.checkpoint_format!r}")
+        if tc.async_checkpoint and tc.checkpoint_format != "sharded":
+            raise ValueError("train.async_checkpoint=true needs train.checkpoint_format=sharded "
+                             f"(got {tc.checkpoint_format!r})")
+        self.cfg, self.info, self.faults = cfg, info, faults or Faults()
+        self.manager = CheckpointManager(run_dir / "checkpoints", keep_last=tc.keep_last)
+        self.sharded = ShardedWriter(self.manager, info, async_save=tc.async_checkpoint) \
+            if tc.checkpoint_format == "sharded" else None
+
+    def save(self, task: nn.Module, optimizer: torch.optim.Optimizer, precision: Precision, state: RunState,
+             is_best: bool) -> None:
+        """Save the whole training state at ``state.step`` (on every rank)."""
+        rng = distributed.gather_objects(get_rng_state())
+        run_state = {
             "format_version": FORMAT_VERSION,
-            "model": {k[len(_MODEL):]: v for k, v in model_sd.items() if k.startswith(_MODEL)},
-            "task": {k: v for k, v in model_sd.items() if not k.startswith(_MODEL)},
-            "optimizer": optim_sd,
             "scaler": precision.state_dict(),
             "step": state.step,
             "data": {"epoch": state.epoch, "batch": state.batch},
             "rng": rng,
             "best": dict(state.best),
-            "world_size": info.world_size,
-            "config": OmegaConf.to_yaml(cfg),
+            "world_size": self.info.world_size,
+            "config": OmegaConf.to_yaml(self.cfg),
         }
-        manager = CheckpointManager(run_dir / "checkpoints", keep_last=keep_last)
-        manager.save(ckpt, state.step, is_best=is_best)
-    distributed.barrier()
+        step = state.step
+        before_commit = functools.partial(self.faults.maybe_fire_in_save, step)
+        if self.sharded is not None:
+            model_sd, optim_sd = get_state_dict(task, optimizer, options=StateDictOptions(full_state_dict=False))
+            self.sharded.save({"model": model_sd, "optimizer": optim_sd}, run_state, step, is_best=is_best,
+                              before_commit=before_commit)
+            return
+        model_sd, optim_sd = get_state_dict(task, optimizer, options=StateDictOptions(full_state_dict=True,
+                                                                                     cpu_offload=True))
+        if self.info.is_main:
+            ckpt = {
+                "format_version": FORMAT_VERSION,
+                "model": {k[len(_MODEL):]: v for k, v in model_sd.items() if k.startswith(_MODEL)},
+                "task": {k: v for k, v in model_sd.items() if not k.startswith(_MODEL)},
+                "optimizer": optim_sd,
+                **{k: v for k, v in run_state.items() if k != "format_version"},
+            }
+            self.manager.save(ckpt, step, is_best=is_best, before_commit=before_commit)
+        distributed.barrier()
+
+    def wait(self) -> None:
+        """Wait for an asynchronous save still in flight (before the next save and before the run ends)."""
+        if self.sharded is not None:
+            self.sharded.wait()
 
 
 def find_resume_path(resume: str | None, run_dir: Path) -> Path | None:
@@ -87,9 +139,17 @@ def find_resume_path(resume: str | None, run_dir: Path) -> Path | None:
     if resume == "auto":
         return latest_checkpoint(run_dir / "checkpoints")
     path = Path(resume).expanduser()
-    if not path.is_file():
+    if path.is_dir() and not is_sharded_checkpoint(path):
+        raise FileNotFoundError(f"train.resume={resume!r}: {str(path)!r} is a directory but not a sharded "
+                                "checkpoint (no .metadata; an unfinished save is named .tmp-step_<N>)")
+    if not (path.is_file() or path.is_dir()):
         raise FileNotFoundError(f"train.resume={resume!r}: checkpoint not found: {str(path)!r}")
     return path
+
+
+def _read(path: Path) -> dict:
+    """A file checkpoint whole, or a sharded one's non-tensor state (its tensors load later, collectively)."""
+    return read_run_state(path) if path.is_dir() else load_checkpoint(path)
 
 
 def _load_newest(resume: str, run_dir: Path) -> tuple[Path, dict] | None:
@@ -97,13 +157,25 @@ def _load_newest(resume: str, run_dir: Path) -> tuple[Path, dict] | None:
     if path is None:
         return None
     if resume != "auto":
-        return path, load_checkpoint(path)
+        return path, _read(path)
     for candidate in reversed(list_checkpoints(run_dir / "checkpoints")):
         try:
-            return candidate, load_checkpoint(candidate)
-        except Exception as exc:  # noqa: BLE001 - an unreadable file: fall back to the previous one
+            return candidate, _read(candidate)
+        except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint: fall back to the previous one
             warn_skipped(candidate, exc)
     return None
+
+
+def _load_full(path: Path, ckpt: dict, task: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    # a mismatch names every key; set_state_dict loads (a plain load_state_dict cannot copy full
+    # tensors into FSDP2's sharded DTensor parameters)
+    check_state_dict(ckpt["model"], task.model.state_dict(), repr(str(path)), target="the configured model")
+    full = {_MODEL + k: v for k, v in ckpt["model"].items()} | ckpt.get("task", {})
+    missing = sorted(set(task.state_dict()) - set(full))
+    if missing:
+        raise ValueError(f"checkpoint {str(path)!r} lacks task state: {', '.join(missing[:10])}")
+    set_state_dict(task, optimizer, model_state_dict=full, optim_state_dict=ckpt["optimizer"],
+                   options=StateDictOptions(full_state_dict=True, strict=True))
 
 
 def restore(resume: str | None, run_dir: Path, task: nn.Module, optimizer: torch.optim.Optimizer,
@@ -116,15 +188,10 @@ def restore(resume: str | None, run_dir: Path, task: nn.Module, optimizer: torch
                   flush=True)
         return None
     path, ckpt = found
-    # a mismatch names every key; set_state_dict loads (a plain load_state_dict cannot copy full
-    # tensors into FSDP2's sharded DTensor parameters)
-    check_state_dict(ckpt["model"], task.model.state_dict(), repr(str(path)), target="the configured model")
-    full = {_MODEL + k: v for k, v in ckpt["model"].items()} | ckpt.get("task", {})
-    missing = sorted(set(task.state_dict()) - set(full))
-    if missing:
-        raise ValueError(f"checkpoint {str(path)!r} lacks task state: {', '.join(missing[:10])}")
-    set_state_dict(task, optimizer, model_state_dict=full, optim_state_dict=ckpt["optimizer"],
-                   options=StateDictOptions(full_state_dict=True, strict=True))
+    if path.is_dir():
+        load_sharded(path, task, optimizer)
+    else:
+        _load_full(path, ckpt, task, optimizer)
     precision.load_state_dict(ckpt.get("scaler", {}))
     state.step, state.epoch, state.batch = ckpt["step"], ckpt["data"]["epoch"], ckpt["data"]["batch"]
     state.best = dict(ckpt.get("best", {"value": None}))

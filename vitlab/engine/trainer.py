@@ -31,7 +31,7 @@ from vitlab.engine.nonfinite import NonFiniteGuard
 from vitlab.engine.optim import build_optimizer, lr_scale_factor, param_groups, set_hyperparams
 from vitlab.engine.precision import Precision
 from vitlab.engine.init_from import InitReport, read_pretrained
-from vitlab.engine.resume import RunState, find_resume_path, restore, save_checkpoint
+from vitlab.engine.resume import Checkpointer, RunState, find_resume_path, restore
 from vitlab.engine.rng import seed_everything
 from vitlab.engine.run_dir import prepare_run_dir
 from vitlab.engine.schedules import as_schedule
@@ -117,6 +117,7 @@ class Trainer:
                                    start_step=self.state.step)
         self.data = data_stream(self.train_loader, self.sampler, self.state)
         self.faults = Faults.from_env()
+        self.checkpointer = Checkpointer(self.run_dir, self.cfg, info, self.faults)
         self.stop_requested, self.stop_signal = False, ""  # a stop signal arrived, and its name
         self.warned_data_wait = False
         self.has_val = cfg.data.val is not None
@@ -145,6 +146,7 @@ class Trainer:
                         print(f"[vitlab] {self.stop_signal or 'a stop signal on another rank'}: saved a checkpoint "
                               f"at step {state.step} and stopped", flush=True)
                     break
+            self.checkpointer.wait()  # an asynchronous save may still be writing
             if self.info.is_main and self.start_eval and self.last_eval and state.step == self.total_steps:
                 self.print_before_after()
             self.logger.log_hparams(flat_hparams(self.cfg), self.last_eval)
@@ -283,8 +285,7 @@ class Trainer:
         """Save every ``checkpoint_every`` steps, at the end, on a new best and before stopping."""
         step, tc = self.state.step, self.tc
         if is_best or step % tc.checkpoint_every == 0 or step == self.total_steps or stopping:
-            save_checkpoint(self.run_dir, self.cfg, self.task, self.optimizer, self.precision, self.state,
-                            self.info, tc.keep_last, is_best)
+            self.checkpointer.save(self.task, self.optimizer, self.precision, self.state, is_best)
 
     def install_signal_handlers(self) -> dict[int, object]:
         """SIGTERM (a cancel, a preemption, ``scontrol requeue``) and SIGUSR2 (what a submitit job gets before
