@@ -25,12 +25,15 @@ def test_readme_main_job_command_is_present():
     assert main_job.startswith("bash tools/setup.sh && .venv/bin/vitlab ")
 
 
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def readme_vitlab_commands() -> list[list[str]]:
-    """argv (after ``vitlab``) of every vitlab command in the README's bash blocks."""
+    """argv (after ``vitlab``) of every vitlab command in the bash blocks of the README and of ``docs/``."""
     import shlex
 
     out = []
-    for line in fenced_commands((ROOT / "README.md").read_text()):
+    for line in (c for page in DOCS for c in fenced_commands(page.read_text())):
         for part in line.split("&&"):
             words = shlex.split(part, comments=True)
             starts = [i for i, w in enumerate(words) if w.endswith("vitlab") and (i == 0 or words[i - 1] == "-m"
@@ -57,3 +60,15 @@ def test_every_readme_vitlab_command_parses():
             parser.parse_intermixed_args(argv[1:])
         except TypeError:  # nested sub-commands (`vitlab convert dinov3 ...`)
             parser.parse_args(argv[1:])
+
+
+def test_readme_is_an_index_and_its_links_resolve():
+    """The README stays short and points into docs/; every relative link of every page exists."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for page in DOCS:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), (page.name, target)
+    linked = set(re.findall(r"\]\(docs/([^)]+\.md)\)", readme))
+    assert linked == {p.name for p in (ROOT / "docs").glob("*.md")}, linked

@@ -193,7 +193,7 @@ def report(found: Finding, checks: list[Finding]) -> str:
             lines.append(f"  {'':<{width}}  {'try':<8}  {c.advice}")
     flagged = [c for c in checks if c.verdict in ("likely", "possible")]
     if found.verdict == "yes" and not flagged:
-        lines.append("no check found a cause; see README 'When the DINO loss sits at ln K'")
+        lines.append("no check found a cause; see docs/dinov3.md, 'When the DINO loss sits at ln K'")
     elif found.verdict != "yes":
         lines.append("the DINO loss has left ln K: nothing to report")
     return "\n".join(lines)
