@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from vitlab.engine.mfu import matmul_gflops
     from vitlab.engine.trainer import Trainer
     from vitlab.eval.features import readout_features
+    from vitlab.eval.accuracy import eval_mode
 
     minimum = {"warmup": 0, "steps": 1, "profile_steps": 1, "eval_images": 0, "top": 1}
     for name, least in minimum.items():
@@ -149,15 +150,13 @@ def run(args: argparse.Namespace) -> int:
             loader = trainer.make_eval_loader("holdout")
 
             def extract() -> None:
-                seen, was_training = 0, model.training
-                model.eval()
-                with torch.no_grad():
+                seen = 0
+                with eval_mode(model), torch.no_grad():
                     for images, _ in loader:
                         readout_features(model, images[: args.eval_images - seen].to(device), readout)
                         seen += min(len(images), args.eval_images - seen)
                         if seen >= args.eval_images:
                             break
-                model.train(was_training)
 
             extract()  # warm-up (and the k-NN's first batch sizes' allocations)
             t0 = time.perf_counter()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from vitlab.models import pool_features
+from vitlab.eval.accuracy import eval_mode
 
 __all__ = ["extract_features", "readout_features"]
 
@@ -46,16 +47,12 @@ def extract_features(model: nn.Module | None, loader: Iterable, *, readout: str 
     if device is None:
         device = next(model.parameters()).device if model is not None else "cpu"
     device = torch.device(device)
-    was_training = model.training if model is not None else False
-    if model is not None:
-        model.eval()
     feats, labels = [], []
-    for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = readout_features(model, images, readout)
-        feats.append(out.float().cpu())
-        labels.append(torch.as_tensor(targets).cpu())
-    if model is not None:
-        model.train(was_training)
+    with eval_mode(model):
+        for images, targets in loader:
+            images = images.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                out = readout_features(model, images, readout)
+            feats.append(out.float().cpu())
+            labels.append(torch.as_tensor(targets).cpu())
     return torch.cat(feats), torch.cat(labels).long()

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from vitlab.eval.accuracy import topk_hits
 
 __all__ = ["knn_eval", "knn_predict", "nearest_neighbours"]
 
@@ -65,8 +66,7 @@ def knn_eval(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: 
     out = {}
     for k in ks:
         scores = _vote(sims, idx, train_labels, k=k, temperature=temperature, num_classes=num_classes)
-        top = scores.topk(min(5, num_classes), dim=1).indices
-        hit = top == test_labels[:, None].to(top.device)
+        hit = topk_hits(scores, test_labels)
         out[f"knn_k{k}_top1"] = 100 * hit[:, 0].float().mean().item()
         out[f"knn_k{k}_top5"] = 100 * hit.any(dim=1).float().mean().item()
     return out

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from vitlab.eval.accuracy import topk_hits
 
 __all__ = ["linear_probe"]
 
@@ -64,8 +65,7 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feat
     def accuracy(feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             logits = torch.einsum("bd,gdc->gbc", feats, weight) + bias  # [G, n, C]
-            top = logits.topk(min(5, num_classes), dim=-1).indices
-            hit = top == labels.long()[None, :, None]
+            hit = topk_hits(logits, labels)
             return torch.stack([hit[..., 0].float().mean(-1), hit.any(-1).float().mean(-1)], -1) * 100  # [G, 2]
 
     val = accuracy(val_x, val_labels)

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset, Subset
 
 from vitlab.data.segmentation_folder import IGNORE_INDEX
 from vitlab.eval.seg_metrics import confusion_matrix, segmentation_scores
+from vitlab.eval.accuracy import eval_mode
 
 __all__ = ["LinearSegHead", "patch_feature_maps", "train_seg_heads", "seg_probe"]
 
@@ -177,36 +178,34 @@ def seg_probe(model: nn.Module, data_cfg: Any, protocol: Any, *, device: torch.d
     device = torch.device(device)
     readout, layers = protocol.readout, int(protocol.seg_layers)
     batch_size = batch_size or data_cfg.eval_batch_size or data_cfg.batch_size
-    was_training = model.training
-    model.eval()
-    kwargs = dict(layers=layers, readout=readout, batch_size=batch_size, device=device, num_workers=num_workers)
-    train = _segmentation_split(data_cfg, "train")
-    index = split_indices(len(train), SimpleNamespace(val_size=protocol.seg_val_size, split_seed=protocol.split_seed,
-                                                      monitor_bank=None))
-    bank, holdout = Subset(train, index["bank"].tolist()), Subset(train, index["holdout"].tolist())
-    if progress:
-        print(f"[vitlab] segmentation features of the bank: {len(bank)} images", flush=True)
-    cached = list(_feature_batches(model, bank, **kwargs))
-    feats = torch.cat([x.half() for x, _ in cached])  # [N, D, h, w]: half precision halves the cache
-    masks = torch.cat([y.to(torch.uint8) for _, y in cached])  # [N, H, W]: labels < 255 and 255 fit
-    del cached
-    num_classes = _num_classes(train, masks)
-    lrs = [float(lr) for lr in protocol.seg_lrs]
-    if progress:
-        print(f"[vitlab] training {len(lrs)} linear heads ({feats.shape[1]} -> {num_classes} classes, "
-              f"{feats.shape[2]}x{feats.shape[3]} patches -> {masks.shape[1]}x{masks.shape[2]} labels)", flush=True)
-    heads = train_seg_heads(feats, masks, num_classes=num_classes, lrs=lrs, epochs=int(protocol.seg_epochs))
-    feature_dim, grid = int(feats.shape[1]), list(feats.shape[2:])
-    del feats, masks
-    val, n_val = _score(heads, _feature_batches(model, holdout, **kwargs), num_classes)
-    val_miou = [segmentation_scores(c)["miou"] for c in val]
-    best = max(range(len(lrs)), key=lambda g: (val_miou[g], -g))  # ties: the first in the grid
-    test_set = _segmentation_split(data_cfg, "val")
-    if progress:
-        print(f"[vitlab] scoring lr {lrs[best]} on the test set: {len(test_set)} images", flush=True)
-    (test,), n_test = _score([heads[best]], _feature_batches(model, test_set, **kwargs), num_classes)
-    scores = segmentation_scores(test)
-    model.train(was_training)
+    with eval_mode(model):
+        kwargs = dict(layers=layers, readout=readout, batch_size=batch_size, device=device, num_workers=num_workers)
+        train = _segmentation_split(data_cfg, "train")
+        index = split_indices(len(train), SimpleNamespace(val_size=protocol.seg_val_size, split_seed=protocol.split_seed,
+                                                          monitor_bank=None))
+        bank, holdout = Subset(train, index["bank"].tolist()), Subset(train, index["holdout"].tolist())
+        if progress:
+            print(f"[vitlab] segmentation features of the bank: {len(bank)} images", flush=True)
+        cached = list(_feature_batches(model, bank, **kwargs))
+        feats = torch.cat([x.half() for x, _ in cached])  # [N, D, h, w]: half precision halves the cache
+        masks = torch.cat([y.to(torch.uint8) for _, y in cached])  # [N, H, W]: labels < 255 and 255 fit
+        del cached
+        num_classes = _num_classes(train, masks)
+        lrs = [float(lr) for lr in protocol.seg_lrs]
+        if progress:
+            print(f"[vitlab] training {len(lrs)} linear heads ({feats.shape[1]} -> {num_classes} classes, "
+                  f"{feats.shape[2]}x{feats.shape[3]} patches -> {masks.shape[1]}x{masks.shape[2]} labels)", flush=True)
+        heads = train_seg_heads(feats, masks, num_classes=num_classes, lrs=lrs, epochs=int(protocol.seg_epochs))
+        feature_dim, grid = int(feats.shape[1]), list(feats.shape[2:])
+        del feats, masks
+        val, n_val = _score(heads, _feature_batches(model, holdout, **kwargs), num_classes)
+        val_miou = [segmentation_scores(c)["miou"] for c in val]
+        best = max(range(len(lrs)), key=lambda g: (val_miou[g], -g))  # ties: the first in the grid
+        test_set = _segmentation_split(data_cfg, "val")
+        if progress:
+            print(f"[vitlab] scoring lr {lrs[best]} on the test set: {len(test_set)} images", flush=True)
+        (test,), n_test = _score([heads[best]], _feature_batches(model, test_set, **kwargs), num_classes)
+        scores = segmentation_scores(test)
     result = {"seg_miou": scores["miou"], "seg_pixel_acc": scores["pixel_acc"], "seg_iou": scores["iou"],
               "seg_lr": lrs[best], "seg_val_miou": val_miou[best],
               **{f"seg_val_miou_lr{lr:g}": m for lr, m in zip(lrs, val_miou)},

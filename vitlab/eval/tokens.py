@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from vitlab.mixers import Attention
+from vitlab.eval.accuracy import eval_mode
 
 __all__ = ["outlier_fraction", "attention_shares", "token_statistics", "summarise_tokens"]
 
@@ -52,27 +53,25 @@ def token_statistics(model: nn.Module, images: torch.Tensor, *, outlier_factor: 
         "layer{i}/cls_attn_patches", ...}``: norms for every block, attention shares for attention blocks
         of a model with a CLS token; absent kinds of token are left out.
     """
-    was_training = model.training
-    model.eval()
-    tokens, layout = model.prepare_tokens(images)
-    n, r0, R = layout.num_patches, layout.register_start, layout.num_registers
-    out: dict[str, float] = {}
-    for i, block in enumerate(model.blocks):
-        if isinstance(getattr(block, "mixer", None), Attention) and layout.num_cls:
-            x = model.block_tokens(i, tokens, layout)
-            weights = block.mixer.attention_weights(block.norm1(x), layout)
-            for kind, share in attention_shares(weights, n, layout.num_cls, R).items():
-                if kind != "padding" or x.shape[1] > layout.num_tokens:
-                    out[f"layer{i}/cls_attn_{kind}"] = share
-        tokens = model.run_block(i, tokens, layout)
-        norms = tokens.float().norm(dim=-1)  # [B, T]
-        out[f"layer{i}/outliers"] = outlier_fraction(norms[:, :n], outlier_factor)
-        out[f"layer{i}/norm_patches"] = norms[:, :n].mean().item()
-        if layout.num_cls:
-            out[f"layer{i}/norm_cls"] = norms[:, n:r0].mean().item()
-        if R:
-            out[f"layer{i}/norm_registers"] = norms[:, r0:r0 + R].mean().item()
-    model.train(was_training)
+    with eval_mode(model):
+        tokens, layout = model.prepare_tokens(images)
+        n, r0, R = layout.num_patches, layout.register_start, layout.num_registers
+        out: dict[str, float] = {}
+        for i, block in enumerate(model.blocks):
+            if isinstance(getattr(block, "mixer", None), Attention) and layout.num_cls:
+                x = model.block_tokens(i, tokens, layout)
+                weights = block.mixer.attention_weights(block.norm1(x), layout)
+                for kind, share in attention_shares(weights, n, layout.num_cls, R).items():
+                    if kind != "padding" or x.shape[1] > layout.num_tokens:
+                        out[f"layer{i}/cls_attn_{kind}"] = share
+            tokens = model.run_block(i, tokens, layout)
+            norms = tokens.float().norm(dim=-1)  # [B, T]
+            out[f"layer{i}/outliers"] = outlier_fraction(norms[:, :n], outlier_factor)
+            out[f"layer{i}/norm_patches"] = norms[:, :n].mean().item()
+            if layout.num_cls:
+                out[f"layer{i}/norm_cls"] = norms[:, n:r0].mean().item()
+            if R:
+                out[f"layer{i}/norm_registers"] = norms[:, r0:r0 + R].mean().item()
     return out
 
 

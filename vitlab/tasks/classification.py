@@ -23,16 +23,10 @@ from torchvision.transforms import v2
 
 from vitlab.config import build
 from vitlab.engine.distributed import all_reduce_sum
+from vitlab.eval.accuracy import eval_mode, topk_correct
 from vitlab.tasks.task import Task
 
 __all__ = ["ClassificationTask", "topk_correct"]
-
-
-def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, torch.Tensor]:
-    """Count of samples whose label is among the top-k logits. logits [B, C], labels [B]."""
-    top = logits.topk(min(max(ks), logits.shape[-1]), dim=-1).indices  # [B, k]
-    hit = top == labels[:, None]
-    return {k: hit[:, :k].any(dim=-1).sum() for k in ks}
 
 
 class ClassificationTask(Task):
@@ -102,18 +96,16 @@ class ClassificationTask(Task):
     @torch.no_grad()
     def evaluate(self, make_loader: Callable[[str], Any], protocol: Any = None) -> dict[str, float]:
         """Top-1 / top-5 accuracy (%) and mean loss on ``data.val``, summed over ranks."""
-        was_training = self.training
-        self.eval()
         device = next(self.model.parameters()).device
         totals = torch.zeros(4, dtype=torch.float64, device=device)  # n, top1, top5, loss sum
-        for images, labels in make_loader("val"):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            logits = self.model(images).float()
-            hits = topk_correct(logits, labels)
-            totals += torch.stack([torch.tensor(len(labels), device=device, dtype=torch.float64),
-                                   hits[1].double(), hits[5].double(),
-                                   F.cross_entropy(logits, labels, reduction="sum").double()])
+        with eval_mode(self):
+            for images, labels in make_loader("val"):
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                logits = self.model(images).float()
+                hits = topk_correct(logits, labels)
+                totals += torch.stack([torch.tensor(len(labels), device=device, dtype=torch.float64),
+                                       hits[1].double(), hits[5].double(),
+                                       F.cross_entropy(logits, labels, reduction="sum").double()])
         totals = all_reduce_sum(totals)
-        self.train(was_training)
         n = max(totals[0].item(), 1.0)
         return {"top1": 100 * totals[1].item() / n, "top5": 100 * totals[2].item() / n, "loss": totals[3].item() / n}
