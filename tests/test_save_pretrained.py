@@ -166,7 +166,7 @@ def test_vitlab_export_a_training_checkpoint(tmp_path, capsys):
 
 
 def test_a_repo_id_is_downloaded_with_hf_hub_download(tmp_path, monkeypatch):
-    import huggingface_hub
+    huggingface_hub = pytest.importorskip("huggingface_hub")
 
     model = build("R")
     model.save_pretrained(tmp_path / "snapshot")
@@ -187,7 +187,7 @@ def test_a_repo_id_is_downloaded_with_hf_hub_download(tmp_path, monkeypatch):
 
 
 def test_push_to_hub_uploads_the_saved_folder(monkeypatch):
-    import huggingface_hub
+    huggingface_hub = pytest.importorskip("huggingface_hub")
 
     uploaded = {}
 
