@@ -65,7 +65,8 @@ def export_settings(model: nn.Module, *, kernels: Literal["torch", "keep"] = "to
             m.long_conv = algorithm
 
 
-def _auto_paths(model: nn.Module, mixers: Iterable[Hyena2D], example: torch.Tensor | None) -> dict[Hyena2D, str]:
+def _auto_paths(model: nn.Module, mixers: Iterable[Hyena2D],
+                example: torch.Tensor | None) -> dict[Hyena2D, str]:
     """The algorithm each ``auto`` mixer picks for its input on ``example``: a branch on the batch size,
     which a program with a dynamic batch cannot hold (torch.export refuses the guard on the batch)."""
     auto = [m for m in mixers if m.long_conv == "auto"]

@@ -27,7 +27,8 @@ def model_card(model: nn.Module, config: Mapping[str, Any], *, training_config: 
     """
     target = str(config["_target_"])
     name = target.rsplit(".", 1)[-1]
-    tags = ["vitlab", "vision", "image-classification" if getattr(model, "num_classes", 0) else "image-feature-extraction"]
+    task = "image-classification" if getattr(model, "num_classes", 0) else "image-feature-extraction"
+    tags = ["vitlab", "vision", task]
     lines = ["---", "library_name: vitlab", "tags:", *[f"- {t}" for t in tags], "---", "",
              f"# {name} ({getattr(model, 'layer_pattern', '')})", "",
              f"A vitlab `{target}`: rebuilt from `config.json` by `vitlab.config.instantiate`, weights in "

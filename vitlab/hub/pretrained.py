@@ -4,7 +4,8 @@ A pretrained folder (or Hub repository) holds the files of huggingface_hub's ``P
 
     model.safetensors   the state dict (tensors only: nothing is unpickled on load)
     config.json         the network's LazyConfig as data, ``{"_target_": "vitlab.models.vit.HybridViT",
-                        "dim": 384, "layer_types": {"H": {"_target_": "vitlab.models.block.Block", ...}}, ...}``
+                        "dim": 384, "layer_types": {"H": {"_target_": "vitlab.models.block.Block", ...}},
+                        ...}``
     README.md           a model card (:mod:`vitlab.hub.model_card`)
 
 ``from_pretrained`` rebuilds the network with :func:`vitlab.config.instantiate` from ``config.json`` and loads
