@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("vitlab.sweep", "run a grid of experiments and summarise them in a table and a plot"),
     "convert": ("vitlab.convert.cli", "convert DINOv3 weights (official, HF, timm) to vitlab checkpoints, "
                 "or consolidate a sharded checkpoint into one file"),
+    "export": ("vitlab.export.cli", "a checkpoint's network as model.safetensors + config.json + model card "
+                                    "(a folder HybridViT.from_pretrained and the Hub read)"),
     "bench": ("vitlab.bench", "throughput and memory of a config against the equivalent timm model"),
     "profile": ("vitlab.profile", "where a training step's time goes: operators by self time, with shapes and GFLOP/s"),
     "viz": ("vitlab.viz", "PCA of patch features and attention maps of a checkpoint"),

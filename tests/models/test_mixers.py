@@ -153,3 +153,16 @@ def test_hyena_any_grid_and_order(order):
         assert out.shape == x.shape
         out.sum().backward()
         assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (2, 5), (7, 7), (15, 4), (25, 25)])
+def test_hyena_filter_offsets_equal_fftfreq(rows, cols):
+    """The filter's circular offsets are written with ``arange`` (ONNX has no ``fftfreq``): the same values, bit for bit."""
+    from vitlab.mixers.implicit_filter import ImplicitFilter2D
+
+    dy, dx, valid = ImplicitFilter2D(4, hidden=8).offsets(rows, cols, "cpu")
+    scale = float(max(rows, cols))
+    for got, n in ((dy, rows), (dx, cols)):
+        expected = torch.fft.fftfreq(2 * n, 1.0 / (2 * n)) / scale
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+    assert valid.sum() == (2 * rows - 1) * (2 * cols - 1)

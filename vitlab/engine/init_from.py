@@ -32,7 +32,8 @@ from torch import nn
 
 from vitlab.layers.pos_embed import LearnedPosEmbed, resample_grid
 
-__all__ = ["PretrainedWeights", "InitReport", "read_pretrained", "load_matching", "module_group"]
+__all__ = ["PretrainedWeights", "InitReport", "read_pretrained", "load_matching", "module_group",
+           "student_weights"]
 
 WHICH = ("model", "student")
 
@@ -138,7 +139,7 @@ def read_pretrained(path: str | Path, *, which: str = "model", prefix: str | Non
         extra = dict(ckpt.get("task", {}))
         model_cfg = OmegaConf.create(ckpt["config"]).get("model")
         if which == "student":
-            student = {k[len("student."):]: v for k, v in extra.items() if k.startswith("student.")}
+            student = student_weights(extra)
             if not student:
                 raise ValueError(f"train.init_weights='student': {str(path)!r} has no student (it is not a DINOv3 run's)")
             tensors = student
@@ -147,6 +148,12 @@ def read_pretrained(path: str | Path, *, which: str = "model", prefix: str | Non
     if prefix:
         tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     return PretrainedWeights(str(path), dict(tensors), extra, model_cfg)
+
+
+def student_weights(task_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A DINOv3 run's student backbone from its checkpoint's ``task`` state: the ``student.*`` tensors, in the
+    network's names (empty for a run without a student); the checkpoint's ``model`` is the EMA teacher."""
+    return {k[len("student."):]: v for k, v in task_state.items() if k.startswith("student.")}
 
 
 def _source_types(model_cfg: Any) -> dict[str, type] | None:

@@ -205,8 +205,10 @@ class Hyena2D(nn.Module):
         else:
             v = v_in = v * gates[-1]
         for i in range(self.order - 1):
-            # [B, D, R, W] views: the irfft2 output's corner (float32 for half v), or the matrix product
-            y = self._fft_conv(v_in, k[i], R, W) if path == "fft" else self._direct_conv(v, k[i])
+            # [B, D, R, W] views: the irfft2 output's corner (float32 for half v), or the matrix product.
+            # A slice, not k[i]: the ONNX exporter slices complex tensors but cannot select from them.
+            k_i = k[i : i + 1].squeeze(0)
+            y = self._fft_conv(v_in, k_i, R, W) if path == "fft" else self._direct_conv(v, k_i)
             # (y + skip*v) * gate; the next long convolution reads it
             v = v_in = hyena_gate(y, v, gates[-2 - i], self.skip[i], backend=self.kernels)
         return self.out_proj(v.reshape(B, D, T).transpose(1, 2))

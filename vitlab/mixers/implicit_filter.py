@@ -33,6 +33,13 @@ class Sin(nn.Module):
         return torch.sin(self.freq * x)
 
 
+def _circular_offsets(n: int, device) -> torch.Tensor:
+    """``[0, 1, .., n-1, -n, .., -1]`` [2n]: the offsets of a length-``2n`` circular layout, the values (and
+    dtype) of ``torch.fft.fftfreq(2n, 1 / 2n)``, written with ``arange`` because ONNX has no ``fftfreq``."""
+    k = torch.arange(2 * n, device=device, dtype=torch.get_default_dtype())
+    return torch.where(k < n, k, k - 2 * n)
+
+
 class ImplicitFilter2D(nn.Module):
     """Filter taps ``[channels, 2R, 2W]`` for an ``R x W`` grid.
 
@@ -70,8 +77,7 @@ class ImplicitFilter2D(nn.Module):
 
     def offsets(self, rows: int, cols: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised circular offsets ``(dy [2R], dx [2W])`` and the valid-tap mask [2R, 2W]."""
-        dy = torch.fft.fftfreq(2 * rows, 1.0 / (2 * rows), device=device)  # 0..R-1, -R..-1
-        dx = torch.fft.fftfreq(2 * cols, 1.0 / (2 * cols), device=device)
+        dy, dx = _circular_offsets(rows, device), _circular_offsets(cols, device)
         valid = (dy.abs() < rows)[:, None] & (dx.abs() < cols)[None, :]
         scale = float(max(rows, cols))
         return dy / scale, dx / scale, valid

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vitlab.config import build
+from vitlab.hub.pretrained import PretrainedMixin
 from vitlab.layers import LearnedPosEmbed, PatchEmbed
 from vitlab.models.layout import TokenLayout
 from vitlab.models.pattern import drop_path_rates, parse_layer_pattern
@@ -34,8 +35,11 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-class HybridViT(nn.Module):
+class HybridViT(nn.Module, PretrainedMixin):
     """Vision transformer with per-layer block types.
+
+    ``save_pretrained(DIR)`` / ``HybridViT.from_pretrained(DIR or repo id)`` / ``push_to_hub(repo id)`` share
+    it as ``model.safetensors`` + ``config.json`` (:mod:`vitlab.hub.pretrained`).
 
     Args:
         in_channels: image channels.
