@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from vitlab.palette import PALETTE
 
 __all__ = ["Curve", "read_run_curve", "read_csv_curve", "write_csv_curve", "plot_curves", "add_arguments", "run"]
 
 Curve = list[tuple[int, float, float | None]]  # (step, value, minutes since the start)
-
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
 
 def read_run_curve(run_dir: str | Path, metric: str = "val/knn_top1") -> Curve:
@@ -86,7 +85,7 @@ def plot_curves(curves: dict[str, Curve], path: str | Path, metric: str = "val/k
         draw.line([(x, bottom), (x, bottom + 4)], fill="black")
         draw.text((x - 10, bottom + 8), str(round(max_step * i / 5)), fill="black")
     for i, (label, curve) in enumerate(curves.items()):
-        color = _PALETTE[i % len(_PALETTE)]
+        color = PALETTE[i % len(PALETTE)]
         pts = [xy(s, v) for s, v, _ in sorted(curve)]
         if len(pts) > 1:
             draw.line(pts, fill=color, width=2)

@@ -33,6 +33,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from vitlab.palette import PALETTE
 
 __all__ = ["plan_runs", "evaluate_run", "finished_result", "record_result", "train_overrides", "pixel_baseline",
            "summarise", "summarise_sweep", "write_results", "plot_results", "add_arguments", "run"]
@@ -403,8 +404,6 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path,
         return ", ".join(f"{k.split('.')[-1]}={row.get(k, '')}" for k in bar_keys)
 
     bars = list(dict.fromkeys(bar_of(r) for r in table))
-    palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-               (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
     panel_w, panel_h, margin = max(360, 60 + len(groups) * (len(bars) * 22 + 30)), 300, 50
     metrics = _metrics_in(columns)
     img = Image.new("RGB", (len(metrics) * (panel_w + 20), panel_h + 76 + 16 * len(bars)), "white")
@@ -433,9 +432,9 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path,
                 bx = gx + b * 22
                 value = row.get(f"{metric}_mean") if row else ""
                 if value == "" or value is None:
-                    draw.rectangle([bx, y1 - 6, bx + 18, y1], outline=palette[b % 10])  # failed / missing
+                    draw.rectangle([bx, y1 - 6, bx + 18, y1], outline=PALETTE[b % len(PALETTE)])  # failed / missing
                     continue
-                draw.rectangle([bx, y_of(float(value)), bx + 18, y1], fill=palette[b % 10])
+                draw.rectangle([bx, y_of(float(value)), bx + 18, y1], fill=PALETTE[b % len(PALETTE)])
                 if row[f"{metric}_std"] != "":
                     lo, hi = float(value) - row[f"{metric}_std"], float(value) + row[f"{metric}_std"]
                     draw.line([(bx + 9, y_of(hi)), (bx + 9, y_of(lo))], fill="black")
@@ -448,7 +447,7 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path,
               + "; error bars: std over seeds", fill="black")
     for b, bar in enumerate(bars):
         y = legend_y + 18 + 16 * b
-        draw.rectangle([margin, y, margin + 12, y + 10], fill=palette[b % 10])
+        draw.rectangle([margin, y, margin + 12, y + 10], fill=PALETTE[b % len(PALETTE)])
         draw.text((margin + 18, y - 1), bar or "run", fill="black")
     img.save(path)
 

@@ -1,18 +1,18 @@
-"""Drop path: the branch-only function and module draw the same per-sample mask as the fused
+"""Drop path: the branch-only function draws the same per-sample mask as the fused
 residual update, for one generator state."""
 
 import pytest
 import torch
 
 from vitlab.kernels import residual_scale_drop
-from vitlab.layers import DropPath, drop_path
+import vitlab.layers
+from vitlab.layers import drop_path
 
 
 def test_eval_and_zero_rate_are_the_identity():
     x = torch.randn(4, 3, 8)
     assert drop_path(x, 0.5, training=False) is x
     assert drop_path(x, 0.0, training=True) is x
-    assert DropPath(0.5).eval()(x) is x
 
 
 def test_whole_samples_dropped_or_scaled_like_the_fused_residual():
@@ -29,7 +29,11 @@ def test_whole_samples_dropped_or_scaled_like_the_fused_residual():
 
 
 def test_rate_is_checked():
-    with pytest.raises(ValueError, match="drop_path_rate must be in"):
-        DropPath(1.0)
     with pytest.raises(ValueError, match="drop_prob must be in"):
         drop_path(torch.randn(2, 3), -0.1, training=True)
+
+
+@pytest.mark.parametrize("name, new", [("DropPath", "ResidualBranch"), ("LayerScale", "layer_scale_init")])
+def test_removed_names_say_what_replaces_them(name, new):
+    with pytest.raises(AttributeError, match=f"{name} was removed.*{new}"):
+        getattr(vitlab.layers, name)

@@ -9,11 +9,10 @@ branch-only form, for parts outside a block. Both draw the keep mask with one fu
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from vitlab.kernels.residual import drop_path_scale
 
-__all__ = ["DropPath", "drop_path"]
+__all__ = ["drop_path"]
 
 
 def drop_path(x: torch.Tensor, drop_prob: float, training: bool,
@@ -34,19 +33,3 @@ def drop_path(x: torch.Tensor, drop_prob: float, training: bool,
         return x
     s = scale.view((-1,) + (1,) * (x.ndim - 1))  # [B, 1, ...] float32
     return torch.where(s != 0, x.float() * s, 0.0).to(x.dtype)
-
-
-class DropPath(nn.Module):
-    """Module form of :func:`drop_path`."""
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        if not 0.0 <= drop_prob < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_prob}")
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.drop_prob, self.training)
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob}"
