@@ -33,6 +33,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from vitlab.config import override_item
 from vitlab.palette import PALETTE
 
 __all__ = ["plan_runs", "evaluate_run", "finished_result", "record_result", "train_overrides", "pixel_baseline",
@@ -44,7 +45,7 @@ TITLES = {"knn_top1": "k-NN", "linear_top1": "linear", "seg_miou": "seg mIoU"}
 
 
 def _run_name(overrides: list[str]) -> str:
-    parts = [f"{o.split('=')[0].split('.')[-1]}={o.split('=', 1)[1]}" for o in overrides]
+    parts = [f"{k.split('.')[-1]}={v}" for k, v in map(override_item, overrides)]
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "__".join(parts)) or "base"
 
 
@@ -53,14 +54,14 @@ def plan_runs(grid: list[str], seeds: int = 1) -> list[dict[str, Any]]:
     from vitlab.config import parse_sweep
 
     combos = parse_sweep(grid)
-    varying = {o.split("=", 1)[0] for c in combos for o in c if any(o not in d for d in combos)}
+    varying = {override_item(o)[0] for c in combos for o in c if any(o not in d for d in combos)}
     runs: dict[str, dict[str, Any]] = {}
     for combo in combos:
         train_ovs = [o for o in combo if not o.lstrip("+").startswith("eval.")]
-        evals = {o.split("=", 1)[0].lstrip("+").removeprefix("eval."): o.split("=", 1)[1] for o in combo if o not in train_ovs}
+        evals = {k.removeprefix("eval."): v for k, v in map(override_item, combo) if k.startswith("eval.")}
         for seed in range(seeds):
             seed_ovs = [f"train.seed={seed}"] if seeds > 1 else []
-            name = _run_name([o for o in train_ovs if o.split("=", 1)[0] in varying] + seed_ovs)
+            name = _run_name([o for o in train_ovs if override_item(o)[0] in varying] + seed_ovs)
             run = runs.setdefault(name, {"name": name, "overrides": train_ovs + seed_ovs, "evals": []})
             if evals not in run["evals"]:
                 run["evals"].append(evals)
@@ -218,7 +219,7 @@ def pixel_baseline(results: list[dict[str, Any]], out: Path, overrides: list[str
         return None
     target = out / "pixels.json"
     pixels = json.loads(target.read_text()) if target.exists() else {"readout": "pixels"}
-    setting = {o.split("=", 1)[0].lstrip("+").removeprefix("eval."): o.split("=", 1)[1] for o in overrides}
+    setting = {k.removeprefix("eval."): v for k, v in map(override_item, overrides)}
     protocols = run_protocols(Path(ckpt).parents[1] / "config.yaml", setting)
     todo = [p for p in protocols if PROTOCOLS[p] not in pixels]
     if not todo:
@@ -239,7 +240,7 @@ def _keys(results: list[dict[str, Any]]) -> list[str]:
     keys: list[str] = []
     for r in results:
         for o in r["overrides"]:
-            k = o.split("=", 1)[0].lstrip("+")
+            k = override_item(o)[0]
             if k not in keys and not k.startswith("train.output_dir"):
                 keys.append(k)
     return keys
@@ -256,7 +257,7 @@ def _flatten(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, A
     scores = [*metrics, *(f"init_{m}" for m in metrics), *tokens]
     table = []
     for r in results:
-        base = {k: "" for k in keys} | {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in r["overrides"]}
+        base = {k: "" for k in keys} | dict(map(override_item, r["overrides"]))
         base["status"] = r["status"]
         if r["status"] != "ok" or not r["rows"]:
             for setting in planned or [""]:

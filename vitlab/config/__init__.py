@@ -4,7 +4,14 @@ typed run sections (``TrainConfig``, ``OptimConfig``, ``DataConfig``, ``EvalConf
 from vitlab.config.instantiate import ConfigInstantiationError, build, instantiate
 from vitlab.config.io import load_config, save_config
 from vitlab.config.lazy import L, import_path, is_lazy
-from vitlab.config.overrides import UnknownKeyError, apply_overrides, check_keys, config_keys, parse_sweep
+from vitlab.config.overrides import (
+    UnknownKeyError,
+    apply_overrides,
+    check_keys,
+    config_keys,
+    override_item,
+    parse_sweep,
+)
 from vitlab.config.run import (DataConfig, EvalConfig, LaunchConfig, OptimConfig, TrainConfig, eval_config,
                                typed_sections)
 
@@ -14,6 +21,7 @@ __all__ = [
     "build",
     "load_config",
     "apply_overrides",
+    "override_item",
     "save_config",
     "parse_sweep",
     "config_keys",

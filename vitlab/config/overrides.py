@@ -13,7 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from vitlab.config.instantiate import _target_name
 from vitlab.config.run import is_typed
 
-__all__ = ["apply_overrides", "parse_sweep", "config_keys", "check_keys", "UnknownKeyError"]
+__all__ = ["apply_overrides", "override_item", "parse_sweep", "config_keys", "check_keys", "UnknownKeyError"]
 
 _MISSING = object()
 
@@ -44,6 +44,16 @@ def config_keys(cfg: Any, prefix: str = "") -> list[str]:
 
 def _parse(overrides: Iterable[str]):
     return OverridesParser.create().parse_overrides(list(overrides))
+
+
+def override_item(override: str) -> tuple[str, str]:
+    """``(key, value)`` of one override: ``+eval.readout=cls+gap`` -> ``("eval.readout", "cls+gap")``.
+
+    The key comes from hydra's parser (the ``+`` / ``~`` prefix dropped; a malformed override is its error);
+    the value is the text after the first ``=`` as written (``1e-3`` stays ``1e-3``: run names built from it
+    do not change)."""
+    (ov,) = _parse([override])
+    return ov.key_or_group, override.split("=", 1)[1] if "=" in override else ""
 
 
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
