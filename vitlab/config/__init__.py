@@ -5,6 +5,7 @@ from vitlab.config.instantiate import ConfigInstantiationError, build, instantia
 from vitlab.config.io import load_config, save_config
 from vitlab.config.lazy import L, import_path, is_lazy
 from vitlab.config.overrides import UnknownKeyError, apply_overrides, check_keys, config_keys, parse_sweep
+from vitlab.config.presets import load_model_preset, model_preset_path, model_presets, model_presets_dir
 from vitlab.config.run import (DataConfig, EvalConfig, LaunchConfig, OptimConfig, TrainConfig, eval_config,
                                typed_sections)
 
@@ -29,4 +30,8 @@ __all__ = [
     "EvalConfig",
     "LaunchConfig",
     "eval_config",
+    "model_presets",
+    "model_presets_dir",
+    "model_preset_path",
+    "load_model_preset",
 ]
