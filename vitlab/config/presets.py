@@ -38,10 +38,10 @@ def model_presets() -> list[str]:
 
 def model_preset_path(name: str) -> Path:
     """The file of preset ``name``."""
-    path = model_presets_dir() / f"{name}.py"
-    if name.startswith("_") or not path.is_file():
-        raise ValueError(f"unknown model preset {name!r}; the presets are: {', '.join(model_presets())}")
-    return path
+    names = model_presets()
+    if name not in names:
+        raise ValueError(f"unknown model preset {name!r}; the presets are: {', '.join(names)}")
+    return model_presets_dir() / f"{name}.py"
 
 
 def load_model_preset(name: str) -> DictConfig:
