@@ -12,6 +12,7 @@ from vitlab.config.overrides import (
     override_item,
     parse_sweep,
 )
+from vitlab.config.presets import load_model_preset, model_preset_path, model_presets, model_presets_dir
 from vitlab.config.run import (DataConfig, EvalConfig, LaunchConfig, OptimConfig, TrainConfig, eval_config,
                                typed_sections)
 
@@ -37,4 +38,8 @@ __all__ = [
     "EvalConfig",
     "LaunchConfig",
     "eval_config",
+    "model_presets",
+    "model_presets_dir",
+    "model_preset_path",
+    "load_model_preset",
 ]

@@ -24,6 +24,7 @@ from vitlab.layers import LearnedPosEmbed, PatchEmbed
 from vitlab.models.layout import TokenLayout
 from vitlab.models.pattern import drop_path_rates, parse_layer_pattern
 from vitlab.models.readout import Readout
+from vitlab.models.timm_interface import TimmInterface, default_pretrained_cfg
 
 __all__ = ["HybridViT"]
 
@@ -35,9 +36,11 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-class HybridViT(nn.Module, PretrainedMixin):
+class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
     """Vision transformer with per-layer block types.
 
+    It also speaks timm's model interface (``forward_intermediates``, ``feature_info``,
+    ``reset_classifier``, ``pretrained_cfg``, ...; see :mod:`vitlab.models.timm_interface`), and
     ``save_pretrained(DIR)`` / ``HybridViT.from_pretrained(DIR or repo id)`` / ``push_to_hub(repo id)`` share
     it as ``model.safetensors`` + ``config.json`` (:mod:`vitlab.hub.pretrained`).
 
@@ -166,6 +169,8 @@ class HybridViT(nn.Module, PretrainedMixin):
                                neck_compression_ratio=neck_compression_ratio, **dd)
         self.head_drop = nn.Dropout(dropout_rate)
         self.head = nn.Linear(self.readout.out_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.pretrained_cfg = default_pretrained_cfg(in_channels=in_channels, image_size=self.image_size,
+                                                     num_classes=num_classes)
         self.set_kernels(kernels)
         self.init_weights()
 
