@@ -3,6 +3,8 @@ shell commands."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import re
 import shlex
@@ -53,3 +55,36 @@ def test_timm_section_commands_run():
         proc = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0, f"{line}\n{proc.stderr}"
         assert "vitlab_hybrid_small_p16" in proc.stdout
+
+
+def export_blocks(language: str) -> list[str]:
+    """The blocks of the "Save and share" and "Export" sections."""
+    return blocks(section("Save and share (safetensors + config.json, the Hub)") + section("Export (torch.export, ONNX)"),
+                  language)
+
+
+def test_export_section_commands_parse():
+    from vitlab.cli import COMMANDS
+
+    commands = [shlex.split(line)[1:] for block in export_blocks("bash") for line in block.splitlines()
+                if line.strip().startswith(".venv/bin/vitlab ")]
+    assert len(commands) >= 2 and all(argv[0] == "export" for argv in commands)
+    for argv in commands:
+        parser = argparse.ArgumentParser(exit_on_error=False)
+        importlib.import_module(COMMANDS[argv[0]][0]).add_arguments(parser)
+        parser.parse_intermixed_args(argv[1:])
+
+
+def test_export_sections_python_blocks_run(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    monkeypatch.chdir(tmp_path)
+    snippets = export_blocks("python")
+    offline = [s for s in snippets if "push_to_hub(" not in s]  # the one that needs the network and a login
+    assert len(offline) == len(snippets) - 1 >= 3
+    namespace = {}
+    for snippet in offline:
+        exec(compile(snippet, str(DOC), "exec"), namespace)
+    assert sorted(os.listdir("hybrid-fmnist")) == ["README.md", "config.json", "model.safetensors"]
+    assert Path("hybrid-fmnist.onnx").stat().st_size > 0 and Path("hybrid-fmnist.pt2").exists()
