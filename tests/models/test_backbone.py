@@ -273,3 +273,17 @@ def test_cls_and_registers_start_on_dinov3s_scale():
     model = instantiate(tiny("HR", dim=256, num_registers=4))
     for token in (model.cls_token, model.register_tokens):  # DINOv3: normal, std 0.02 (timm's CLS: 1e-6)
         assert 0.012 < float(token.std()) < 0.03
+
+
+def test_patch_embedding_runs_through_its_forward():
+    """Hooks on ``patch_embed`` fire (its forward is the path that runs), and it returns tokens and grid."""
+    import torch
+
+    from tests.models.helpers import tiny
+    from vitlab.config import instantiate
+
+    model = instantiate(tiny("HR"))
+    seen = []
+    model.patch_embed.register_forward_hook(lambda m, args, out: seen.append((out[0].shape, out[1])))
+    model(torch.randn(2, 3, 16, 16))
+    assert seen == [(torch.Size([2, 16, 32]), (4, 4))]

@@ -30,10 +30,10 @@ class PatchEmbed(nn.Module):
             )
         return h // p, w // p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] -> [B, h, w, D]."""
-        self.check_input(x)
-        return self.proj(x).permute(0, 2, 3, 1)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Images [B, C, H, W] -> patch tokens [B, N = h*w, D] (row-major) and the grid (h, w)."""
+        grid = self.check_input(x)
+        return self.proj(x).flatten(2).transpose(1, 2), grid
 
     def flop_count(self, grid_h: int, grid_w: int) -> int:
         return 2 * grid_h * grid_w * self.dim * self.in_channels * self.patch_size**2

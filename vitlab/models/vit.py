@@ -226,8 +226,7 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
 
     def prepare_tokens(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, TokenLayout]:
         """Images [B, C, H, W] -> tokens [B, N + cls + R, D] (no padding) and their layout."""
-        h, w = self.patch_embed.check_input(x)
-        tokens = self.patch_embed.proj(x).flatten(2).transpose(1, 2)  # [B, N, D]
+        tokens, (h, w) = self.patch_embed(x)  # [B, N, D]: through forward, so its hooks fire
         B = tokens.shape[0]
         if masks is not None:
             if self.mask_token is None:
