@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from vitlab.data.sampler import ResumableSampler
 
-__all__ = ["SeededDataset", "collate_skip_none", "seed_worker", "build_loader"]
+__all__ = ["SeededDataset", "collate_skip_none", "seed_worker", "build_loader", "eval_loader"]
 
 
 class SeededDataset(Dataset):
@@ -93,3 +93,16 @@ def build_loader(dataset: Dataset, *, batch_size: int, seed: int, shuffle: bool,
                         num_workers=num_workers, collate_fn=SkipNoneCollate(collate_fn), worker_init_fn=seed_worker,
                         generator=generator, pin_memory=pin_memory, persistent_workers=False)
     return loader, sampler
+
+
+def eval_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 0, rank: int = 0, world_size: int = 1,
+                pin_memory: bool = False, seed: int = 0) -> DataLoader:
+    """A loader for evaluation: every sample once, in dataset order (this rank's share of it), no batch dropped.
+
+    The one recipe behind the trainer's eval loaders, the frozen-feature protocol and the segmentation probe.
+    """
+    loader, sampler = build_loader(dataset, batch_size=batch_size, seed=seed, shuffle=False, rank=rank,
+                                   world_size=world_size, drop_last=False, num_workers=num_workers,
+                                   pin_memory=pin_memory)
+    sampler.set_epoch(0)
+    return loader

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from vitlab.config import eval_config, instantiate
-from vitlab.data import build_dataset, build_loader
+from vitlab.data import build_dataset, build_loader, eval_loader
 from vitlab.data.sampler import ResumableSampler
 from vitlab.engine.distributed import DistInfo, loader_workers
 from vitlab.eval.protocol import PROTOCOL_SPLITS, protocol_dataset
@@ -41,10 +41,8 @@ def build_data(cfg: DictConfig, info: DistInfo) -> tuple[DataLoader, ResumableSa
             eval_batch = dc.eval_batch_size or dc.batch_size
             dataset = (protocol_dataset(dc, split, eval_config(cfg)) if split in PROTOCOL_SPLITS
                        else build_dataset(dc, split, train=False))
-            cache[split], eval_sampler = build_loader(
-                dataset, batch_size=max(1, eval_batch // info.world_size),
-                seed=cfg.train.seed, shuffle=False, drop_last=False, **common)
-            eval_sampler.set_epoch(0)
+            cache[split] = eval_loader(dataset, batch_size=max(1, eval_batch // info.world_size), seed=cfg.train.seed,
+                                       **common)
         return cache[split]
 
     return loader, sampler, make_eval_loader

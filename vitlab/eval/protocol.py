@@ -89,16 +89,15 @@ def protocol_features(model: nn.Module | None, data_cfg: Any, protocol: Any, *, 
 
     ``bank`` and ``holdout`` come from one pass over ``data.train``.
     """
-    from vitlab.data import build_dataset, build_loader
+    from vitlab.data import build_dataset, eval_loader
     from vitlab.eval.features import extract_features
 
     device = torch.device(device)
     autocast = torch.bfloat16 if device.type == "cuda" else None
 
     def extract(dataset: Dataset, name: str) -> Features:
-        loader, sampler = build_loader(dataset, batch_size=batch_size or data_cfg.eval_batch_size or data_cfg.batch_size,
-                                       seed=0, shuffle=False, drop_last=False, num_workers=num_workers)
-        sampler.set_epoch(0)
+        loader = eval_loader(dataset, batch_size=batch_size or data_cfg.eval_batch_size or data_cfg.batch_size,
+                             num_workers=num_workers)
         if progress:
             print(f"[vitlab] features of {name}: {len(dataset)} images", flush=True)
         return extract_features(model, loader, readout=protocol.readout, device=device, autocast_dtype=autocast)

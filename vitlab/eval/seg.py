@@ -79,11 +79,9 @@ def patch_feature_maps(model: nn.Module, images: torch.Tensor, *, layers: int = 
 def _feature_batches(model: nn.Module, dataset: Dataset, *, layers: int, readout: str | None, batch_size: int,
                      device: torch.device, num_workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(features [B, D, h, w] float32, masks [B, H, W] int64) per batch, in dataset order, features on CPU."""
-    from vitlab.data import build_loader
+    from vitlab.data import eval_loader
 
-    loader, sampler = build_loader(dataset, batch_size=batch_size, seed=0, shuffle=False, drop_last=False,
-                                   num_workers=num_workers)
-    sampler.set_epoch(0)
+    loader = eval_loader(dataset, batch_size=batch_size, num_workers=num_workers)
     autocast = torch.bfloat16 if device.type == "cuda" else None
     for images, masks in loader:
         if masks.ndim != 3:
