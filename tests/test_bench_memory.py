@@ -1,16 +1,10 @@
 """tools/bench_memory.py at a tiny size: checkpointed blocks keep their input only, the table and the budget line."""
 
-import importlib.util
-from pathlib import Path
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_memory.py"
+from tests.tool_loader import load_tool
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_memory", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_memory")
 
 
 def test_tiny_run_writes_markdown(tmp_path):

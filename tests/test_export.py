@@ -4,18 +4,8 @@ and padding; the kernel backend and Hyena algorithm the export fixes, and restor
 import pytest
 import torch
 
-from tests.models.helpers import tiny
-from vitlab.config import instantiate
+from tests.models.helpers import perturbed as build
 from vitlab.export import export_onnx, export_program
-
-
-def build(pattern, seed=0, **kw):
-    torch.manual_seed(seed)
-    model = instantiate(tiny(pattern, **kw))
-    with torch.no_grad():  # every tensor away from its init (Hyena's skip of ones, zero biases), so all matter
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    return model.eval()
 
 
 def targets(program) -> set[str]:

@@ -8,22 +8,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.models.helpers import perturbed as build
 from tests.models.helpers import tiny
 from vitlab.cli import main
-from vitlab.config import L, instantiate
+from vitlab.config import L
 from vitlab.engine.checkpoint import save_atomic
 from vitlab.hub import PretrainedFileError
 from vitlab.layers import LayerNorm
 from vitlab.models import HybridViT
-
-
-def build(pattern="HRA", seed=0, **kw):
-    torch.manual_seed(seed)
-    model = instantiate(tiny(pattern, **kw))
-    with torch.no_grad():  # every tensor away from its init (Hyena's skip of ones, zero biases), so all matter
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    return model.eval()
 
 
 @pytest.mark.parametrize("pattern", ["A", "R", "H", "HRAG"])

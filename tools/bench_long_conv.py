@@ -27,9 +27,10 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+
+from vitlab.report import emit_report
 
 PATHS = ("direct", "fft")
 
@@ -145,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"Crossover ({kind}): FFT faster from {c} tokens." if c is not None
                          else f"Crossover ({kind}): direct faster at every size measured.")
     report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
+    emit_report(report, args.out)
     return 0
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from vitlab.report import emit_report
+
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = (14, 28, 56, 80, 112, 160, 256)  # 196 to 65,536 tokens
 PLAN_SIDES = (14, 28, 42, 56, 70, 84, 98, 112, 128, 144, 160, 192, 224, 256)
@@ -196,10 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_tokens < SIDES[0] ** 2 or args.max_plan_tokens < PLAN_SIDES[0] ** 2:
         parser.error(f"--max-tokens and --max-plan-tokens must be >= {SIDES[0] ** 2}")
     md = to_markdown(measure(args), plan(args), args)
-    print(md)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(md)
+    emit_report(md, args.out)
     return 0
 
 

@@ -21,9 +21,10 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+
+from vitlab.report import emit_report
 
 SIDES = (14, 28, 56, 112, 256)
 TYPES = ("A", "R", "H")
@@ -154,10 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-tokens must be >= {SIDES[0] ** 2}")
     rows = bench(args)
     md = to_markdown(rows, args)
-    print(md)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(md)
+    emit_report(md, args.out)
     return 0
 
 

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vitlab.report import emit_report
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs inside each tree with only APIs both sides have: load_config, apply_overrides, Trainer.train_step.
@@ -105,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {i} | {b:.3f} | {t:.3f} | {b / t:.2f}x |")
     lines.append(f"| median | {med['baseline']:.3f} | {med['this']:.3f} | **{med['baseline'] / med['this']:.2f}x** |")
     report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
+    emit_report(report, args.out)
     return 0
 
 

@@ -18,7 +18,8 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from vitlab.report import emit_report
 
 
 def _trainer(config: str, overrides: list[str], tmp: str):
@@ -78,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
              f"- training step fed by batches fetched beforehand: **{prefetched:.3f} s**",
              f"- the pipeline takes {live - prefetched:.3f} s from each step ({100 * (live - prefetched) / live:.0f}%)"]
     report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
+    emit_report(report, args.out)
     return 0
 
 

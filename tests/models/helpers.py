@@ -32,6 +32,21 @@ def tiny(pattern: str = "HRA", **kw):
     return L(HybridViT)(**args)
 
 
+def perturbed(pattern: str = "HRA", seed: int = 0, **kw):
+    """A tiny model in eval mode with every tensor moved away from its init (Hyena's skip of ones, zero
+    biases), so that a lost or misplaced tensor changes the output."""
+    import torch
+
+    from vitlab.config import instantiate
+
+    torch.manual_seed(seed)
+    model = instantiate(tiny(pattern, **kw))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return model.eval()
+
+
 def assert_same_forward_backward(model, reference, x, rtol=1e-4, atol=1e-5):
     """``model`` (e.g. compiled) gives ``reference``'s outputs on ``x`` and, for the loss
     ``sum(out ** 2)``, its parameter gradients."""
