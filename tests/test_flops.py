@@ -24,6 +24,24 @@ def test_analytic_flops_match_flop_counter_mode(pattern, registers, size, train)
     assert analytic == pytest.approx(measured, rel=0.01)
 
 
+@pytest.mark.parametrize("pattern", ["S", "V", "L", "SVLA"])
+@pytest.mark.parametrize("registers", [0, 3])
+@pytest.mark.parametrize("size", [(16, 16), (12, 20), (20, 28)])
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_sequence_mixer_flops_match_flop_counter_mode(pattern, registers, size, train, padded):
+    """Mamba2D (S: bidirectional, V: cross scan) and GLA2D (L): their recurrences and GLA's decayed scores
+    are custom ops with FLOP formulas of their own (a recurrence counts its multiply-adds); ``padded``
+    forces the grid padding on them (padding_types), which they do not mix."""
+    readout = "register_concat" if registers else "gap"
+    kw = dict(padding_types=pattern) if padded else {}
+    model = instantiate(tiny(pattern, num_registers=registers, readout=readout,
+                             neck_compression_ratio=4 if registers else None, **kw))
+    analytic = model.flop_count(inference=not train, image_size=size, batch_size=2)
+    measured = torch_flop_count(model, size, batch_size=2, train=train)
+    assert analytic == pytest.approx(measured, rel=0.01)
+
+
 def test_padding_changes_hyena_tokens():
     model = instantiate(tiny("HA", num_registers=1))
     report = model.flop_report((16, 16))

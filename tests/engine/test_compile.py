@@ -56,3 +56,15 @@ def test_every_block_type_compiles_fullgraph(pattern, padded, registers):
     eager = copy.deepcopy(model)
     apply_compile(model, "blocks", fullgraph=True)
     assert_same_forward_backward(model, eager, torch.randn(2, 3, 16, 16))
+
+
+@pytest.mark.parametrize("pattern", ["S", "V", "L"], ids=["mamba-bidirectional", "mamba-cross", "gla"])
+def test_sequence_mixer_blocks_compile_fullgraph(pattern):
+    """Mamba2D and GLA2D blocks, forward and backward, no graph break: their scans are custom ops (one
+    graph node each). An odd 3 x 5 grid with CLS and 3 registers, padded to whole rows (``padding_types``),
+    which the mixers strip and restore."""
+    torch.manual_seed(0)
+    model = instantiate(tiny(pattern, num_registers=3, max_drop_path_rate=0.0, padding_types=pattern))
+    eager = copy.deepcopy(model)
+    apply_compile(model, "blocks", fullgraph=True)
+    assert_same_forward_backward(model, eager, torch.randn(2, 3, 12, 20))
