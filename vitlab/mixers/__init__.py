@@ -3,5 +3,6 @@
 from vitlab.mixers.attention import Attention, flash_attn_available
 from vitlab.mixers.hyena2d import Hyena2D, fft_flop_count
 from vitlab.mixers.implicit_filter import ImplicitFilter2D
+from vitlab.mixers.neighborhood import NeighborhoodAttention
 
-__all__ = ["Attention", "flash_attn_available", "Hyena2D", "ImplicitFilter2D", "fft_flop_count"]
+__all__ = ["Attention", "flash_attn_available", "Hyena2D", "ImplicitFilter2D", "NeighborhoodAttention", "fft_flop_count"]
