@@ -32,6 +32,7 @@ D = H*d, N = h*w patches, G = cls + registers.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable, ClassVar, Literal
 
 import torch
@@ -213,7 +214,8 @@ class NeighborhoodAttention(nn.Module):
         if any_torch_dispatch_mode_on_stack():
             # FlopCounterMode, FakeTensorMode: dynamo compiles nothing under a dispatch mode, and eager
             # flex_attention asks for a fullgraph compile of its op; run that op eagerly instead.
-            with torch.compiler.set_stance("force_eager"):
+            with torch.compiler.set_stance("force_eager"), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "flex_attention called without torch.compile")  # on purpose here
                 return flex_attention(q, k, v, block_mask=block_mask)
         # eager callers get the compiled kernel (eager flex_attention materialises the [T, T] scores)
         return _compiled_flex_attention()(q, k, v, block_mask=block_mask)
