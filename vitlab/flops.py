@@ -39,7 +39,9 @@ from torch.utils.flop_counter import (
     sdpa_flop_count,
 )
 
-__all__ = ["torch_flop_count", "format_report", "per_image", "add_arguments", "run"]
+from vitlab.flops_match import FlopsMatch, match_flops, run_match
+
+__all__ = ["torch_flop_count", "format_report", "per_image", "add_arguments", "run", "match_flops", "FlopsMatch"]
 
 aten = torch.ops.aten
 
@@ -213,6 +215,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="count per image within a batch of this size (Hyena's long convolution picks its "
                              "algorithm by batch and grid; default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    match = parser.add_argument_group("equal-FLOPs control (vitlab.flops_match)")
+    match.add_argument("--match", metavar="OTHER_CONFIG",
+                       help="search values of the --vary keys that bring CONFIG's forward FLOPs within 0.5%% of "
+                            "OTHER_CONFIG's at --image-size (default: OTHER's image_size); prints the override line")
+    match.add_argument("--vary", action="append", metavar="KEY",
+                       help="a numeric key of CONFIG to search (FFN ratio, width, depth); repeat it to tie several "
+                            "keys to one value, e.g. the FFN ratio of two block types")
+    match.add_argument("--step", type=float, default=None,
+                       help="search grid: default 1 for integer keys (64: multiples of 64), 0.1 for float keys; "
+                            "0 searches a float key exactly")
     memory = parser.add_argument_group("memory plan (a run config: model, task, data, optim, train)")
     memory.add_argument("--memory", action="store_true",
                         help="plan the memory per device of a training step instead (vitlab.memory): parameters, "
@@ -230,6 +242,12 @@ def run(args: argparse.Namespace) -> int:
     apply_overrides(cfg, args.overrides)
     if "model" not in cfg:
         raise SystemExit(f"error: config {args.config!r} defines no `model`")
+    if bool(args.match) != bool(args.vary):
+        raise ValueError("--match OTHER_CONFIG and --vary KEY go together")
+    if args.match:
+        if args.memory:
+            raise ValueError("--match counts FLOPs; it does not plan memory (drop --memory)")
+        return run_match(cfg, args)
     if args.memory:
         return _memory(cfg, args)
     # Built on the meta device: no memory for weights, so any size counts in seconds.
