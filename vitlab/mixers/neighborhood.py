@@ -207,7 +207,7 @@ class NeighborhoodAttention(nn.Module):
 
         block_mask = self.block_mask(layout, q.shape[2], q.device)
         # Contiguous operands: inductor's CPU flex kernel (torch 2.14) read the rotated q and k of a compiled
-        # block wrongly (max error 0.7) when handed them strided; strided inputs are flex's known weak spot.
+        # block wrongly (max error 0.7) when handed them strided, as flex kernels have before (pytorch#146377).
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         if torch.compiler.is_compiling():  # a compiled block: dynamo compiles flex_attention with it
             return flex_attention(q, k, v, block_mask=block_mask)
