@@ -12,7 +12,7 @@ from vitlab.flops import torch_flop_count
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("pattern", ["A", "R", "H", "G", "HRA"])
+@pytest.mark.parametrize("pattern", ["A", "R", "H", "G", "N", "C", "HRA", "NCR"])
 @pytest.mark.parametrize("registers", [0, 3])
 @pytest.mark.parametrize("size", [(16, 16), (12, 20)])
 @pytest.mark.parametrize("train", [False, True])

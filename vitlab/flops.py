@@ -8,21 +8,30 @@ gating, residual adds, position-embedding adds) counts 0. A training step is for
 as the images into the patch embedding), 2.5x for fused attention (it recomputes the scores), 1x
 for FFTs.
 
+Masked attention (neighborhood attention) counts the attended (query, key) pairs only: a masked-out
+pair costs 0, as in a sparse kernel, whatever the dense fallback computes.
+
 The cross-check runs the real model under ``FlopCounterMode``. That counter has no formula for
 CPU SDPA (``_scaled_dot_product_flash_attention_for_cpu``) or for FFTs, so they are registered
-here: SDPA with torch's own SDPA formulas, FFTs with the convention above. Its formula for the
-backward of a grouped (depthwise) convolution ignores ``groups``; a correct one replaces it.
+here: SDPA with torch's own SDPA formulas scaled by the mask's share of attended pairs, FFTs with
+the convention above. Its formula for the backward of a grouped (depthwise) convolution ignores
+``groups``; a correct one replaces it. Its formulas for ``flex_attention`` count every pair, and
+it cannot run that higher-order op at all (torch 2.14): :func:`torch_flop_count` registers a rule
+that runs it beneath the counter and counts the block mask's attended pairs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
 from typing import Sequence
 
 import torch
+from torch._higher_order_ops.flex_attention import flex_attention as flex_attention_hop
+from torch._higher_order_ops.flex_attention import flex_attention_backward as flex_attention_backward_hop
 from torch.utils.flop_counter import (
     FlopCounterMode,
     conv_flop_count,
@@ -30,7 +39,9 @@ from torch.utils.flop_counter import (
     sdpa_flop_count,
 )
 
-__all__ = ["torch_flop_count", "format_report", "per_image", "add_arguments", "run"]
+from vitlab.flops_match import FlopsMatch, match_flops, run_match
+
+__all__ = ["torch_flop_count", "format_report", "per_image", "add_arguments", "run", "match_flops", "FlopsMatch"]
 
 aten = torch.ops.aten
 
@@ -54,12 +65,55 @@ def _c2c(inp, dim, *args, out_shape=None, **kwargs) -> int:
     return _fft_flops(n, math.prod(inp) // n)
 
 
-def _sdpa_cpu(q, k, v, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(q, k, v)
+def _attended(dense: int, q: torch.Tensor, k: torch.Tensor, allowed: torch.Tensor | None) -> int:
+    """``dense`` FLOPs of attention over every (query, key) pair, scaled to the pairs ``allowed`` (a mask
+    broadcasting to [B, H, Tq, Tk]; None: all of them)."""
+    if allowed is None:
+        return dense
+    B, H, Tq, _ = q.shape
+    shape = (B, H, Tq, k.shape[-2])
+    return dense // math.prod(shape) * int(torch.broadcast_to(allowed, shape).sum())
 
 
-def _sdpa_cpu_backward(grad_out, q, k, v, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad_out, q, k, v)
+def _sdpa_mask(kwargs) -> torch.Tensor | None:
+    """Attended pairs of an SDPA ``attn_mask``: True entries of a boolean mask, finite entries of an additive one."""
+    mask = kwargs.get("attn_mask")
+    if mask is None:
+        return None
+    return mask if mask.dtype == torch.bool else torch.isfinite(mask)
+
+
+def _sdpa_cpu(q, k, v, *args, out_val=None, **kwargs) -> int:
+    return _attended(sdpa_flop_count(q.shape, k.shape, v.shape), q, k, _sdpa_mask(kwargs))
+
+
+def _sdpa_cpu_backward(grad_out, q, k, v, *args, out_val=None, **kwargs) -> int:
+    return _attended(sdpa_backward_flop_count(grad_out.shape, q.shape, k.shape, v.shape), q, k, _sdpa_mask(kwargs))
+
+
+def _flex_mask(q: torch.Tensor, block_mask: tuple, mask_mod_other_buffers: tuple) -> torch.Tensor:
+    """The attended pairs of flex_attention's block mask: its ``mask_mod`` evaluated on every index pair."""
+    from torch.nn.attention.flex_attention import create_mask
+
+    mask_mod, kv_num_blocks = block_mask[-1], block_mask[2]  # BlockMask.as_tuple(): counts third, mask_mod last
+    B, H = kv_num_blocks.shape[:2]  # 1 where the mask broadcasts over batch or heads
+    return create_mask(lambda b, h, i, j: mask_mod(b, h, i, j, *mask_mod_other_buffers), B, H, block_mask[0],
+                       block_mask[1], device=q.device)
+
+
+def _flex(q, k, v, score_mod, block_mask, scale, kernel_options, score_mod_other_buffers=(),
+          mask_mod_other_buffers=(), *, out_val=None, **kwargs) -> int:
+    return _attended(sdpa_flop_count(q.shape, k.shape, v.shape), q, k, _flex_mask(q, block_mask, mask_mod_other_buffers))
+
+
+def _flex_backward(q, k, v, out, logsumexp, grad_out, grad_logsumexp, fw_graph, joint_graph, block_mask, scale,
+                   kernel_options, score_mod_other_buffers=(), mask_mod_other_buffers=(), *, out_val=None, **kwargs) -> int:
+    dense = sdpa_backward_flop_count((grad_out if grad_out is not None else out).shape, q.shape, k.shape, v.shape)
+    return _attended(dense, q, k, _flex_mask(q, block_mask, mask_mod_other_buffers))
+
+
+for _raw in (_sdpa_cpu, _sdpa_cpu_backward, _flex, _flex_backward):
+    _raw._get_raw = True  # FlopCounterMode hands these the tensors (the mask's values), not shapes
 
 
 def _conv_backward(grad_out, x, w, bias, stride, padding, dilation, transposed, output_padding, groups,
@@ -78,7 +132,28 @@ CUSTOM_FLOP_FORMULAS = {
     aten._fft_c2c: _c2c,
     aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
     aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward,
+    flex_attention_hop: _flex,
+    flex_attention_backward_hop: _flex_backward,
 }
+
+
+def _run_and_count(hop, mode, *args, **kwargs):
+    """Run ``hop`` beneath the counter's mode (the dispatcher pops it for the rule), then count it as the
+    counter counts an aten op (its private ``_count_flops``: per module, with the registered formula)."""
+    out = hop(*args, **kwargs)
+    return mode.counter._count_flops(hop, out, args, kwargs)
+
+
+def _let_counter_run_flex_attention() -> None:
+    """Give ``FlopCounterMode`` the rule it lacks (torch 2.14) to run flex_attention's higher-order ops.
+
+    Registered (``py_impl``, as torch registers the ops' rules for its own modes) by the first cross-check,
+    not at import: importing vitlab changes nothing in torch."""
+    from torch.utils.flop_counter import _FlopCounterMode
+
+    for hop in (flex_attention_hop, flex_attention_backward_hop):
+        if _FlopCounterMode not in hop.python_key_table:
+            hop.py_impl(_FlopCounterMode)(functools.partial(_run_and_count, hop))
 
 
 def torch_flop_count(model: torch.nn.Module, image_size: Sequence[int], *, batch_size: int = 1,
@@ -93,6 +168,7 @@ def torch_flop_count(model: torch.nn.Module, image_size: Sequence[int], *, batch
     c = in_channels or model.in_channels
     param = next(model.parameters())
     x = torch.randn(batch_size, c, *image_size, device=param.device, dtype=param.dtype)
+    _let_counter_run_flex_attention()
     counter = FlopCounterMode(display=False, custom_mapping=CUSTOM_FLOP_FORMULAS)
     with torch.set_grad_enabled(train), counter:
         out = model(x)
@@ -139,6 +215,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="count per image within a batch of this size (Hyena's long convolution picks its "
                              "algorithm by batch and grid; default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    match = parser.add_argument_group("equal-FLOPs control (vitlab.flops_match)")
+    match.add_argument("--match", metavar="OTHER_CONFIG",
+                       help="search values of the --vary keys that bring CONFIG's forward FLOPs within 0.5%% of "
+                            "OTHER_CONFIG's at --image-size (default: OTHER's image_size); prints the override line")
+    match.add_argument("--vary", action="append", metavar="KEY",
+                       help="a numeric key of CONFIG to search (FFN ratio, width, depth); repeat it to tie several "
+                            "keys to one value, e.g. the FFN ratio of two block types")
+    match.add_argument("--step", type=float, default=None,
+                       help="search grid: default 1 for integer keys (64: multiples of 64), 0.1 for float keys; "
+                            "0 searches a float key exactly")
     memory = parser.add_argument_group("memory plan (a run config: model, task, data, optim, train)")
     memory.add_argument("--memory", action="store_true",
                         help="plan the memory per device of a training step instead (vitlab.memory): parameters, "
@@ -156,6 +242,12 @@ def run(args: argparse.Namespace) -> int:
     apply_overrides(cfg, args.overrides)
     if "model" not in cfg:
         raise SystemExit(f"error: config {args.config!r} defines no `model`")
+    if bool(args.match) != bool(args.vary):
+        raise ValueError("--match OTHER_CONFIG and --vary KEY go together")
+    if args.match:
+        if args.memory:
+            raise ValueError("--match counts FLOPs; it does not plan memory (drop --memory)")
+        return run_match(cfg, args)
     if args.memory:
         return _memory(cfg, args)
     # Built on the meta device: no memory for weights, so any size counts in seconds.

@@ -42,8 +42,9 @@ def test_compiling_keeps_state_dict_keys():
 
 
 @pytest.mark.parametrize("registers", [0, 4])
-@pytest.mark.parametrize("pattern,padded", [("A", False), ("R", False), ("H", False), ("H", True), ("R", True)],
-                         ids=["A", "R", "H", "H-padded", "R-padded"])
+@pytest.mark.parametrize("pattern,padded", [("A", False), ("R", False), ("H", False), ("H", True), ("R", True),
+                                             ("N", False), ("N", True), ("C", False), ("C", True)],
+                         ids=["A", "R", "H", "H-padded", "R-padded", "N", "N-padded", "C", "C-padded"])
 def test_every_block_type_compiles_fullgraph(pattern, padded, registers):
     """One block of each type, forward and backward, no graph break (fullgraph=True raises on one).
     ``padded``: the token layout pads the grid for that block (``padding_types``). Hyena needs whole grid

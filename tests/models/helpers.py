@@ -2,7 +2,7 @@
 
 from vitlab.config import L
 from vitlab.layers import LayerNorm, Mlp, RotaryEmbedding2D, SwiGLU
-from vitlab.mixers import GLA2D, Attention, Hyena2D, Mamba2D
+from vitlab.mixers import GLA2D, Attention, GatedConv, Hyena2D, Mamba2D, NeighborhoodAttention
 from vitlab.models import Block, HybridViT
 
 DIM = 32
@@ -21,6 +21,10 @@ def block(kind: str, **mixer_kw):
         mixer = L(Mamba2D)(scan="cross", d_state=4, **mixer_kw)
     elif kind == "L":  # ViG's bidirectional gated linear attention
         mixer = L(GLA2D)(num_heads=2, chunk_size=8, **mixer_kw)
+    elif kind == "N":  # neighborhood attention with RoPE, a 3x3 window (local on the tests' 4x4 grid)
+        mixer = L(NeighborhoodAttention)(num_heads=2, window=3, rope=L(RotaryEmbedding2D)(base=100.0), **mixer_kw)
+    elif kind == "C":  # MambaOut's gated depthwise convolution
+        mixer = L(GatedConv)(kernel_size=3, **mixer_kw)
     elif kind == "G":  # RoPE attention with a gated FFN and LayerScale
         return L(Block)(mixer=L(Attention)(num_heads=2, rope=L(RotaryEmbedding2D)(base=100.0), qk_norm=L(LayerNorm)()),
                         ffn=L(SwiGLU)(ratio=2.0), norm=L(LayerNorm)(), layer_scale_init=0.1)
@@ -34,7 +38,7 @@ def tiny(pattern: str = "HRA", **kw):
                 num_registers=2, norm_cfg=L(LayerNorm)(), readout="cls", layer_pattern=pattern)
     args.update(kw)
     if "layer_types" not in args:
-        args["layer_types"] = {c: block(c) for c in set(args["layer_pattern"]) if c in "ARHGSVL"}
+        args["layer_types"] = {c: block(c) for c in set(args["layer_pattern"]) if c in "ARHGSVLNC"}
     return L(HybridViT)(**args)
 
 
