@@ -2,7 +2,8 @@
 
 Blocks (as in ``configs/models/hybrid_small_p16.py``, at width ``--dim``, each with the same Mlp(4) FFN
 and norms): A = attention, R = 2D-RoPE attention, H = Hyena 2D, S = Mamba 2D (bidirectional scan), V =
-Mamba 2D (cross scan), L = gated linear attention (GLA 2D); ``--types`` picks some. Token counts are
+Mamba 2D (cross scan), L = gated linear attention (GLA 2D), N = neighborhood attention (7x7 window, RoPE;
+NAT's), C = MambaOut's gated depthwise convolution (7x7); ``--types`` picks some. Token counts are
 square patch grids, 14^2 = 196 up to 256^2 = 65,536 (no CLS or registers, so every grid is whole rows
 for Hyena), capped by ``--max-tokens``. For each size the blocks are timed interleaved (A, R, H, ..., A,
 R, H, ...) so that drift in the machine's speed hits all alike; each number is the median over
@@ -31,13 +32,13 @@ import torch
 from vitlab.report import emit_report
 
 SIDES = (14, 28, 56, 112, 256)
-TYPES = ("A", "R", "H", "S", "V", "L")
+TYPES = ("A", "R", "H", "S", "V", "L", "N", "C")
 
 
 def build_blocks(dim: int, num_heads: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.nn.Module]:
     from vitlab.config import L, build
     from vitlab.layers import LayerNorm, Mlp, RotaryEmbedding2D
-    from vitlab.mixers import GLA2D, Attention, Hyena2D, Mamba2D
+    from vitlab.mixers import GLA2D, Attention, GatedConv, Hyena2D, Mamba2D, NeighborhoodAttention
     from vitlab.models import Block
 
     def block(mixer):  # the blocks of configs/models/hybrid_small_p16.py
@@ -51,6 +52,8 @@ def build_blocks(dim: int, num_heads: int, device: torch.device, dtype: torch.dt
         "S": block(L(Mamba2D)(scan="bidirectional")),
         "V": block(L(Mamba2D)(scan="cross")),
         "L": block(L(GLA2D)(num_heads=num_heads)),
+        "N": block(L(NeighborhoodAttention)(num_heads=num_heads, window=7, rope=L(RotaryEmbedding2D)(base=100.0))),
+        "C": block(L(GatedConv)(kernel_size=7)),
     }
 
 
@@ -125,7 +128,8 @@ def to_markdown(rows: list[dict], args) -> str:
     device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     types = [t for t in TYPES if t in args.types]
     names = {"A": "attention", "R": "2D-RoPE attention", "H": "Hyena 2D (order 2)", "S": "Mamba 2D (bidirectional)",
-             "V": "Mamba 2D (cross scan)", "L": "gated linear attention (GLA 2D)"}
+             "V": "Mamba 2D (cross scan)", "L": "gated linear attention (GLA 2D)",
+             "N": "neighborhood attention (7x7 window, RoPE)", "C": "gated depthwise convolution (MambaOut, 7x7)"}
     lines = [
         "# One block per mixer type vs token count",
         "",
