@@ -4,7 +4,7 @@ DINOv3 task (student with iBOT masks, EMA teacher, heads)."""
 
 import signal
 
-from conftest import TINY, assert_same_state, check, final, losses, vitlab
+from conftest import ROOT, TINY, assert_same_state, check, final, losses, vitlab
 
 
 def test_checkpointed_run_is_bit_identical_and_resumes(reference_run, tmp_path):
@@ -20,8 +20,6 @@ def test_checkpointed_run_is_bit_identical_and_resumes(reference_run, tmp_path):
 
 
 def test_dino_task_checkpointed_is_bit_identical(dino_run, tmp_path):
-    from conftest import ROOT
-
     check(vitlab("train", str(ROOT / "tests" / "configs" / "tiny_dino.py"), f"train.output_dir={tmp_path}",
                  "train.activation_checkpointing=2"))
     assert losses(tmp_path) == losses(dino_run)
