@@ -6,6 +6,7 @@ import torch
 from vitlab.config import L
 from vitlab.layers import LayerNorm, RotaryEmbedding2D
 from vitlab.mixers import Attention, Hyena2D
+from vitlab.mixers.attention import rotate_patches
 from vitlab.models import TokenLayout
 
 
@@ -49,7 +50,7 @@ def test_rope_rotates_patches_only():
     attn = Attention(16, num_heads=2, rope=lambda head_dim, **kw: RotaryEmbedding2D(head_dim, **kw)).eval()
     layout = TokenLayout(2, 3, 1, 2)  # 6 patches, CLS, 2 registers
     q, k = torch.randn(2, 1, 2, 9, 8).unbind(0)
-    rq, rk = attn._rotate(q, k, layout)
+    rq, rk = rotate_patches(attn.rope, q, k, layout)
     assert torch.equal(rq[:, :, 6:], q[:, :, 6:]) and torch.equal(rk[:, :, 6:], k[:, :, 6:])
     sin, cos = attn.rope(2, 3)
     x1, x2 = q[:, :, :6].chunk(2, dim=-1)

@@ -21,13 +21,35 @@ from vitlab.config import build
 from vitlab.kernels import rope_2d
 from vitlab.models.layout import TokenLayout
 
-__all__ = ["Attention", "flash_attn_available"]
+__all__ = ["Attention", "flash_attn_available", "qk_parts", "rotate_patches"]
 
 _BACKENDS = ("auto", "flash", "sdpa", "math")
 
 
 def flash_attn_available() -> bool:
     return importlib.util.find_spec("flash_attn") is not None
+
+
+def qk_parts(qk_norm: Any, rope: Any, dim: int, num_heads: int, *, device=None,
+             dtype=None) -> tuple[nn.Module, nn.Module, nn.Module | None]:
+    """The query / key norms (``nn.Identity`` without ``qk_norm``) and the RoPE module of an attention mixer
+    with ``num_heads`` heads of width ``dim / num_heads``; RoPE needs that head width divisible by 4."""
+    head_dim = dim // num_heads
+    q_norm = build(qk_norm, dim=head_dim, device=device, dtype=dtype) or nn.Identity()
+    k_norm = build(qk_norm, dim=head_dim, device=device, dtype=dtype) or nn.Identity()
+    if rope is not None and head_dim % 4:
+        raise ValueError(f"RoPE needs head_dim divisible by 4, got dim={dim}/num_heads={num_heads}={head_dim}")
+    return q_norm, k_norm, build(rope, head_dim=head_dim, device=device, dtype=dtype)
+
+
+def rotate_patches(rope: nn.Module, q: torch.Tensor, k: torch.Tensor, layout: TokenLayout,
+                   backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries and keys [B, H, T, d] with 2D RoPE applied to the patch tokens (the first ``h*w``); CLS,
+    registers and padding stay as they are. The table is drawn once per layout (shared by the blocks with
+    the same RoPE settings), and the rotation runs in float32, as DINOv3 does under bf16 autocast."""
+    sin, cos = layout.cached(rope.cache_key, lambda: rope(layout.grid_h, layout.grid_w))
+    q32, k32 = rope_2d(q.float(), k.float(), cos, sin, num_prefix_tokens=0, backend=backend)
+    return q32.to(q.dtype), k32.to(k.dtype)
 
 
 class Attention(nn.Module):
@@ -78,11 +100,7 @@ class Attention(nn.Module):
             self.register_buffer("bias_mask", mask, persistent=False)
         else:
             self.bias_mask = None
-        self.q_norm = build(qk_norm, dim=self.head_dim, **dd) or nn.Identity()
-        self.k_norm = build(qk_norm, dim=self.head_dim, **dd) or nn.Identity()
-        if rope is not None and self.head_dim % 4:
-            raise ValueError(f"RoPE needs head_dim divisible by 4, got dim={dim}/num_heads={num_heads}={self.head_dim}")
-        self.rope = build(rope, head_dim=self.head_dim, **dd)
+        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm, rope, dim, num_heads, **dd)
         self.kernels = "auto"
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
@@ -112,16 +130,8 @@ class Attention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, d]
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
-            q, k = self._rotate(q, k, layout)
+            q, k = rotate_patches(self.rope, q, k, layout, self.kernels)
         return q, k, v
-
-    def _rotate(self, q: torch.Tensor, k: torch.Tensor, layout: TokenLayout):
-        h, w = layout.grid_h, layout.grid_w
-        sin, cos = layout.cached(self.rope.cache_key, lambda: self.rope(h, w))
-        # Patches come first: tokens [0, h*w) rotate; CLS, registers (and any padding) do not. The
-        # rotation runs in float32, as DINOv3 does under bf16 autocast.
-        q32, k32 = rope_2d(q.float(), k.float(), cos, sin, num_prefix_tokens=0, backend=self.kernels)
-        return q32.to(q.dtype), k32.to(k.dtype)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         backend = self.backend

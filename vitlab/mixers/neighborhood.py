@@ -40,8 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import any_torch_dispatch_mode_on_stack
 
-from vitlab.config import build
-from vitlab.kernels import rope_2d
+from vitlab.mixers.attention import qk_parts, rotate_patches
 from vitlab.models.layout import TokenLayout
 
 __all__ = ["NeighborhoodAttention", "axis_windows", "neighborhood_mask_fn", "window_keys"]
@@ -154,11 +153,7 @@ class NeighborhoodAttention(nn.Module):
         # the names of Attention's parts, so that an Attention's weights load as they are
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
         self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
-        self.q_norm = build(qk_norm, dim=self.head_dim, **dd) or nn.Identity()
-        self.k_norm = build(qk_norm, dim=self.head_dim, **dd) or nn.Identity()
-        if rope is not None and self.head_dim % 4:
-            raise ValueError(f"RoPE needs head_dim divisible by 4, got dim={dim}/num_heads={num_heads}={self.head_dim}")
-        self.rope = build(rope, head_dim=self.head_dim, **dd)
+        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm, rope, dim, num_heads, **dd)
         self.kernels = "auto"
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
@@ -227,10 +222,7 @@ class NeighborhoodAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
-            sin, cos = layout.cached(self.rope.cache_key, lambda: self.rope(layout.grid_h, layout.grid_w))
-            # in float32, as Attention and DINOv3 under bf16 autocast; tokens past the patches stay as they are
-            q32, k32 = rope_2d(q.float(), k.float(), cos, sin, num_prefix_tokens=0, backend=self.kernels)
-            q, k = q32.to(q.dtype), k32.to(k.dtype)
+            q, k = rotate_patches(self.rope, q, k, layout, self.kernels)
         return q, k, v
 
     def attended_pairs(self, tokens: int, layout: TokenLayout) -> int:
