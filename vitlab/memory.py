@@ -89,15 +89,14 @@ class SavedTensors:
 
     def per_block(self, model: nn.Module) -> contextlib.AbstractContextManager:
         """Label what each of ``model.blocks`` saves as ``block <i>`` (forward pre / post hooks)."""
-        stack = contextlib.ExitStack()
+        stack, open_parts = contextlib.ExitStack(), {}
         for i, block in enumerate(model.blocks):
             def enter(module, args, i=i):
-                part = self.part(f"block {i}")
-                part.__enter__()
-                module._vitlab_memory_part = part
+                open_parts[module] = self.part(f"block {i}")
+                open_parts[module].__enter__()
 
             def leave(module, args, out):
-                module.__dict__.pop("_vitlab_memory_part").__exit__(None, None, None)
+                open_parts.pop(module).__exit__(None, None, None)
 
             stack.callback(block.register_forward_pre_hook(enter).remove)
             stack.callback(block.register_forward_hook(leave).remove)
