@@ -26,23 +26,13 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 
 import torch
 
 from vitlab.report import emit_report
+from vitlab.timing import time_call
 
 PATHS = ("direct", "fft")
-
-
-def _time(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
 
 
 def measure(side: int, *, dim: int, tokens: int, repeats: int, device: torch.device,
@@ -71,7 +61,7 @@ def measure(side: int, *, dim: int, tokens: int, repeats: int, device: torch.dev
     for rep in range(repeats + 1):  # the first round warms up (and fills the eval filter cache)
         for path in PATHS:
             mixer.long_conv = path
-            t_train, t_infer = _time(train_step, device), _time(infer, device)
+            t_train, t_infer = time_call(train_step, device), time_call(infer, device)
             if rep:
                 times[f"{path} fwd+bwd"].append(t_train)
                 times[f"{path} fwd"].append(t_infer)

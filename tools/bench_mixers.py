@@ -25,11 +25,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import torch
 
 from vitlab.report import emit_report
+from vitlab.timing import time_call
 
 SIDES = (14, 28, 56, 112, 256)
 TYPES = ("A", "R", "H", "S", "V", "L", "N", "C")
@@ -57,11 +57,6 @@ def build_blocks(dim: int, num_heads: int, device: torch.device, dtype: torch.dt
     }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _forward(blk, x, layout):
     blk.eval()
     with torch.no_grad():
@@ -73,14 +68,6 @@ def _forward_backward(blk, x, layout):
     x = x.detach().requires_grad_(True)
     blk(x, layout).float().sum().backward()
     blk.zero_grad(set_to_none=True)
-
-
-def _time(fn, device) -> float:
-    _sync(device)
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t0
 
 
 def bench(args) -> list[dict]:
@@ -99,8 +86,8 @@ def bench(args) -> list[dict]:
             _forward_backward(blk, x, layout)
         for _ in range(args.repeats):
             for t, blk in blocks.items():
-                times[t, "fwd"].append(_time(lambda: _forward(blk, x, layout), device))  # noqa: B023
-                times[t, "fwd+bwd"].append(_time(lambda: _forward_backward(blk, x, layout), device))  # noqa: B023
+                times[t, "fwd"].append(time_call(lambda: _forward(blk, x, layout), device))  # noqa: B023
+                times[t, "fwd+bwd"].append(time_call(lambda: _forward_backward(blk, x, layout), device))  # noqa: B023
         row = {"tokens": side * side, "grid": f"{side}x{side}"}
         row |= {f"{t} {m}": statistics.median(v) * 1e3 for (t, m), v in times.items()}
         for t, blk in blocks.items():

@@ -18,7 +18,6 @@ import contextlib
 import json
 import statistics
 import sys
-import time
 
 import torch
 
@@ -27,6 +26,7 @@ from vitlab.config import apply_overrides, instantiate, load_config
 from vitlab.engine.compile import apply_compile
 from vitlab.engine.mfu import mfu, peak_tflops, tflops
 from vitlab.ssl.masking import mask_batch_entries
+from vitlab.timing import time_call
 
 
 def random_batch(cfg, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -59,10 +59,7 @@ def bench_step(cfg, *, compile_mode: str, batch_size: int, device: torch.device,
     times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for step in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+    def train_step(step: int) -> None:
         task.before_step(step)
         with autocast:
             loss, _ = task(batch)
@@ -70,12 +67,12 @@ def bench_step(cfg, *, compile_mode: str, batch_size: int, device: torch.device,
         opt.step()
         opt.zero_grad(set_to_none=True)
         task.after_optimizer_step(step)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+
+    for step in range(warmup + repeats):
+        seconds = time_call(lambda: train_step(step), device)  # noqa: B023 (called at once)
         if step >= warmup:
-            times.append(time.perf_counter() - start)
-        print(f"  {compile_mode} step {step + 1}/{warmup + repeats}: {time.perf_counter() - start:.3f} s",
-              file=sys.stderr)
+            times.append(seconds)
+        print(f"  {compile_mode} step {step + 1}/{warmup + repeats}: {seconds:.3f} s", file=sys.stderr)
     rate = batch_size / statistics.median(times)
     achieved = tflops(flops / batch_size, rate)
     memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None

@@ -24,23 +24,18 @@ import copy
 import json
 import statistics
 import sys
-import time
 from typing import Callable
 
 import torch
 from torch import nn
 
 from vitlab.engine.mfu import mfu, peak_tflops, tflops
+from vitlab.timing import time_call
 
 __all__ = ["benchmark", "add_arguments", "run", "format_table"]
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -58,14 +53,6 @@ def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y
 def _infer(model: nn.Module, x: torch.Tensor, dtype) -> None:
     with torch.inference_mode(), _autocast(x.device, dtype):
         model(x)
-
-
-def _time(fn: Callable[[], None], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def _activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -127,7 +114,7 @@ def benchmark(models: dict[str, nn.Module], *, batch_size: int = 32, image_size:
         times: dict[str, list[float]] = {name: [] for name in models}
         for r in range(warmup + repeats):
             for name, m in models.items():
-                t = _time(lambda: fn(m, name), dev)
+                t = time_call(lambda: fn(m, name), dev)
                 if r >= warmup:
                     times[name].append(t)
             log(f"  {kind} round {r + 1}/{warmup + repeats}: " + ", ".join(

@@ -10,9 +10,10 @@ has no MFU unless a peak is given (``vitlab bench --peak-tflops``, ``train.peak_
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
+
+from vitlab.timing import time_call
 
 __all__ = ["PEAK_TFLOPS", "peak_tflops", "dtype_name", "matmul_gflops", "tflops", "mfu"]
 
@@ -64,15 +65,7 @@ def matmul_gflops(device: torch.device | str = "cpu", *, size: int = 1024, repea
     the yardstick printed beside a wall time, since machines of one kind differ by several times."""
     device = torch.device(device)
     a, b = (torch.randn(size, size, device=device) for _ in range(2))
-    times = []
-    for _ in range(repeats + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
+    times = [time_call(lambda: a @ b, device) for _ in range(repeats + 2)]
     return 2 * size**3 / statistics.median(times[2:]) / 1e9
 
 
