@@ -39,15 +39,6 @@ class Finding:
     advice: str = ""
 
 
-def _window(rows: list[dict[str, Any]], key: str, first: bool) -> float | None:
-    values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
-    if not values:
-        return None
-    n = max(1, len(values) // 10)
-    part = values[:n] if first else values[-n:]
-    return sum(part) / len(part)
-
-
 def _scalar(spec: Any) -> float | None:
     """A loss weight or temperature as a number (a schedule's base), None if absent."""
     if spec is None:
@@ -59,14 +50,16 @@ def _scalar(spec: Any) -> float | None:
 
 def symptom(cfg: Any, rows: list[dict[str, Any]]) -> tuple[Finding, bool]:
     """The DINO loss (and its target's entropy) against ln K, first and last tenth of the logged steps."""
-    ln_k = _window(rows, "train/collapse/ln_k", first=False)
+    from vitlab.engine.logging import tenth_mean
+
+    ln_k = tenth_mean(rows, "train/collapse/ln_k")
     if ln_k is None:
         ln_k = math.log(int(cfg.task.dino_head.out_dim))
-    first, last = _window(rows, "train/dino_loss", True), _window(rows, "train/dino_loss", False)
+    first, last = tenth_mean(rows, "train/dino_loss", first=True), tenth_mean(rows, "train/dino_loss")
     if last is None:
         raise ValueError("metrics.jsonl has no train/dino_loss: not a DINO run, or it logged no step")
     text = f"DINO loss {first / ln_k:.3f} -> {last / ln_k:.3f} ln K (ln K = {ln_k:.2f})"
-    target = _window(rows, "train/collapse/target_entropy", False)
+    target = tenth_mean(rows, "train/collapse/target_entropy")
     if target is not None:
         text += f"; its target's entropy {target / ln_k:.3f} ln K"
     at = last / ln_k >= AT_LN_K

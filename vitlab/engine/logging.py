@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["MetricLogger", "format_eta", "read_metrics", "peak_memory_mb", "flat_hparams"]
+__all__ = ["MetricLogger", "format_eta", "read_metrics", "tenth_mean", "peak_memory_mb", "flat_hparams"]
 
 
 def format_eta(seconds: float) -> str:
@@ -55,6 +55,18 @@ def flat_hparams(cfg: Any, keys: tuple[str, ...] = ("train", "optim", "data", "t
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl`` file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def tenth_mean(records: list[dict[str, Any]], key: str, *, first: bool = False) -> float | None:
+    """The mean of ``key`` over the last (``first``: the first) tenth of the records that log it, at least
+    one record: a training metric's level with its step-to-step noise averaged out. Non-finite values
+    are left out; None if no record has a finite one."""
+    values = [r[key] for r in records if key in r and math.isfinite(r[key])]
+    if not values:
+        return None
+    n = max(1, len(values) // 10)
+    part = values[:n] if first else values[-n:]
+    return sum(part) / len(part)
 
 
 class MetricLogger:
