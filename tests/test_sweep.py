@@ -204,3 +204,149 @@ def test_an_unknown_protocol_is_named():
 
     with pytest.raises(ValueError, match=r"eval.protocols=\['knn', 'segm'\]"):
         run_protocols("tests/configs/tiny_dino.py", {"protocols": "[knn,segm]"})
+
+
+def test_variants_cross_the_grid_and_the_seeds_and_name_their_runs():
+    from vitlab.sweep import train_overrides
+
+    variants = {"base": [], "lr_2e-3": ["optim.lr.base=2e-3"]}
+    runs = plan_runs(["model.num_registers=0,2", "eval.readout=model"], seeds=2, variants=variants)
+    assert [r["name"] for r in runs[:2]] == ["base__num_registers=0__seed=0", "base__num_registers=0__seed=1"]
+    assert len(runs) == 8 and runs[-1]["name"] == "lr_2e-3__num_registers=2__seed=1"
+    assert runs[-1]["variant"] == "lr_2e-3" and runs[-1]["variant_overrides"] == ["optim.lr.base=2e-3"]
+    assert runs[-1]["overrides"] == ["model.num_registers=2", "train.seed=1"]  # the table's columns
+    assert train_overrides(runs[-1], Path("/sweep"))[:3] == ["optim.lr.base=2e-3", "model.num_registers=2",
+                                                             "train.seed=1"]
+    alone = plan_runs([], 1, variants)  # variants without a grid: one run each, named by the variant
+    assert [(r["name"], r["overrides"]) for r in alone] == [("base", []), ("lr_2e-3", [])]
+
+
+@pytest.mark.parametrize("variants, error", [
+    ([], r"sweep.variants=\[\]: give a mapping"),
+    ({"a b": []}, r"name 'a b' is not a folder name"),
+    ({"lr": "optim.lr.base=1e-3"}, r"sweep.variants.lr='optim.lr.base=1e-3': a variant is a list"),
+    ({"lr": ["optim.lr.base=1e-3,2e-3"]}, r"sweep.variants.lr: 'optim.lr.base=1e-3,2e-3' is a sweep"),
+    ({"k": ["eval.ks=[3]"]}, r"sweep.variants.k: 'eval.ks=\[3\]': eval.\* and launch.\*"),
+    ({"r": ["model.num_registers=4"]}, r"sweep.variants.r: 'model.num_registers=4' sets model.num_registers, which"),
+    ({"s": ["train.seed=3"]}, r"sets train.seed, which the grid \(or --seeds"),
+    ({"lr": ["optim.lr.bse=1e-3"]}, r"sweep.variants.lr: config has no key 'optim.lr.bse'; closest existing keys: optim"),
+])
+def test_a_bad_variant_is_named_with_its_override(variants, error):
+    from vitlab.config import load_config
+    from vitlab.sweep import check_variants
+
+    with pytest.raises((ValueError, KeyError), match=error):
+        check_variants(load_config("tests/configs/tiny_dino.py"), variants, ["model.num_registers=0,2"], seeds=2)
+
+
+def test_an_unknown_sweep_key_is_named_with_the_closest():
+    from omegaconf import OmegaConf
+
+    from vitlab.config import UnknownKeyError
+    from vitlab.sweep import check_sweep
+
+    with pytest.raises(UnknownKeyError, match=r"no key 'sweep.variant'; closest existing keys: sweep.variants"):
+        check_sweep(OmegaConf.create({"sweep": {"variant": {"base": []}}}))
+
+
+def _metrics_file(run_dir, start=True):
+    """A run's metrics.jsonl: a step-0 evaluation, 20 logged steps, a final evaluation."""
+    records = [{"step": 0, "val/knn_top1": 40.0, "wall_s": 2.0}] if start else []
+    records += [{"step": s, "train/dino_loss": float(s), "wall_s": 2.0 + s} for s in range(1, 21)]
+    records += [{"step": 20, "val/knn_top1": 70.0, "val/knn_k20_top1": 70.0, "wall_s": 32.0}]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_the_monitor_protocol_reads_the_runs_metrics(tmp_path):
+    from vitlab.config import UnknownKeyError, load_config, save_config
+    from vitlab.sweep import evaluate_run, read_monitor
+
+    _metrics_file(tmp_path / "run")
+    scores = read_monitor(tmp_path / "run", ["val/knn_top1", "train/dino_loss"])
+    # the last evaluation, the step-0 one as init; the loss over its last tenth (steps 19, 20); the wall time
+    assert scores == {"val/knn_top1": 70.0, "init_val/knn_top1": 40.0, "train/dino_loss": 19.5, "minutes": 32 / 60}
+    _metrics_file(tmp_path / "no_start", start=False)
+    assert "init_val/knn_top1" not in read_monitor(tmp_path / "no_start", ["val/knn_top1"])
+    with pytest.raises(UnknownKeyError, match=r"eval.monitor_metrics: 'val/knn_top' is not in .*closest logged keys: val/"):
+        read_monitor(tmp_path / "run", ["val/knn_top"])
+    # through evaluate_run: the run's own config asks for it, and no checkpoint is needed
+    save_config(load_config("tests/configs/tiny_dino_variants.py"), tmp_path / "run" / "config.yaml")
+    (row,) = evaluate_run(tmp_path / "run", [{}])
+    assert row["val/knn_top1"] == 70.0 and row["train/dino_loss"] == 19.5 and "checkpoint" not in row
+
+
+def _variant_result(variant, seed, knn, loss, overrides=()):
+    row = {"eval_readout": "model", "val/knn_top1": knn, "init_val/knn_top1": 40.0, "train/dino_loss": loss,
+           "minutes": 3.0}
+    return {"name": f"{variant}__seed={seed}", "variant": variant, "variant_overrides": list(overrides),
+            "overrides": [f"train.seed={seed}"], "status": "ok", "rows": [row]}
+
+
+def test_the_table_of_variants_has_a_variant_column_and_the_monitors(tmp_path):
+    from vitlab.sweep import write_results
+
+    results = [_variant_result("base", 0, 70.0, 6.0), _variant_result("base", 1, 72.0, 6.2),
+               _variant_result("lr_8e-3", 0, 60.0, 6.5, ["optim.lr.base=8e-3"]),
+               _variant_result("lr_8e-3", 1, 61.0, 6.7, ["optim.lr.base=8e-3"]),
+               {"name": "koleo_0", "variant": "koleo_0", "variant_overrides": ["task.koleo_weight=0"],
+                "overrides": ["train.seed=0"], "status": "failed", "rows": [], "error": "train exited 1"}]
+    write_results(results, tmp_path)
+    runs = list(csv.DictReader(open(tmp_path / "runs.csv")))
+    assert [r["variant"] for r in runs] == ["base", "base", "lr_8e-3", "lr_8e-3", "koleo_0"]
+    assert "optim.lr.base" not in runs[0]  # a variant's overrides are not columns
+    rows = {r["variant"]: r for r in csv.DictReader(open(tmp_path / "results.csv"))}
+    assert list(rows) == ["base", "lr_8e-3", "koleo_0"] and rows["base"]["seeds"] == "2"
+    assert (rows["base"]["val/knn_top1_mean"], rows["base"]["val/knn_top1_std"]) == ("71.0", "1.41")
+    assert rows["base"]["init_val/knn_top1_mean"] == "40.0" and rows["base"]["val/knn_top1_gain"] == "31.0"
+    assert [rows[v]["val/knn_top1_vs_best"] for v in ("base", "lr_8e-3")] == ["best", "lower"]
+    assert rows["lr_8e-3"]["train/dino_loss_mean"] == "6.6" and rows["base"]["minutes_mean"] == "3.0"
+    assert rows["koleo_0"]["failed"] == "1" and rows["koleo_0"]["error"] == "train exited 1"
+    md = (tmp_path / "results.md").read_text()
+    assert md.startswith("| variant | eval_readout | seeds | val/knn_top1 | val/knn_top1 init |")
+    assert "| train/dino_loss | minutes |" in md and "| base | model | 2 | 71.00 ± 1.41 |" in md
+    assert "- `lr_8e-3`: `optim.lr.base=8e-3`" in md and "- `base`: the config as is" in md
+
+
+def test_a_loss_is_best_where_it_is_lowest():
+    from vitlab.sweep import _flatten, summarise
+
+    def result(readout, seed, loss):
+        return {"overrides": [f"model.readout={readout}", f"train.seed={seed}"], "status": "ok",
+                "rows": [{"eval_readout": "model", "val/loss": loss}]}
+
+    table = summarise(*_flatten([result("cls", 0, 1.0), result("cls", 1, 1.1), result("gap", 0, 2.0),
+                                 result("gap", 1, 2.1)]))[1]
+    assert [r["val/loss_vs_best"] for r in table] == ["best", "higher"]
+
+
+def test_a_sweep_of_variants_scored_by_the_monitor(tmp_path):
+    """Two variants of tiny_dino, one seed, through the local runner: no evaluation runs again."""
+    out = tmp_path / "variants"
+    first = sweep("tests/configs/tiny_dino_variants.py", "--out", str(out))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["base", "koleo_0"]
+    assert not (out / "pixels.json").exists() and not list(out.glob("*/eval_*.json"))
+    rows = {r["variant"]: r for r in csv.DictReader(open(out / "results.csv"))}
+    assert list(rows) == ["base", "koleo_0"] and all(r["seeds"] == "1" for r in rows.values())
+    for r in rows.values():  # the run's last online k-NN, its step-0 one and the loss, from its metrics.jsonl
+        assert 0 <= float(r["val/knn_top1_mean"]) <= 100 and 0 <= float(r["init_val/knn_top1_mean"]) <= 100
+        assert float(r["train/dino_loss_mean"]) > 0 and float(r["minutes_mean"]) > 0
+    md = (out / "results.md").read_text()
+    assert "| variant |" in md and "- `koleo_0`: `task.koleo_weight=0`" in md
+    again = sweep("tests/configs/tiny_dino_variants.py", "--out", str(out))
+    assert again.returncode == 0 and again.stdout.count("finished before, skipped") == 2
+
+
+def test_an_unknown_protocol_fails_before_anything_trains(tmp_path):
+    import argparse
+
+    from vitlab.sweep import add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["tests/configs/tiny_dino.py", "model.num_registers=0,2", "eval.protocols=[knn,segm]",
+                              "--out", str(tmp_path / "sweep")])
+    with pytest.raises(ValueError, match=r"eval.protocols=\['knn', 'segm'\]"):
+        run(args)
+    assert not (tmp_path / "sweep").exists()

@@ -19,6 +19,16 @@ Output in the sweep folder: ``runs.csv`` (one row per training run and evaluatio
 ``results.csv`` / ``results.md`` (one row per configuration: mean +- std over seeds of the pretrained
 and the random-init scores, the gain, and whether the gap to the column's best exceeds the spread),
 ``results.png`` (bars with error bars, random init and raw pixels marked).
+
+Variants (``sweep.variants``: name -> override list, ``[]`` the config as is) are configurations that
+differ in several keys at once, e.g. one change at a time from a recipe: each is one configuration,
+crossed with the grid and the seeds, named by its name (``lr_2e-3__seed=1``), and tabulated in a
+``variant`` column. ``eval.protocols=[monitor]`` scores a run without evaluating it again: the keys of
+``eval.monitor_metrics`` from the run's own ``metrics.jsonl`` (a ``val/*`` key's last value, from the
+online monitor, with its step-0 value as the random-init baseline; any other key, e.g.
+``train/dino_loss``, averaged over the last tenth of its records) and the run's wall time.
+
+    vitlab sweep experiments/ablate_ssl_recipe.py
 """
 
 from __future__ import annotations
@@ -40,8 +50,11 @@ __all__ = ["plan_runs", "evaluate_run", "finished_result", "record_result", "tra
            "summarise", "summarise_sweep", "write_results", "plot_results", "add_arguments", "run"]
 
 PROTOCOLS = {"knn": "knn_top1", "linear": "linear_top1", "seg": "seg_miou"}  # eval.protocols -> its table metric
+MONITOR = "monitor"  # the protocol that reads the run's metrics.jsonl (eval.monitor_metrics) instead
 METRICS = tuple(PROTOCOLS.values())  # in table order
 TITLES = {"knn_top1": "k-NN", "linear_top1": "linear", "seg_miou": "seg mIoU"}
+SWEEP_KEYS = ("grid", "variants", "seeds", "out")  # the config's `sweep` section
+VARIANT_NAME = re.compile(r"[A-Za-z0-9_.+-]+")  # a run folder's name starts with it
 
 
 def _run_name(overrides: list[str]) -> str:
@@ -49,23 +62,76 @@ def _run_name(overrides: list[str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "__".join(parts)) or "base"
 
 
-def plan_runs(grid: list[str], seeds: int = 1) -> list[dict[str, Any]]:
-    """Training runs of a grid (times ``seeds``), each with the evaluation settings that share it."""
+def plan_runs(grid: list[str], seeds: int = 1, variants: dict[str, list[str]] | None = None
+              ) -> list[dict[str, Any]]:
+    """Training runs of a grid (times ``variants``, times ``seeds``), each with the evaluation settings that
+    share it. A variant's run is named by the variant (then the grid's varying keys and the seed) and
+    keeps its overrides apart (``variant_overrides``): they are not table columns."""
     from vitlab.config import parse_sweep
 
     combos = parse_sweep(grid)
     varying = {override_item(o)[0] for c in combos for o in c if any(o not in d for d in combos)}
     runs: dict[str, dict[str, Any]] = {}
-    for combo in combos:
-        train_ovs = [o for o in combo if not o.lstrip("+").startswith("eval.")]
-        evals = {k.removeprefix("eval."): v for k, v in map(override_item, combo) if k.startswith("eval.")}
-        for seed in range(seeds):
-            seed_ovs = [f"train.seed={seed}"] if seeds > 1 else []
-            name = _run_name([o for o in train_ovs if override_item(o)[0] in varying] + seed_ovs)
-            run = runs.setdefault(name, {"name": name, "overrides": train_ovs + seed_ovs, "evals": []})
-            if evals not in run["evals"]:
-                run["evals"].append(evals)
+    for variant, variant_ovs in (variants or {None: []}).items():
+        for combo in combos:
+            train_ovs = [o for o in combo if not o.lstrip("+").startswith("eval.")]
+            evals = {k.removeprefix("eval."): v for k, v in map(override_item, combo) if k.startswith("eval.")}
+            for seed in range(seeds):
+                seed_ovs = [f"train.seed={seed}"] if seeds > 1 else []
+                changed = [o for o in train_ovs if override_item(o)[0] in varying] + seed_ovs
+                name = _run_name(changed)
+                if variant is not None:
+                    name = f"{variant}__{name}" if changed else variant
+                run = runs.setdefault(name, {"name": name, "overrides": train_ovs + seed_ovs, "evals": []})
+                if variant is not None:
+                    run |= {"variant": variant, "variant_overrides": list(variant_ovs)}
+                if evals not in run["evals"]:
+                    run["evals"].append(evals)
     return list(runs.values())
+
+
+def check_variants(cfg: Any, variants: Any, grid: list[str], seeds: int = 1) -> dict[str, list[str]]:
+    """``sweep.variants`` as ``{name: [override, ...]}``, each variant applied to ``cfg`` (a copy) to check
+    its keys before anything trains.
+
+    Raises:
+        ValueError: not a mapping of folder-safe names to override lists; an override that is a sweep, an
+            ``eval.*`` / ``launch.*`` setting (the same for every run: give it to the grid), or a key the
+            grid or ``--seeds`` also sets; each named with the variant and the override.
+        UnknownKeyError: a key ``cfg`` lacks, named with the variant and the closest keys.
+    """
+    import copy
+
+    from vitlab.config import UnknownKeyError, apply_overrides, parse_sweep
+
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError(f"sweep.variants={variants!r}: give a mapping of names to override lists, "
+                         "e.g. {'base': [], 'lr_2e-3': ['optim.lr.base=2e-3']}")
+    grid_keys = {override_item(o)[0] for o in grid} | ({"train.seed"} if seeds > 1 else set())
+    out = {}
+    for name, overrides in variants.items():
+        where = f"sweep.variants.{name}"
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+            raise ValueError(f"sweep.variants: name {name!r} is not a folder name (letters, digits, _ . + - only)")
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise ValueError(f"{where}={overrides!r}: a variant is a list of override strings "
+                             "([] for the config as is)")
+        for o in overrides:
+            key = override_item(o)[0]
+            if len(parse_sweep([o])) > 1:
+                raise ValueError(f"{where}: {o!r} is a sweep; a variant is one configuration (sweep in sweep.grid "
+                                 "or on the command line)")
+            if key.startswith(("eval.", "launch.")):
+                raise ValueError(f"{where}: {o!r}: eval.* and launch.* settings are the same for every run of a "
+                                 "sweep; set them in sweep.grid or on the command line")
+            if key in grid_keys:
+                raise ValueError(f"{where}: {o!r} sets {key}, which the grid (or --seeds: train.seed) sets too")
+        try:
+            apply_overrides(copy.deepcopy(cfg), overrides)
+        except KeyError as exc:
+            raise UnknownKeyError(f"{where}: {exc}") from None
+        out[name] = list(overrides)
+    return out
 
 
 def _eval_overrides(setting: dict[str, str]) -> list[str]:
@@ -84,11 +150,12 @@ def _vitlab_eval(ckpt: Path, overrides: list[str], out: Path, *extra: str, proto
     return json.loads(out.read_text())
 
 
-def run_protocols(config: str | Path, setting: dict[str, str] | None = None) -> list[str]:
-    """The protocols (``eval.protocols``) a run of ``config`` (a file or a run's ``config.yaml``) is scored with.
+def run_protocol(config: str | Path, setting: dict[str, str] | None = None) -> Any:
+    """The evaluation section (:class:`vitlab.config.EvalConfig`) a run of ``config`` (a file or a run's
+    ``config.yaml``) is scored with, under an evaluation ``setting`` of the grid.
 
     Raises:
-        ValueError: an unknown protocol, named with the field.
+        ValueError: an unknown protocol, or ``monitor`` without metrics, named with the field.
     """
     from vitlab.config import apply_overrides, eval_config, load_config
     from omegaconf import OmegaConf
@@ -96,10 +163,59 @@ def run_protocols(config: str | Path, setting: dict[str, str] | None = None) -> 
     protocol = apply_overrides(OmegaConf.create({"eval": eval_config(load_config(config))}),
                                _eval_overrides(setting or {})).eval
     protocols = list(protocol.protocols)
-    unknown = [p for p in protocols if p not in PROTOCOLS]
+    unknown = [p for p in protocols if p not in (*PROTOCOLS, MONITOR)]
     if unknown or not protocols:
-        raise ValueError(f"eval.protocols={protocols}: each must be one of {', '.join(PROTOCOLS)} (at least one)")
-    return protocols
+        raise ValueError(f"eval.protocols={protocols}: each must be one of {', '.join([*PROTOCOLS, MONITOR])} "
+                         "(at least one)")
+    if MONITOR in protocols and not protocol.monitor_metrics:
+        raise ValueError("eval.monitor_metrics=[]: the monitor protocol needs at least one metrics.jsonl key, "
+                         "e.g. [val/knn_top1]")
+    return protocol
+
+
+def run_protocols(config: str | Path, setting: dict[str, str] | None = None) -> list[str]:
+    """The protocols (``eval.protocols``) a run of ``config`` is scored with (see :func:`run_protocol`)."""
+    return list(run_protocol(config, setting).protocols)
+
+
+def read_monitor(run_dir: str | Path, metrics: list[str]) -> dict[str, float]:
+    """The ``monitor`` protocol: ``metrics`` from the run's own ``metrics.jsonl``, nothing evaluated again.
+
+    A ``val/*`` metric is its last record's value (the online monitor's final evaluation), and its step-0
+    record, where the run evaluated before training (``train.eval_at_start``), is ``init_<metric>``; any
+    other metric (``train/dino_loss``) is its mean over the last tenth of its records. ``minutes`` is the
+    run's wall time (its last ``wall_s``: evaluations included).
+
+    Raises:
+        FileNotFoundError: the run has no ``metrics.jsonl``.
+        UnknownKeyError: a metric the run never logged, named with the field and the closest logged keys.
+    """
+    import difflib
+
+    from vitlab.config import UnknownKeyError
+    from vitlab.engine.logging import read_metrics, tenth_mean
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.jsonl in {str(run_dir)!r}")
+    records = read_metrics(path)
+    out: dict[str, float] = {}
+    for metric in metrics:
+        logged = [r for r in records if metric in r]
+        if not logged:
+            keys = sorted({k for r in records for k in r} - {"step", "wall_s"})
+            close = difflib.get_close_matches(metric, keys, n=3, cutoff=0.5)
+            raise UnknownKeyError(f"eval.monitor_metrics: {metric!r} is not in {str(path)!r}"
+                                  + (f"; closest logged keys: {', '.join(close)}" if close else ""))
+        if metric.startswith("val/"):
+            out[metric] = logged[-1][metric]
+            start = [r for r in logged if r["step"] == 0]
+            if start:
+                out[f"init_{metric}"] = start[0][metric]
+        else:
+            out[metric] = tenth_mean(logged, metric)
+    out["minutes"] = max((r["wall_s"] for r in records if "wall_s" in r), default=0.0) / 60
+    return out
 
 
 def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]], rows: list[dict[str, Any]] | None = None
@@ -107,21 +223,27 @@ def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]], rows: list[di
     """Scores of a run's final checkpoint and of its random initialisation, per evaluation setting, under
     the run's ``eval.protocols``; ``rows`` (an earlier call's result) keep their scores, and only what
     they lack is evaluated. The segmentation probe reads patch tokens, whatever ``eval.readout`` says,
-    so it runs once per run and its score is on every row."""
+    so it runs once per run and its score is on every row. ``monitor`` evaluates nothing: it reads the
+    run's ``metrics.jsonl`` (:func:`read_monitor`), and needs no checkpoint."""
     from vitlab.engine.checkpoint import latest_checkpoint
     from vitlab.eval.tokens import summarise_tokens
 
     run_dir = Path(run_dir)
     ckpt = latest_checkpoint(run_dir / "checkpoints")
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {str(run_dir)!r}")
     done = {row["eval_readout"]: row for row in rows or []}
     seg: dict[str, Any] = {}
     out = []
     for setting in evals:
-        protocols = run_protocols(run_dir / "config.yaml", setting)
+        protocol = run_protocol(run_dir / "config.yaml", setting)
+        protocols = list(protocol.protocols)
         readout = setting.get("readout", "model")
-        row = dict(done.get(readout, {"eval_readout": readout, "checkpoint": str(ckpt)}))
+        row = dict(done.get(readout, {"eval_readout": readout}))
+        if MONITOR in protocols:  # first: a metric the run never logged fails before any evaluation runs
+            row |= read_monitor(run_dir, list(protocol.monitor_metrics))
+        if set(PROTOCOLS) & set(protocols):
+            if ckpt is None:
+                raise FileNotFoundError(f"no checkpoint in {str(run_dir)!r}")
+            row.setdefault("checkpoint", str(ckpt))
         tag = _run_name(_eval_overrides(setting)) if setting else "model"
         if {"knn", "linear"} & set(protocols) and "knn_top1" not in row:
             trained = _vitlab_eval(ckpt, _eval_overrides(setting), run_dir / f"eval_{tag}.json")
@@ -138,7 +260,8 @@ def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]], rows: list[di
                 seg = {"seg_miou": trained["seg_miou"], "init_seg_miou": init["seg_miou"], "seg_lr": trained["seg_lr"],
                        "seg_feature_dim": trained["feature_dim"]}
             row |= seg
-        row.setdefault("feature_dim", row.get("seg_feature_dim"))
+        if "seg_feature_dim" in row:
+            row.setdefault("feature_dim", row["seg_feature_dim"])
         out.append(row)
     return out
 
@@ -146,6 +269,12 @@ def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]], rows: list[di
 def _tail(path: Path, lines: int = 5) -> str:
     text = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
     return " | ".join(text[-lines:])
+
+
+def _scores(protocol: Any) -> list[str]:
+    """The table metrics a result row scored under ``protocol`` (an evaluation section) holds."""
+    scores = [PROTOCOLS[p] for p in protocol.protocols if p in PROTOCOLS]
+    return scores + (list(protocol.monitor_metrics) if MONITOR in protocol.protocols else [])
 
 
 def finished_result(run: dict[str, Any], out: Path) -> dict[str, Any] | None:
@@ -158,14 +287,14 @@ def finished_result(run: dict[str, Any], out: Path) -> dict[str, Any] | None:
     result = json.loads(result_file.read_text())
     if result.get("status") != "ok":
         return None
-    wanted = {PROTOCOLS[p] for s in run["evals"] for p in run_protocols(run_dir / "config.yaml", s)}
+    wanted = {m for s in run["evals"] for m in _scores(run_protocol(run_dir / "config.yaml", s))}
     if all(m in row for row in result["rows"] for m in wanted):
         print(f"[sweep] {run['name']}: finished before, skipped", flush=True)
         return result
     print(f"[sweep] {run['name']}: finished before; scoring what its result lacks", flush=True)
     try:
         result["rows"] = evaluate_run(run_dir, run["evals"], result["rows"])
-    except (RuntimeError, FileNotFoundError) as exc:
+    except (RuntimeError, FileNotFoundError, KeyError) as exc:
         result |= {"status": "failed", "error": str(exc)}
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -176,13 +305,15 @@ def record_result(run: dict[str, Any], out: Path, error: str | None = None) -> d
     both runners, local and Slurm, leave for the table."""
     run_dir = out / run["name"]
     result: dict[str, Any] = {"name": run["name"], "overrides": run["overrides"], "rows": []}
+    if "variant" in run:
+        result |= {"variant": run["variant"], "variant_overrides": run["variant_overrides"]}
     if error is not None:
         result |= {"status": "failed", "error": error}
     else:
-        print(f"[sweep] {run['name']}: evaluating the checkpoint and its random init", flush=True)
+        print(f"[sweep] {run['name']}: scoring it and its random init", flush=True)
         try:
             result |= {"status": "ok", "rows": evaluate_run(run_dir, run["evals"])}
-        except (RuntimeError, FileNotFoundError) as exc:
+        except (RuntimeError, FileNotFoundError, KeyError) as exc:
             result |= {"status": "failed", "error": str(exc)}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -190,8 +321,10 @@ def record_result(run: dict[str, Any], out: Path, error: str | None = None) -> d
 
 
 def train_overrides(run: dict[str, Any], out: Path) -> list[str]:
-    """The overrides of a run's training: its grid point, its own folder, and resuming whatever it left."""
-    return [*run["overrides"], f"train.output_dir='{(out / run['name']).resolve()}'", "train.resume=auto"]
+    """The overrides of a run's training: its variant's, its grid point, its own folder, and resuming
+    whatever it left."""
+    return [*run.get("variant_overrides", []), *run["overrides"], f"train.output_dir='{(out / run['name']).resolve()}'",
+            "train.resume=auto"]
 
 
 def _execute(run: dict[str, Any], config: str, out: Path) -> dict[str, Any]:
@@ -203,7 +336,8 @@ def _execute(run: dict[str, Any], config: str, out: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "train.log"
     cmd = [sys.executable, "-m", "vitlab", "train", config, *train_overrides(run, out), "launch.launcher=local"]
-    print(f"[sweep] {run['name']}: training ({' '.join(run['overrides'])})", flush=True)
+    print(f"[sweep] {run['name']}: training ({' '.join(run.get('variant_overrides', []) + run['overrides'])})",
+          flush=True)
     with open(log, "a") as fh:
         code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
     result = record_result(run, out, None if code == 0 else f"train exited {code}: {_tail(log)}")
@@ -213,14 +347,18 @@ def _execute(run: dict[str, Any], config: str, out: Path) -> dict[str, Any]:
 
 def pixel_baseline(results: list[dict[str, Any]], out: Path, overrides: list[str]) -> dict[str, Any] | None:
     """Raw pixels under the sweep's protocols (``eval.readout=pixels``), each scored once (``pixels.json``
-    keeps them; a protocol added later is scored then); None without a checkpoint."""
-    ckpt = next((row["checkpoint"] for r in results if r["status"] == "ok" for row in r["rows"]), None)
+    keeps them; a protocol added later is scored then); None without a checkpoint, or where the only
+    protocol is ``monitor`` (pixels have no training run to read)."""
+    ckpt = next((row["checkpoint"] for r in results if r["status"] == "ok" for row in r["rows"] if "checkpoint" in row),
+                None)
     if ckpt is None:
         return None
     target = out / "pixels.json"
     pixels = json.loads(target.read_text()) if target.exists() else {"readout": "pixels"}
     setting = {k.removeprefix("eval."): v for k, v in map(override_item, overrides)}
-    protocols = run_protocols(Path(ckpt).parents[1] / "config.yaml", setting)
+    protocols = [p for p in run_protocols(Path(ckpt).parents[1] / "config.yaml", setting) if p in PROTOCOLS]
+    if not protocols:
+        return None
     todo = [p for p in protocols if PROTOCOLS[p] not in pixels]
     if not todo:
         return pixels
@@ -247,17 +385,21 @@ def _keys(results: list[dict[str, Any]]) -> list[str]:
 
 
 def _flatten(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """One row per training run and evaluation setting (the ``runs.csv`` table)."""
-    keys = _keys(results)
+    """One row per training run and evaluation setting (the ``runs.csv`` table); a sweep of variants has a
+    ``variant`` column first (their overrides are not columns)."""
+    keys = (["variant"] if any("variant" in r for r in results) else []) + _keys(results)
     # every run of a grid has the same evaluation settings: a failed run gets a row for each, so its
     # table rows and plot bars line up with the others
     planned = list(dict.fromkeys(row["eval_readout"] for r in results if r["status"] == "ok" for row in r["rows"]))
     tokens = list(dict.fromkeys(k for r in results for row in r["rows"] for k in row if k.startswith("tok_")))
-    metrics = _metrics_of(results)
-    scores = [*metrics, *(f"init_{m}" for m in metrics), *tokens]
+    metrics, levels = _metrics_of(results)
+    scores = [*metrics, *(f"init_{m}" for m in metrics), *levels, *tokens]
+    digits = {m: 4 if m.startswith("tok_") or (m in levels and m != "minutes") else 2 for m in scores}
     table = []
     for r in results:
         base = {k: "" for k in keys} | dict(map(override_item, r["overrides"]))
+        if "variant" in keys:
+            base["variant"] = r.get("variant", "")
         base["status"] = r["status"]
         if r["status"] != "ok" or not r["rows"]:
             for setting in planned or [""]:
@@ -265,22 +407,42 @@ def _flatten(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, A
                              | {"error": r.get("error", "")[:200]})
             continue
         for row in r["rows"]:
-            table.append(base | {"eval_readout": row["eval_readout"], "feature_dim": row.get("feature_dim", "")}
-                         | {m: round(row[m], 4 if m.startswith("tok_") else 2) if row.get(m) is not None else ""
-                            for m in scores} | {"error": ""})
+            table.append(base | {"eval_readout": row["eval_readout"], "feature_dim": row.get("feature_dim") or ""}
+                         | {m: round(row[m], digits[m]) if row.get(m) is not None else "" for m in scores}
+                         | {"error": ""})
     return keys + ["eval_readout", "feature_dim", *scores, "status", "error"], table
 
 
-def _metrics_of(results: list[dict[str, Any]]) -> list[str]:
-    """The table metrics any run of ``results`` was scored with (k-NN and linear where none was, so a sweep
-    whose runs all failed still has its columns)."""
-    scored = {k for r in results for row in r["rows"] for k in row}
-    return [m for m in METRICS if m in scored] or ["knn_top1", "linear_top1"]
+def _metrics_of(results: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The scores (with a random-init baseline: k-NN, linear, seg, the monitor's ``val/*``) and the levels
+    (the monitor's other metrics and the wall time: mean and std only) any run of ``results`` has. k-NN
+    and linear where neither is there, so a sweep whose runs all failed still has its columns."""
+    seen = list(dict.fromkeys(k for r in results for row in r["rows"] for k in row))
+    metrics = [m for m in METRICS if m in seen] + [k for k in seen if k.startswith("val/")]
+    levels = [k for k in seen if ("/" in k and not k.startswith(("val/", "init_"))) or k == "minutes"]
+    return metrics or ([] if levels else ["knn_top1", "linear_top1"]), levels
+
+
+def _names_in(columns: list[str]) -> list[str]:
+    """The metric names of a ``runs.csv`` (``knn_top1``) or ``results.csv`` (``knn_top1_mean``) column list."""
+    if "seeds" in columns:  # results.csv: every metric has a <metric>_mean column
+        return [c.removesuffix("_mean") for c in columns if c.endswith("_mean") and not c.startswith("init_")]
+    return [c for c in columns if not c.startswith("init_")]
 
 
 def _metrics_in(columns: list[str]) -> list[str]:
-    """The metrics of a ``runs.csv`` (``knn_top1``) or ``results.csv`` (``knn_top1_mean``) column list."""
-    return [m for m in METRICS if m in columns or f"{m}_mean" in columns]
+    """The scores of a column list (see :func:`_metrics_of`)."""
+    names = _names_in(columns)
+    return [m for m in METRICS if m in names] + [m for m in names if m.startswith("val/")]
+
+
+def _levels_in(columns: list[str]) -> list[str]:
+    """The levels of a column list (see :func:`_metrics_of`)."""
+    return [m for m in _names_in(columns) if ("/" in m and not m.startswith("val/")) or m == "minutes"]
+
+
+def _lower_is_better(metric: str) -> bool:
+    return metric.endswith("loss")  # val/loss of a classification run; every other score: higher is better
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -290,37 +452,46 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
 def summarise(columns: list[str], runs: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """One row per configuration (runs equal but for ``train.seed``) and evaluation readout.
 
-    Each metric gets its mean and std over the seeds, the random-init baseline's mean, and the gain;
-    ``<metric>_vs_best`` says ``best``, ``n.s.`` (the gap to the column's best is within the sum of the
-    two spreads: not significant), ``lower``, or ``1 seed`` (no spread measured).
+    Each score gets its mean and std over the seeds, the random-init baseline's mean (where the runs have
+    one), and the gain; ``<metric>_vs_best`` says ``best``, ``n.s.`` (the gap to the column's best is
+    within the sum of the two spreads: not significant), ``lower`` (``higher`` for a loss), or ``1 seed``
+    (no spread measured). Each level (a monitored training metric, the wall time) gets its mean and std.
     """
     config_keys = [c for c in columns[:columns.index("eval_readout") + 1] if c != "train.seed"]
-    metrics = _metrics_in(columns)
+    metrics, levels = _metrics_in(columns), _levels_in(columns)
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in runs:
         groups.setdefault(tuple(row[k] for k in config_keys), []).append(row)
     table = []
     for key, rows in groups.items():
-        ok = [r for r in rows if r["status"] == "ok" and any(r[m] != "" for m in metrics)]
+        ok = [r for r in rows if r["status"] == "ok" and any(r[m] != "" for m in metrics + levels)]
         out = dict(zip(config_keys, key)) | {"feature_dim": rows[0]["feature_dim"], "seeds": len(ok),
                                              "failed": len(rows) - len(ok)}
         for m in metrics:
             scored = [r for r in ok if r[m] != ""]
+            out |= {f"{m}_mean": "", f"{m}_std": "", f"init_{m}_mean": "", f"{m}_gain": ""}
             if scored:
                 mean, std = _mean_std([float(r[m]) for r in scored])
-                init, _ = _mean_std([float(r[f"init_{m}"]) for r in scored])
-                out |= {f"{m}_mean": round(mean, 2), f"{m}_std": "" if std is None else round(std, 2),
-                        f"init_{m}_mean": round(init, 2), f"{m}_gain": round(mean - init, 2)}
-            else:
-                out |= {f"{m}_mean": "", f"{m}_std": "", f"init_{m}_mean": "", f"{m}_gain": ""}
+                out |= {f"{m}_mean": round(mean, 2), f"{m}_std": "" if std is None else round(std, 2)}
+                inits = [float(r[f"init_{m}"]) for r in scored if r.get(f"init_{m}", "") != ""]
+                if inits:
+                    init = statistics.fmean(inits)
+                    out |= {f"init_{m}_mean": round(init, 2), f"{m}_gain": round(mean - init, 2)}
+        for m in levels:
+            values = [float(r[m]) for r in ok if r[m] != ""]
+            mean, std = _mean_std(values) if values else ("", None)
+            digits = 2 if m == "minutes" else 4
+            out |= {f"{m}_mean": round(mean, digits) if values else "",
+                    f"{m}_std": "" if std is None else round(std, digits)}
         for t in (c for c in columns if c.startswith("tok_")):
             values = [float(r[t]) for r in ok if r.get(t, "") != ""]
             out[t] = round(statistics.fmean(values), 4) if values else ""
         out["error"] = next((r["error"] for r in rows if r["error"]), "")
         table.append(out)
     for m in metrics:
+        sign = -1 if _lower_is_better(m) else 1
         scored = [r for r in table if r[f"{m}_mean"] != ""]
-        best = max(scored, key=lambda r: r[f"{m}_mean"], default=None)
+        best = max(scored, key=lambda r: sign * r[f"{m}_mean"], default=None)
         for r in table:
             if r[f"{m}_mean"] == "":
                 r[f"{m}_vs_best"] = ""
@@ -329,19 +500,21 @@ def summarise(columns: list[str], runs: list[dict[str, Any]]) -> tuple[list[str]
             elif r[f"{m}_std"] == "" or best[f"{m}_std"] == "":
                 r[f"{m}_vs_best"] = "1 seed"
             else:
-                gap = best[f"{m}_mean"] - r[f"{m}_mean"]
-                r[f"{m}_vs_best"] = "n.s." if gap <= r[f"{m}_std"] + best[f"{m}_std"] else "lower"
+                gap = sign * (best[f"{m}_mean"] - r[f"{m}_mean"])
+                worse = "higher" if sign < 0 else "lower"
+                r[f"{m}_vs_best"] = "n.s." if gap <= r[f"{m}_std"] + best[f"{m}_std"] else worse
     metric_cols = [f"{p}{m}{q}" for m in metrics for p, q in
                    (("", "_mean"), ("", "_std"), ("init_", "_mean"), ("", "_gain"), ("", "_vs_best"))]
+    level_cols = [f"{m}{q}" for m in levels for q in ("_mean", "_std")]
     token_cols = [c for c in columns if c.startswith("tok_")]
-    return config_keys + ["feature_dim", "seeds", "failed", *metric_cols, *token_cols, "error"], table
+    return config_keys + ["feature_dim", "seeds", "failed", *metric_cols, *level_cols, *token_cols, "error"], table
 
 
-def _cell(row: dict[str, Any], m: str) -> str:
+def _cell(row: dict[str, Any], m: str, digits: int = 2) -> str:
     if row.get(f"{m}_mean", "") == "":
         return "failed"
     std = row[f"{m}_std"]
-    return f"{row[f'{m}_mean']:.2f}" + (f" ± {std:.2f}" if std != "" else "")
+    return f"{row[f'{m}_mean']:.{digits}f}" + (f" ± {std:.{digits}f}" if std != "" else "")
 
 
 def write_results(results: list[dict[str, Any]], out: Path, pixels: dict[str, Any] | None = None) -> list[Path]:
@@ -356,34 +529,44 @@ def write_results(results: list[dict[str, Any]], out: Path, pixels: dict[str, An
     keys = columns[:columns.index("feature_dim")]
     tok = [c for c in ("tok_outliers_max", "tok_cls_attn_registers", "tok_norm_patches", "tok_norm_registers")
            if c in columns]
-    metrics = _metrics_in(columns)
-    head = keys + ["width", "seeds"] + [f"{TITLES[m]}{q}" for m in metrics for q in ("", " init", " gain", " vs best")] \
+    metrics, levels = _metrics_in(columns), _levels_in(columns)
+    width = any(r["feature_dim"] != "" for r in table)  # none where no run was evaluated again (monitor only)
+    head = keys + ["width"] * width + ["seeds"] \
+        + [f"{TITLES.get(m, m)}{q}" for m in metrics for q in ("", " init", " gain", " vs best")] + levels \
         + [c.removeprefix("tok_") for c in tok]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
-        cells = [str(r[k]) for k in keys] + [str(r["feature_dim"]), str(r["seeds"])]
+        cells = [str(r[k]) for k in keys] + [str(r["feature_dim"])] * width + [str(r["seeds"])]
         for m in metrics:
             cells += [_cell(r, m), str(r[f"init_{m}_mean"]), str(r[f"{m}_gain"]), r[f"{m}_vs_best"]]
-        cells += [str(r[c]) for c in tok]
+        cells += [_cell(r, m, 2 if m == "minutes" else 4) for m in levels] + [str(r[c]) for c in tok]
         lines.append("| " + " | ".join(cells) + " |")
     if pixels is not None:
-        cells = ["raw pixels"] + [""] * (len(keys) - 1) + [str(pixels.get("feature_dim", "")), "-"]
+        cells = ["raw pixels"] + [""] * (len(keys) - 1) + [str(pixels.get("feature_dim", ""))] * width + ["-"]
         for m in metrics:
             cells += [f"{pixels[m]:.2f}" if m in pixels else "", "", "", ""]
-        lines.append("| " + " | ".join(cells + [""] * len(tok)) + " |")
+        lines.append("| " + " | ".join(cells + [""] * (len(levels) + len(tok))) + " |")
     notes = {"knn_top1": "k-NN (k chosen on the validation split) and linear probe (lr, weight decay chosen there) "
                          "top-1 (%) on the test set.",
              "seg_miou": "`seg mIoU`: the linear segmentation probe's mIoU (%) on the test split of `eval.seg_data`, "
                          "its lr chosen on a validation split of its training scenes."}
-    lines += ["", " ".join(notes[m] for m in metrics if m in notes) + " Mean ± std over seeds; `init`: the same "
-              "configuration's random initialisation under the same protocol; `vs best`: `n.s.` where the gap to the "
-              "column's best is within the sum of their standard deviations."]
+    if any(m.startswith("val/") for m in metrics) or levels:
+        notes["monitor"] = ("`val/*`: the run's own online monitor (its metrics.jsonl), its last evaluation; `init` "
+                            "there is its step-0 evaluation (`train.eval_at_start`). Other metrics: mean over the "
+                            "last tenth of their logged steps; `minutes`: the run's wall time, evaluations included.")
+    lines += ["", " ".join(notes[m] for m in [*metrics, "monitor"] if m in notes) + " Mean ± std over seeds; `init`: "
+              "the same configuration's random initialisation under the same protocol; `vs best`: `n.s.` where the "
+              "gap to the column's best is within the sum of their standard deviations."]
     if tok:
         lines[-1] += (" Token statistics of the pretrained backbone (`vitlab.eval.tokens`, mean over seeds, on the "
                       "first `eval.token_images` validation images): `outliers_max`, the largest fraction over layers "
                       "of patch tokens with a norm above `eval.outlier_factor` x the layer's median; "
                       "`cls_attn_registers`, the share of the CLS token's attention on registers in the last attention "
                       "block; the last layer's mean patch / register token norms.")
+    variants = {r["variant"]: r["variant_overrides"] for r in results if "variant" in r}
+    if variants:
+        lines += ["", "Variants:", ""] + [f"- `{name}`: " + (" ".join(f"`{o}`" for o in ovs) or "the config as is")
+                                         for name, ovs in variants.items()]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot_results(table, columns, out / "results.png", pixels)
     return [out / "runs.csv", out / "results.csv", out / "results.md", out / "results.png"]
@@ -391,7 +574,8 @@ def write_results(results: list[dict[str, Any]], out: Path, pixels: dict[str, An
 
 def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path,
                  pixels: dict[str, Any] | None = None) -> None:
-    """Grouped bars of k-NN and linear top-1 (mean over seeds, std as error bars): one group per value of
+    """Grouped bars of each score (k-NN and linear top-1, seg mIoU, the monitor's ``val/*``; mean over seeds,
+    std as error bars): one group per value of
     the first swept key, one bar per combination of the others. The random init is a black tick on each
     bar, raw pixels a grey line; failed runs are hollow stubs."""
     from PIL import Image, ImageDraw
@@ -407,7 +591,7 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path,
     bars = list(dict.fromkeys(bar_of(r) for r in table))
     panel_w, panel_h, margin = max(360, 60 + len(groups) * (len(bars) * 22 + 30)), 300, 50
     metrics = _metrics_in(columns)
-    img = Image.new("RGB", (len(metrics) * (panel_w + 20), panel_h + 76 + 16 * len(bars)), "white")
+    img = Image.new("RGB", (max(1, len(metrics)) * (panel_w + 20), panel_h + 76 + 16 * len(bars)), "white")
     draw = ImageDraw.Draw(img)
     for p, metric in enumerate(metrics):
         x0, y0, y1 = p * (panel_w + 20) + margin, 30, panel_h
@@ -442,7 +626,8 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path,
                     for v in (lo, hi):
                         draw.line([(bx + 5, y_of(v)), (bx + 13, y_of(v))], fill="black")
                 init = row[f"init_{metric}_mean"]
-                draw.line([(bx, y_of(float(init))), (bx + 18, y_of(float(init)))], fill="black", width=2)
+                if init != "":
+                    draw.line([(bx, y_of(float(init))), (bx + 18, y_of(float(init)))], fill="black", width=2)
     legend_y = panel_h + 25
     draw.text((margin, legend_y), "black tick: random init" + ("; grey dashes: raw pixels" if pixels else "")
               + "; error bars: std over seeds", fill="black")
@@ -454,7 +639,8 @@ def plot_results(table: list[dict[str, Any]], columns: list[str], path: Path,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="experiment config; its `sweep.grid` (if any) lists sweep overrides")
+    parser.add_argument("config", help="experiment config; its `sweep.grid` (if any) lists sweep overrides, its "
+                        "`sweep.variants` (if any) named override lists")
     parser.add_argument("overrides", nargs="*", help="more overrides, sweeps included: model.num_registers=0,4")
     parser.add_argument("--out", default=None, help="sweep folder (default: sweep.out or runs/sweeps/<config name>)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once")
@@ -463,11 +649,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a sweep submitted to Slurm: each run's state, and the tables of what has finished")
 
 
+def check_sweep(cfg: Any) -> dict[str, Any]:
+    """The config's ``sweep`` section as plain containers (empty where it has none).
+
+    Raises:
+        UnknownKeyError: a key other than those of :data:`SWEEP_KEYS`, with the closest one.
+    """
+    from omegaconf import OmegaConf
+
+    from vitlab.config import UnknownKeyError
+    from vitlab.config.overrides import unknown_key_message
+
+    node = cfg.get("sweep")
+    spec = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    for key in spec:
+        if key not in SWEEP_KEYS:
+            schema = OmegaConf.create({"sweep": dict.fromkeys(SWEEP_KEYS)})
+            raise UnknownKeyError(f"{unknown_key_message(schema, f'sweep.{key}')} (a sweep takes "
+                                  f"{', '.join(SWEEP_KEYS)})")
+    return spec
+
+
 def run(args: argparse.Namespace) -> int:
     from vitlab.config import apply_overrides, load_config, parse_sweep
 
     cfg = load_config(args.config)
-    spec = cfg.get("sweep") or {}
+    spec = check_sweep(cfg)
     overrides = list(spec.get("grid", [])) + list(args.overrides)
     # launch.* says where the runs execute, not what they train: the same for every run, not a grid axis
     launch_ovs = [o for o in overrides if o.lstrip("+~").startswith("launch.")]
@@ -477,13 +684,17 @@ def run(args: argparse.Namespace) -> int:
         from vitlab.slurm.sweep_jobs import sweep_status
 
         return sweep_status(out)
-    if not grid:
-        raise ValueError("nothing to sweep: give sweep.grid in the config or sweep overrides (key=a,b)")
+    if not grid and "variants" not in spec:
+        raise ValueError("nothing to sweep: give sweep.grid or sweep.variants in the config, or sweep overrides "
+                         "(key=a,b)")
     seeds = args.seeds or spec.get("seeds", 1)
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    variants = check_variants(cfg, spec["variants"], grid, seeds) if "variants" in spec else None
+    runs = plan_runs(grid, seeds, variants)
+    for setting in {json.dumps(e, sort_keys=True): e for r in runs for e in r["evals"]}.values():
+        run_protocol(args.config, setting)  # an unknown protocol fails before anything trains
     out.mkdir(parents=True, exist_ok=True)
-    runs = plan_runs(grid, seeds)
     combos = parse_sweep(grid)  # evaluation settings every configuration shares also score the raw pixels
     shared_evals = [o for o in combos[0] if o.lstrip("+").startswith("eval.") and all(o in c for c in combos)]
     launch = apply_overrides(cfg, launch_ovs).get("launch")

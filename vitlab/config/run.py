@@ -124,8 +124,12 @@ class EvalConfig:
     # AdamW lrs, one head each; to 0.1: on 200 scenes a 24-step checkpoint chose 3e-2, the old grid's top
     seg_lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
     seg_epochs: int = 10  # over the cached features of the other training images
-    # what `vitlab sweep` scores per run: knn and linear (one `vitlab eval all`), seg (`vitlab eval seg`)
+    # what `vitlab sweep` scores per run: knn and linear (one `vitlab eval all`), seg (`vitlab eval seg`),
+    # monitor (no evaluation: the run's own metrics.jsonl, the keys in monitor_metrics)
     protocols: list[str] = field(default_factory=lambda: ["knn", "linear"])
+    # metrics.jsonl keys the monitor protocol tabulates: a val/* key's last value (its step-0 value, with
+    # train.eval_at_start, is the random-init baseline); any other key's mean over the last tenth of its records
+    monitor_metrics: list[str] = field(default_factory=lambda: ["val/knn_top1"])
     seg_data: Optional[str] = None  # data config file of `vitlab eval seg` (None: the run's own data, with masks)
 
 
