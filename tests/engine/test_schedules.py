@@ -35,3 +35,19 @@ def test_bad_arguments():
         Schedule(base=1.0, kind="step")
     with pytest.raises(ValueError, match="warmup_steps"):
         Schedule(base=1.0, warmup_steps=10, total_steps=5)
+
+
+def test_freeze_holds_zero_then_warms_up():
+    """DINOv3's freeze_iters: exactly 0 for the frozen steps, then the warmup and decay start from there."""
+    s = Schedule(base=1.0, final=0.0, warmup_steps=10, freeze_steps=5, total_steps=100)
+    assert [s(i) for i in (0, 4)] == [0.0, 0.0]
+    assert s(5) == 0.0 and s(10) == pytest.approx(0.5) and s(15) == 1.0
+    assert s(100) == pytest.approx(0.0) and s(57) == pytest.approx(0.5, abs=0.02)  # the cosine spans steps 15-100
+    frac = Schedule(base=2.0, freeze_fraction=0.3, kind="constant", total_steps=200)
+    assert frac.freeze_steps == 60 and frac(59) == 0.0 and frac(60) == 2.0
+    with pytest.raises(ValueError, match="freeze_steps=3 and freeze_fraction=0.3"):
+        Schedule(base=1.0, freeze_steps=3, freeze_fraction=0.3, total_steps=100)
+    with pytest.raises(ValueError, match="freeze_fraction=0.3 needs total_steps"):
+        Schedule(base=1.0, freeze_fraction=0.3)
+    with pytest.raises(ValueError, match="shorter than freeze_steps=60 \\+ warmup_steps=50"):
+        Schedule(base=1.0, freeze_steps=60, warmup_steps=50, total_steps=100)
