@@ -6,10 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from tests.e2e.conftest import check, vitlab
-from vitlab.config import apply_overrides, load_config, save_config
+from vitlab.config import apply_overrides, instantiate, load_config, save_config
 from vitlab.doctor import diagnose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,7 @@ def make_run(tmp_path, overrides=(), *, dino_over_ln_k=1.0, blank_images=False, 
             Image.new("L", (28, 28), 128).save(folder / f"{i}.png")
         cfg.data.train = {"_target_": "vitlab.data.ImageFolder", "root": str(tmp_path / "images")}
         cfg.data.train_transform.mean, cfg.data.train_transform.std = [0.5] * 3, [0.5] * 3  # it reads RGB
+        cfg.model.in_channels = 3
     run = tmp_path / "run"
     run.mkdir()
     save_config(cfg, run / "config.yaml")
@@ -45,7 +47,38 @@ def test_identical_crops_are_named(tmp_path):
     assert found.verdict == "yes"
     crops = by_name(checks)["crops flat or alike across images"]
     assert crops.verdict == "possible" and "local flat 100%" in crops.measured and "check the data" in crops.advice
-    assert all(c.verdict == "no" for c in checks if c is not crops)
+    assert by_name(checks)["DINO head"].measured == "no checkpoint in the run directory"
+    assert all(c.verdict in ("no", "-") for c in checks if c is not crops and c.check != "first targets")
+
+
+def test_flat_first_targets_are_named(tmp_path):
+    """A teacher temperature of 1 flattens the random-init teacher's first targets (and is itself named)."""
+    found, checks = diagnose(make_run(tmp_path, ["task.teacher_temp.base=1.0"]), batches=1)
+    first = by_name(checks)["first targets"]
+    assert first.verdict == "possible" and "at teacher_temp 1.000" in first.measured and "task.teacher_temp.base=0.02" in first.advice
+    assert "target entropy 0.9" in first.measured or "target entropy 1.000" in first.measured
+    (tmp_path / "sharp").mkdir()
+    _, sharp = diagnose(make_run(tmp_path / "sharp"), batches=1)
+    assert by_name(sharp)["first targets"].verdict == "no"
+
+
+def test_a_head_that_outputs_one_distribution_is_named(tmp_path):
+    """The run's last checkpoint with a teacher DINO head whose bottleneck is one vector for every image:
+    its targets are uniform where a fresh head's on the same backbone are not."""
+    run = make_run(tmp_path)
+    cfg = load_config(run / "config.yaml")
+    task = instantiate(cfg.task, model=cfg.model)
+    last = task.teacher_dino_head.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.normal_()
+    (run / "checkpoints").mkdir()
+    torch.save({"task": task.state_dict(), "model": task.model.state_dict(), "step": 19},
+               run / "checkpoints" / "step_00000019.pt")
+    head = by_name(diagnose(run, batches=1)[1])["DINO head"]
+    assert head.verdict == "possible", head.measured
+    assert "target entropy 1.000 ln K from the trained teacher head" in head.measured
+    assert "bottleneck cosine between images 1.000" in head.measured
 
 
 def test_the_teacher_temperature_of_the_control_is_named(tmp_path):

@@ -15,6 +15,7 @@ of ln K, the collapse watch's tolerance); a run that has left ln K gets its meas
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,14 @@ __all__ = ["Finding", "diagnose", "add_arguments", "run"]
 AT_LN_K = 0.99  # the collapse watch's 1%
 CROP_SHARE = 0.25  # a quarter of a kind of crop flat or alike another image's: the DINO pairs see it
 CLIPPED_SHARE = 0.9
+FLAT_START = 0.95  # a target this close to uniform carries almost no information about the image
+# Neither override took the scenes' DINO loss off ln K at 200 steps (benchmarks/ssl_scenes.md): advice to
+# try, not a known fix; the verdicts stay "possible".
+SHARPEN_ADVICE = ("task.teacher_temp.base=0.02 sharpens the targets (scenes, 200 steps: target 0.944 ln K, "
+                  "loss still 0.995; benchmarks/ssl_scenes.md)")
+FREEZE_ADVICE = ("task.dino_weight={_target_:vitlab.engine.Schedule,base:1.0,freeze_fraction:0.3,kind:constant} "
+                 "keeps the DINO heads at their init until the backbone separates images (scenes, 200 steps: "
+                 "loss still 0.998 ln K; benchmarks/ssl_scenes.md)")
 
 
 @dataclass
@@ -103,6 +112,88 @@ def crops(cfg: Any, *, batches: int = 2, max_images: int = 64) -> Finding:
                    "possible" if advice else "no", advice)
 
 
+def _first_batch(cfg: Any, images: int) -> dict[str, Any]:
+    from vitlab.config import instantiate
+    from vitlab.data import build_dataset, build_loader
+
+    dc = cfg.data
+    collate = instantiate(dc.collate) if dc.collate is not None else None
+    loader, sampler = build_loader(build_dataset(dc, "train"), batch_size=images, seed=int(cfg.train.seed),
+                                   shuffle=True, drop_last=True, collate_fn=collate)
+    sampler.set_epoch(0)
+    return next(iter(loader))
+
+
+def _mean_cosine(x: torch.Tensor) -> float:
+    """Mean cosine similarity of the rows of ``x`` [N, D] with each other (the diagonal left out)."""
+    z = torch.nn.functional.normalize(x.float(), dim=-1)
+    n = len(z)
+    return float(((z @ z.T).sum() - n) / (n * n - n))
+
+
+def _target_entropy(task: Any, head: torch.nn.Module, readout: torch.Tensor, temp: float) -> float:
+    """The DINO loss's target (Sinkhorn-Knopp or centred) from ``head`` on the readout of the 2B global
+    crops, its mean entropy over ln K."""
+    logits = head(readout).unflatten(0, (2, -1))  # [2, B, K]
+    probs = task.dino_loss.teacher_probs(logits, temp)
+    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1).mean()
+    return float(entropy) / math.log(logits.shape[-1])
+
+
+def _build_task(cfg: Any) -> Any:
+    from vitlab.config import instantiate
+
+    torch.manual_seed(int(cfg.train.seed))
+    return instantiate(cfg.task, model=cfg.model).eval()
+
+
+def first_targets(cfg: Any, *, max_images: int = 64) -> Finding:
+    """The targets of the run's first step: its random-init teacher (built with the run's seed) on one
+    batch of its global crops. When the teacher's readouts of different images point the same way,
+    Sinkhorn-Knopp must give every image nearly the same, nearly uniform target: the loss has nothing
+    to learn from at the start."""
+    from vitlab.engine.schedules import as_schedule
+
+    batch = _first_batch(cfg, min(int(cfg.data.batch_size), max_images))
+    task = _build_task(cfg)
+    temp = float(as_schedule(cfg.task.get("teacher_temp", 0.07), int(cfg.train.max_steps or 1))(0))
+    with torch.no_grad():
+        readout = task.model.readout(task.model.forward_features(batch["global_crops"]))
+        entropy = _target_entropy(task, task.teacher_dino_head, readout, temp)
+    text = (f"random-init teacher on the first batch's global crops: readout cosine between images "
+            f"{_mean_cosine(readout):.3f}, target entropy {entropy:.3f} ln K at teacher_temp {temp:.3f}")
+    flat = entropy >= FLAT_START
+    return Finding("first targets", text, "possible" if flat else "no", SHARPEN_ADVICE if flat else "")
+
+
+def head(cfg: Any, run_dir: Path) -> Finding:
+    """The trained DINO head against a fresh one on the same trained teacher backbone (the run's last
+    checkpoint, one batch of global crops): a head that gives every image one distribution while a
+    fresh head on the same features does not has learnt the uniform output."""
+    from vitlab.engine.schedules import as_schedule
+
+    checkpoints = sorted((run_dir / "checkpoints").glob("step_*.pt"))
+    if not checkpoints:
+        return Finding("DINO head", "no checkpoint in the run directory")
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
+    task = _build_task(cfg)
+    fresh = copy.deepcopy(task.teacher_dino_head)  # the init, with the run's seed
+    task.load_state_dict(state["task"], strict=False)  # the teacher backbone is the checkpoint's "model"
+    task.model.load_state_dict(state["model"])
+    batch = _first_batch(cfg, min(int(cfg.data.batch_size), 64))
+    temp = float(as_schedule(cfg.task.get("teacher_temp", 0.07), int(cfg.train.max_steps or 1))(int(state["step"])))
+    with torch.no_grad():
+        readout = task.model.readout(task.model.forward_features(batch["global_crops"]))
+        trained = _target_entropy(task, task.teacher_dino_head, readout, temp)
+        new = _target_entropy(task, fresh, readout, temp)
+        bottleneck = task.teacher_dino_head.mlp(readout)
+    text = (f"{checkpoints[-1].name}: target entropy {trained:.3f} ln K from the trained teacher head, "
+            f"{new:.3f} from a fresh head on the same backbone; bottleneck cosine between images "
+            f"{_mean_cosine(bottleneck):.3f}, readout cosine {_mean_cosine(readout):.3f}")
+    stuck = trained >= AT_LN_K and new <= FLAT_START
+    return Finding("DINO head", text, "possible" if stuck else "no", FREEZE_ADVICE if stuck else "")
+
+
 def prototypes(cfg: Any) -> Finding:
     """Sinkhorn-Knopp spreads each prototype's mass over the batch's 2B global crops: with K > 2B no
     target can be sharper than entropy ln(K / 2B)."""
@@ -170,7 +261,7 @@ def diagnose(run_dir: str | Path, *, batches: int = 2) -> tuple[Finding, list[Fi
         raise ValueError(f"{run_dir}: its task has no dino_head (vitlab doctor reads DINO runs)")
     rows = read_metrics(run_dir / "metrics.jsonl")
     found, at_ln_k = symptom(cfg, rows)
-    checks = [crops(cfg, batches=batches), prototypes(cfg), teacher_temperature(cfg), gradients(cfg, rows), koleo(cfg)]
+    checks = [crops(cfg, batches=batches), first_targets(cfg), head(cfg, run_dir), prototypes(cfg), teacher_temperature(cfg), gradients(cfg, rows), koleo(cfg)]
     if not at_ln_k:
         for c in checks:
             c.verdict, c.advice = "-", ""
