@@ -249,14 +249,16 @@ def test_an_unknown_sweep_key_is_named_with_the_closest():
         check_sweep(OmegaConf.create({"sweep": {"variant": {"base": []}}}))
 
 
-def test_the_ssl_recipe_ablation_plans_its_variants():
+@pytest.mark.parametrize("experiment, unchanged", [("experiments/ablate_ssl_recipe.py", "recipe"),
+                                                    ("experiments/ablate_dino_scenes.py", "base")])
+def test_the_shipped_ablations_plan_their_variants(experiment, unchanged):
     from vitlab.config import load_config
     from vitlab.sweep import check_sweep, check_variants, run_protocols
 
-    cfg = load_config("experiments/ablate_ssl_recipe.py")
-    variants = check_variants(cfg, check_sweep(cfg)["variants"], [], 1)  # every override exists in the config
-    assert variants["recipe"] == [] and len(plan_runs([], 1, variants)) == len(variants) >= 10
-    assert run_protocols("experiments/ablate_ssl_recipe.py") == ["monitor"]
+    cfg = load_config(experiment)
+    variants = check_variants(cfg, check_sweep(cfg)["variants"], [], 2)  # every override exists in the config
+    assert variants[unchanged] == [] and len(plan_runs([], 1, variants)) == len(variants) >= 10
+    assert run_protocols(experiment) == ["monitor"]
 
 
 def _metrics_file(run_dir, start=True):

@@ -1,0 +1,24 @@
+"""One-change variants of ``experiments/dinov3_scenes.py`` (the small-budget recipe on 112 px scenes, 200
+steps of 32 images), each a candidate cause of its DINO loss sitting at ln K (``benchmarks/ssl_scenes.md``).
+``experiments/ablate_dino_scenes.py`` runs them with ``vitlab sweep``.
+"""
+
+from omegaconf import OmegaConf
+
+CROPS = "data.train_transform.{}_crops_scale"
+FREEZE = "{_target_:vitlab.engine.Schedule,base:1.0,freeze_fraction:0.3,kind:constant}"  # weight 0, then 1
+WARMUP = "{_target_:vitlab.engine.Schedule,base:1.0,warmup_fraction:0.5,kind:constant}"  # 0 -> 1 linearly
+
+sweep = OmegaConf.create(dict(variants={
+    "base": [],
+    "local2": ["data.train_transform.local_crops_number=2"],  # 4 of 6 DINO pairs local, not 12 of 14
+    "crops06": [CROPS.format("global") + "=[0.6,1.0]", CROPS.format("local") + "=[0.15,0.6]"],
+    "crops09": [CROPS.format("global") + "=[0.9,1.0]", CROPS.format("local") + "=[0.4,0.8]"],  # near-identical views
+    "tt002": ["task.teacher_temp.base=0.02"],  # sharper targets
+    "dinowarm": [f"task.dino_weight={WARMUP}"],
+    "dinofreeze3": [f"task.dino_weight={FREEZE}"],  # heads at their init until the backbone separates images
+    "clipmod": ["train.clip_grad_scope=module"],  # DINOv3: backbone and heads clipped apart
+    "k256": ["task.dino_head.out_dim=256", "task.ibot_head.out_dim=256"],  # K / 2B: 16 -> 4
+    "mom992": ["task.ema_time_fraction=null"],  # DINOv3's 0.992 -> 1 EMA, not 0.96 -> 1 (a slower teacher)
+    "wn_off": ["task.dino_head.weight_norm=false"],  # DINOv3's plain prototype layer
+}))
