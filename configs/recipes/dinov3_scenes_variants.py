@@ -21,4 +21,7 @@ sweep = OmegaConf.create(dict(variants={
     "k256": ["task.dino_head.out_dim=256", "task.ibot_head.out_dim=256"],  # K / 2B: 16 -> 4
     "mom992": ["task.ema_time_fraction=null"],  # DINOv3's 0.992 -> 1 EMA, not 0.96 -> 1 (a slower teacher)
     "wn_off": ["task.dino_head.weight_norm=false"],  # DINOv3's plain prototype layer
+    # two changes: the two that sharpened the target most, together
+    "crops09_tt002": [CROPS.format("global") + "=[0.9,1.0]", CROPS.format("local") + "=[0.4,0.8]",
+                      "task.teacher_temp.base=0.02"],
 }))
