@@ -3,7 +3,7 @@
 The layers, bottom to top (``docs/architecture.md`` says what each holds and why it sits where it does); a
 layer may hold several packages or modules, which may import each other as long as no import cycle forms:
 
-    base     vitlab, vitlab._moved, vitlab.seed, vitlab.palette, vitlab.report
+    base     vitlab, vitlab._moved, vitlab.seed, vitlab.timing, vitlab.palette, vitlab.report
     config   vitlab.config
     kernels  vitlab.kernels
     layers   vitlab.layers (TokenLayout among them)
@@ -39,7 +39,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("vitlab", "vitlab._moved", "vitlab.seed", "vitlab.palette", "vitlab.report")),
+    ("base", ("vitlab", "vitlab._moved", "vitlab.seed", "vitlab.timing", "vitlab.palette", "vitlab.report")),
     ("config", ("vitlab.config",)),
     ("kernels", ("vitlab.kernels",)),
     ("layers", ("vitlab.layers",)),
