@@ -3,4 +3,5 @@ place, for one release."""
 
 from vitlab._moved import moved
 
-__getattr__ = moved(__name__, {name: f"vitlab.cli.convert.{name}" for name in ("add_arguments", "run", "consolidate")})
+__getattr__ = moved(__name__, {name: f"vitlab.cli.convert.{name}" for name in ("add_arguments", "run",
+                                                                                "consolidate")})
