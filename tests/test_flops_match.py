@@ -1,4 +1,4 @@
-"""``vitlab flops CONFIG --match OTHER --vary KEY`` and ``vitlab.flops.match_flops``: equal-FLOPs controls."""
+"""``vitlab flops CONFIG --match OTHER --vary KEY`` and ``vitlab.flops_match.match_flops``: equal-FLOPs controls."""
 
 import json
 import shlex
@@ -11,8 +11,7 @@ from omegaconf import OmegaConf
 
 from tests.models.helpers import tiny
 from vitlab.config import UnknownKeyError, load_config
-from vitlab.flops import match_flops
-from vitlab.flops_match import forward_flops
+from vitlab.flops_match import forward_flops, match_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 RATIO = "model.layer_types.R.ffn.ratio"

@@ -120,11 +120,11 @@ def test_sweep_on_slurm_gives_the_local_runners_table(slurm, local_sweep):
 
 
 def test_train_multirun_hands_the_grid_to_sweep(monkeypatch):
-    import vitlab.sweep
+    import vitlab.cli.sweep
     from vitlab.cli import main
 
     seen = {}
-    monkeypatch.setattr(vitlab.sweep, "run", lambda args: seen.update(vars(args)) or 0)
+    monkeypatch.setattr(vitlab.cli.sweep, "run", lambda args: seen.update(vars(args)) or 0)
     argv = ["train", "tests/configs/tiny_dino.py", "--multirun", "model.num_registers=0,4", "eval.readout=cls,gap"]
     assert main(argv) == 0
     assert seen["config"] == "tests/configs/tiny_dino.py"
@@ -353,7 +353,7 @@ def test_a_sweep_of_variants_scored_by_the_monitor(tmp_path):
 def test_an_unknown_protocol_fails_before_anything_trains(tmp_path):
     import argparse
 
-    from vitlab.sweep import add_arguments, run
+    from vitlab.cli.sweep import add_arguments, run
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -28,6 +28,11 @@ from PIL import Image
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode, is_fake
 
+from vitlab.config import instantiate
+from vitlab.engine.activation_checkpointing import apply_activation_checkpointing
+from vitlab.engine.compile import compiled_blocks
+from vitlab.engine.optim import build_optimizer, param_groups
+
 __all__ = ["SavedTensors", "MemoryPlan", "plan_memory", "format_plan", "OPTIMIZER_STATES"]
 
 GiB = 2**30
@@ -127,8 +132,6 @@ def example_batch(cfg: Any, batch_size: int, mode: FakeTensorMode | None = None)
     """A batch of ``batch_size`` from the config's transform and collate, on a blank image of the
     model's size (crops, masks and their count come out as training makes them; no dataset is read).
     With a fake ``mode`` the collate stacks the copies as fake tensors, without their memory."""
-    from vitlab.config import instantiate
-
     h, w = (cfg.model.image_size,) * 2 if isinstance(cfg.model.image_size, int) else cfg.model.image_size
     channels = cfg.model.get("in_channels", 3)
     image = Image.fromarray(np.zeros((h, w, 3) if channels == 3 else (h, w), np.uint8))
@@ -159,11 +162,6 @@ def plan_memory(cfg: Any, *, batch_size: int | None = None, precision: str = "fp
         strategy: ``ddp`` (replicated state) or ``fsdp`` (sharded state, one block gathered at a time
             and the next prefetched).
     """
-    from vitlab.config import instantiate
-    from vitlab.engine.activation_checkpointing import apply_activation_checkpointing
-    from vitlab.engine.compile import compiled_blocks
-    from vitlab.engine.optim import build_optimizer, param_groups
-
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"--precision must be fp32, bf16 or fp16, got {precision!r}")
     if strategy not in ("ddp", "fsdp"):

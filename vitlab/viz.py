@@ -1,4 +1,4 @@
-"""``vitlab viz``: what a backbone sees, as pictures.
+"""What a backbone sees, as pictures (``vitlab viz``: :mod:`vitlab.cli.viz`).
 
 - PCA of patch features mapped to RGB: the first three principal components of all patch tokens
   of the given images, each min-max scaled to [0, 1] (the DINOv2/DINOv3 papers' figures).
@@ -15,15 +15,15 @@ Written as PNG files and as tensorboard images.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from vitlab._moved import moved
+from vitlab.eval.seg import LinearSegHead, patch_feature_maps
 from vitlab.mixers import Attention
 
-__all__ = ["pca_rgb", "attention_maps", "patch_norm_maps", "seg_masks", "colour_masks", "add_arguments", "run"]
+__all__ = ["pca_rgb", "attention_maps", "patch_norm_maps", "seg_masks", "colour_masks", "load_images"]
 
 
 def pca_rgb(patches: torch.Tensor) -> torch.Tensor:
@@ -71,8 +71,6 @@ def patch_norm_maps(model, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def seg_masks(model, x: torch.Tensor, saved: dict) -> torch.Tensor:
     """Classes [B, H, W] the saved segmentation head (``vitlab eval seg``'s ``.seg.pt``) predicts for images [B, C, H, W]."""
-    from vitlab.eval.seg import LinearSegHead, patch_feature_maps
-
     head = LinearSegHead(in_dim=saved["in_dim"], num_classes=saved["num_classes"])
     head.load_state_dict(saved["head"])
     feats = patch_feature_maps(model, x, layers=saved["seg_layers"], readout=saved["readout"])
@@ -84,12 +82,6 @@ def colour_masks(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
     palette = torch.rand(num_classes, 3, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.2
     palette[0] = 0
     return palette[masks.long()].permute(0, 3, 1, 2)
-
-
-def _normalise(maps: torch.Tensor) -> torch.Tensor:
-    lo = maps.amin(dim=(-2, -1), keepdim=True)
-    hi = maps.amax(dim=(-2, -1), keepdim=True)
-    return (maps - lo) / (hi - lo).clamp_min(1e-12)
 
 
 def load_images(paths: list[str], size: int, patch_size: int, in_channels: int, *, mean: list[float] | None = None,
@@ -109,63 +101,5 @@ def load_images(paths: list[str], size: int, patch_size: int, in_channels: int, 
     return torch.stack(images)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a vitlab checkpoint (.pt) holding `model` weights and its `config`")
-    parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("--out", default="viz", help="output folder for PNGs and tensorboard events")
-    parser.add_argument("--size", type=int, default=224, help="images are resized to this (rounded to the patch size)")
-    parser.add_argument("--seg-head", default=None,
-                        help="a head saved by `vitlab eval seg` (default: CKPT.last1.seg.pt when it exists)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from torch.utils.tensorboard import SummaryWriter
-    from torchvision.utils import save_image
-
-    from vitlab.engine.checkpoint import build_model_from_checkpoint
-
-    model = build_model_from_checkpoint(args.checkpoint)[0].eval()
-    x = load_images(args.images, args.size, model.patch_size, model.in_channels)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        pca = pca_rgb(model.forward_features(x)["patches"])
-    pca = F.interpolate(pca, size=x.shape[-2:], mode="nearest")
-    save_image(pca, out / "pca.png", nrow=len(args.images))
-    writer = SummaryWriter(str(out))
-    writer.add_images("pca", pca)
-    written = [out / "pca.png"]
-    seg_head = Path(args.seg_head) if args.seg_head else Path(args.checkpoint).with_suffix(".last1.seg.pt")
-    if args.seg_head and not seg_head.is_file():
-        raise FileNotFoundError(f"segmentation head not found: {str(seg_head)!r}")
-    if seg_head.is_file():
-        saved = torch.load(seg_head, map_location="cpu", weights_only=True)
-        # the images as the head saw them in training: with the data config's normalisation, when it was saved
-        x_seg = load_images(args.images, args.size, model.patch_size, model.in_channels, mean=saved.get("mean"),
-                            std=saved.get("std"))
-        masks = colour_masks(seg_masks(model, x_seg, saved), saved["num_classes"])
-        save_image(torch.cat([pca, masks]), out / "seg.png", nrow=len(args.images))  # PCA row, then masks
-        writer.add_images("seg", masks)
-        written.append(out / "seg.png")
-    if any(isinstance(getattr(b, "mixer", None), Attention) for b in model.blocks) and model.num_cls + model.num_registers:
-        maps = _normalise(attention_maps(model, x))  # [B, Q, h, w]
-        maps = F.interpolate(maps, size=x.shape[-2:], mode="nearest")
-        names = (["cls"] if model.num_cls else []) + [f"register{i}" for i in range(model.num_registers)]
-        grid = maps.transpose(0, 1).reshape(-1, 1, *x.shape[-2:])  # one row per query token
-        save_image(grid, out / "attention.png", nrow=len(args.images))
-        written.append(out / "attention.png")
-        for q, name in enumerate(names):
-            writer.add_images(f"attention/{name}", maps[:, q : q + 1])
-    norms = patch_norm_maps(model, x)
-    norms = F.interpolate(norms / norms.amax().clamp_min(1e-8), size=x.shape[-2:], mode="nearest")
-    save_image(norms, out / "norms.png", nrow=len(args.images))
-    writer.add_images("patch_norms", norms)
-    written.append(out / "norms.png")
-    from vitlab.eval.tokens import summarise_tokens, token_statistics
-
-    stats = summarise_tokens(token_statistics(model, x))
-    print("token statistics: " + ", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
-    writer.close()
-    for path in written:
-        print(f"wrote {path}")
-    return 0
+# ``vitlab viz`` itself: :mod:`vitlab.cli.viz` (the names raise an error naming it, for one release)
+__getattr__ = moved(__name__, {"add_arguments": "vitlab.cli.viz.add_arguments", "run": "vitlab.cli.viz.run"})

@@ -12,7 +12,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from vitlab.engine.checkpoint import build_model_from_checkpoint, save_atomic
+from vitlab.engine.checkpoint import save_atomic
+from vitlab.weights import build_model_from_checkpoint
 
 __all__ = ["load_vitlab_checkpoint", "save_vitlab_checkpoint"]
 

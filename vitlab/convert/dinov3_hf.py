@@ -33,7 +33,7 @@ from vitlab.convert.state_dict import (
     check_state_dict,
     load_state_dict_file,
 )
-from vitlab.engine.checkpoint import load_model_state
+from vitlab.weights import load_model_state
 
 __all__ = ["HF_ACTIVATIONS", "dinov3_from_hf", "hf_arch", "hf_to_vitlab", "vitlab_to_hf"]
 

@@ -30,8 +30,8 @@ from vitlab.convert.dinov3_arch import (
     matching_arch,
 )
 from vitlab.convert.state_dict import StateDictMismatchError, as_state_dict, check_state_dict
-from vitlab.engine.checkpoint import load_model_state
 from vitlab.models import HybridViT
+from vitlab.weights import load_model_state
 
 __all__ = ["dinov3_from_official", "dinov3_to_official", "official_arch", "official_to_vitlab", "vitlab_to_official"]
 

@@ -29,7 +29,7 @@ from vitlab.convert.dinov3_arch import (
     matching_arch,
 )
 from vitlab.convert.state_dict import StateDictMismatchError, as_state_dict, check_state_dict
-from vitlab.engine.checkpoint import load_model_state
+from vitlab.weights import load_model_state
 
 __all__ = ["dinov3_from_timm", "timm_arch", "timm_to_vitlab", "vitlab_to_timm"]
 

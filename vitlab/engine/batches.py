@@ -9,10 +9,9 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from vitlab.config import eval_config, instantiate
-from vitlab.data import build_dataset, build_loader, eval_loader
+from vitlab.data import PROTOCOL_SPLITS, build_dataset, build_loader, eval_loader, protocol_dataset
 from vitlab.data.sampler import ResumableSampler
 from vitlab.engine.distributed import DistInfo, loader_workers
-from vitlab.eval.protocol import PROTOCOL_SPLITS, protocol_dataset
 
 __all__ = ["build_data", "data_stream", "to_device"]
 

@@ -1,4 +1,5 @@
-"""Checkpoints: the on-disk format, atomic writes, discovery, retention, and rebuilding a model.
+"""Checkpoints: the on-disk format, atomic writes, discovery and retention (reading them, and rebuilding
+a model from one: :mod:`vitlab.weights`, whose names this module re-exports).
 
 Format (``format_version`` 1): one ``torch.save`` of a dict holding only tensors and plain types, so
 it loads with ``torch.load(path, weights_only=True)``:
@@ -35,22 +36,30 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from omegaconf import OmegaConf
-from torch import nn
 from torch.distributed.tensor import DTensor
+
+from vitlab.weights import (
+    SHARDED_METADATA,
+    StateDictMismatchError,
+    build_model_from_checkpoint,
+    check_state_dict,
+    is_sharded_checkpoint,
+    load_checkpoint,
+    load_model_state,
+    require_file,
+)
 
 __all__ = ["FORMAT_VERSION", "save_atomic", "fsync_dir", "load_checkpoint", "list_checkpoints", "latest_checkpoint",
            "is_sharded_checkpoint", "require_file", "CheckpointManager", "assert_finite", "first_non_finite",
-           "StateDictMismatchError", "check_state_dict", "load_model_state", "build_model_from_checkpoint"]
+           "StateDictMismatchError", "check_state_dict", "load_model_state", "build_model_from_checkpoint",
+           "SHARDED_METADATA"]
 
 FORMAT_VERSION = 1
 _STEP = re.compile(r"^step_(\d+)(\.pt)?$")  # step_<N>.pt (a file) or step_<N> (a sharded directory)
-SHARDED_METADATA = ".metadata"  # DCP's index, written last: what makes a directory a sharded checkpoint
 
 
 def first_non_finite(obj: Any, where: str = "checkpoint") -> str | None:
@@ -109,36 +118,6 @@ def save_atomic(state: dict[str, Any], path: str | Path, before_commit: Callable
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)  # the rename itself must survive a power loss
     return path
-
-
-def is_sharded_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a sharded checkpoint directory (one holding DCP's ``.metadata``)."""
-    return Path(path).is_dir() and (Path(path) / SHARDED_METADATA).is_file()
-
-
-def require_file(path: str | Path, what: str = "checkpoint") -> Path:
-    """``path`` if it is a file; else an error naming it, and for a sharded directory how to consolidate it.
-
-    Args:
-        path: the checkpoint given.
-        what: how the message names it (``"checkpoint"``, ``"train.init_from"``).
-    """
-    path = Path(path)
-    if is_sharded_checkpoint(path):
-        raise ValueError(f"{what} {str(path)!r} is a sharded checkpoint directory; consolidate it with "
-                         f"`vitlab convert --consolidate {path} OUT.pt` and pass OUT.pt")
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {str(path)!r}")
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint file with ``weights_only=True``; a missing file (or a sharded directory) is an error naming it."""
-    path = require_file(path)
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"{str(path)!r} is not a vitlab checkpoint (a dict with a 'model' state_dict)")
-    return ckpt
 
 
 def list_checkpoints(folder: str | Path) -> list[Path]:
@@ -214,69 +193,6 @@ class CheckpointManager:
         os.replace(tmp, best)
         fsync_dir(self.folder)
         shutil.rmtree(old, ignore_errors=True)
-
-
-class StateDictMismatchError(ValueError):
-    """A state dict does not fit the architecture; the message lists every offending key."""
-
-
-def check_state_dict(given: Mapping[str, torch.Tensor], expected: Mapping[str, Any], what: str,
-                     target: str = "the architecture") -> None:
-    """Raise :class:`StateDictMismatchError` unless ``given`` has exactly ``expected``'s keys and shapes.
-
-    Args:
-        given: the checkpoint's tensors.
-        expected: tensors (or anything with ``.shape``) of the architecture, in the checkpoint's names.
-        what: the checkpoint, for the message (``"official DINOv3"``, a path).
-        target: what it was checked against, for the message.
-    """
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    mismatched = [f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
-                  for k in sorted(set(given) & set(expected)) if tuple(given[k].shape) != tuple(expected[k].shape)]
-    if not (missing or unexpected or mismatched):
-        return
-    lines = [f"{what} checkpoint does not match {target}:"]
-    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
-        if items:
-            lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
-    raise StateDictMismatchError("\n".join(lines))
-
-
-def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str = "the") -> None:
-    """``load_state_dict(strict=True)`` after :func:`check_state_dict`, so a mismatch names every key."""
-    check_state_dict(state, model.state_dict(), what, target="the configured model")
-    model.load_state_dict(state, strict=True)
-
-
-def build_model_from_checkpoint(path: str | Path, *, init: bool = False, **model_overrides: Any) -> tuple[nn.Module, Any]:
-    """Rebuild ``config.model`` from a checkpoint, load its weights, and return (model, config).
-
-    Args:
-        path: a vitlab checkpoint (training output or converted weights).
-        init: skip the weights and return the run's random initialisation instead: the model is built
-            after seeding with the run's ``train.seed``, as the trainer builds it first thing (the
-            baseline a pretraining is compared with).
-        **model_overrides: constructor arguments replacing the config's (e.g. ``num_classes=0``);
-            head parameters that then have no place are dropped.
-    """
-    from vitlab.config import instantiate, typed_sections  # deferred: keeps checkpoint IO importable without hydra
-
-    ckpt = load_checkpoint(path)
-    if "config" not in ckpt:
-        raise ValueError(f"{str(path)!r} holds no 'config' YAML; cannot rebuild its model")
-    cfg = typed_sections(OmegaConf.create(ckpt["config"]))
-    if init:
-        from vitlab.engine.rng import seed_everything
-
-        seed_everything(OmegaConf.select(cfg, "train.seed", default=0))
-        return instantiate(cfg.model, **model_overrides), cfg
-    model = instantiate(cfg.model, **model_overrides)
-    state = ckpt["model"]
-    if model_overrides.get("num_classes", None) == 0:
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    load_model_state(model, state, repr(str(path)))
-    return model, cfg
 
 
 def warn_skipped(path: Path, exc: BaseException) -> None:

@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
+from vitlab.config import instantiate
 from vitlab.layers.pos_embed import LearnedPosEmbed, resample_grid
+from vitlab.weights import is_sharded_checkpoint, load_state_dict_file, require_file, student_weights
 
 __all__ = ["PretrainedWeights", "InitReport", "read_pretrained", "load_matching", "module_group",
            "student_weights"]
@@ -112,11 +115,6 @@ def read_pretrained(path: str | Path, *, which: str = "model", prefix: str | Non
         ValueError: ``which`` unknown, ``student`` asked of a file that has none, or a sharded checkpoint
             directory (named, with how to consolidate it).
     """
-    from omegaconf import OmegaConf
-
-    from vitlab.convert.state_dict import load_state_dict_file
-    from vitlab.engine.checkpoint import is_sharded_checkpoint, require_file
-
     path = Path(path).expanduser()
     if is_sharded_checkpoint(path):
         require_file(path, "train.init_from")  # raises: names it and how to consolidate it
@@ -150,18 +148,10 @@ def read_pretrained(path: str | Path, *, which: str = "model", prefix: str | Non
     return PretrainedWeights(str(path), dict(tensors), extra, model_cfg)
 
 
-def student_weights(task_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A DINOv3 run's student backbone from its checkpoint's ``task`` state: the ``student.*`` tensors, in the
-    network's names (empty for a run without a student); the checkpoint's ``model`` is the EMA teacher."""
-    return {k[len("student."):]: v for k, v in task_state.items() if k.startswith("student.")}
-
-
 def _source_types(model_cfg: Any) -> dict[str, type] | None:
     """Module path -> class of the file's architecture, built on the meta device (no memory, no init)."""
     if model_cfg is None:
         return None
-    from vitlab.config import instantiate
-
     try:
         source = instantiate(model_cfg, device="meta")
     except Exception:  # noqa: BLE001 - an architecture vitlab cannot rebuild: compare names and shapes only

@@ -1,4 +1,4 @@
-"""Seeding and capture/restore of every random number generator a step touches.
+"""Capture and restore of every random number generator a step touches (and seeding: :mod:`vitlab.seed`).
 
 States are converted to tensors and plain types so a checkpoint loads with ``weights_only=True``.
 """
@@ -11,14 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitlab.seed import seed_everything
+
 __all__ = ["seed_everything", "get_rng_state", "set_rng_state"]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and every CUDA device)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def get_rng_state() -> dict[str, Any]:

@@ -1,13 +1,9 @@
 """The frozen-feature evaluation protocol, one implementation for ``vitlab eval``, ``vitlab sweep`` and an
 SSL run's online k-NN monitor (settings: :class:`vitlab.config.EvalConfig`, the run config's ``eval``).
 
-Splits, all with the eval transform:
-
-- ``holdout``: ``eval.val_size`` images of ``data.train``, drawn with ``eval.split_seed`` (fixed, so
-  every run, checkpoint and baseline of a study is scored on the same images);
-- ``bank``: the other training images (the k-NN bank, the linear probe's training set);
-- ``monitor_bank``: ``eval.monitor_bank`` of the bank's images (the online monitor's cheaper bank);
-- ``test``: ``data.val``, the held-out set.
+Splits (:mod:`vitlab.data.protocol_splits`, re-exported here), all with the eval transform: ``holdout``,
+``eval.val_size`` images of ``data.train`` drawn with ``eval.split_seed``; ``bank``, the other training
+images; ``monitor_bank``, ``eval.monitor_bank`` of the bank's images; ``test``, ``data.val``.
 
 Hyperparameters (k; the probe's lr and weight decay) are chosen on ``holdout``: a bank-vs-holdout
 score per value, the best kept (ties go to the first in the grid). Only then is ``test`` scored,
@@ -26,41 +22,20 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from vitlab.data import PROTOCOL_SPLITS, build_dataset, eval_loader, protocol_dataset, split_indices
+from vitlab.eval.features import extract_features
+from vitlab.eval.knn import knn_eval
+from vitlab.eval.linear import linear_probe
+from vitlab.eval.tokens import token_statistics
+
 __all__ = ["PROTOCOL_SPLITS", "split_indices", "protocol_dataset", "protocol_features", "choose_knn", "choose_linear",
            "fixed_batch_tokens", "evaluate"]
 
-PROTOCOL_SPLITS = ("holdout", "bank", "monitor_bank", "test")
 Features = tuple[torch.Tensor, torch.Tensor]  # [N, D] float32, [N] labels
-
-
-def split_indices(num_train: int, protocol: Any) -> dict[str, torch.Tensor]:
-    """Sorted indices into ``data.train`` of ``holdout``, ``bank`` and ``monitor_bank``."""
-    if not 0 < protocol.val_size < num_train:
-        raise ValueError(f"eval.val_size={protocol.val_size} must be between 1 and the {num_train - 1} "
-                         f"images data.train has besides one bank image")
-    perm = torch.randperm(num_train, generator=torch.Generator().manual_seed(protocol.split_seed))
-    rest = perm[protocol.val_size:]
-    monitor = rest[:protocol.monitor_bank] if protocol.monitor_bank else rest
-    return {"holdout": perm[:protocol.val_size].sort().values, "bank": rest.sort().values,
-            "monitor_bank": monitor.sort().values}
-
-
-def protocol_dataset(data_cfg: Any, split: str, protocol: Any) -> Dataset:
-    """One of :data:`PROTOCOL_SPLITS` as a dataset with the eval transform."""
-    from vitlab.data import build_dataset
-
-    if split == "test":
-        return build_dataset(data_cfg, "val", train=False)
-    if split not in PROTOCOL_SPLITS:
-        raise KeyError(f"unknown protocol split {split!r} (known: {', '.join(PROTOCOL_SPLITS)})")
-    train = build_dataset(data_cfg, "train", train=False)
-    return Subset(train, split_indices(len(train), protocol)[split].tolist())
 
 
 def choose_knn(feats: dict[str, Features], protocol: Any) -> dict[str, float]:
     """k chosen on ``holdout`` (bank as the bank); with ``test`` in ``feats``, test top-1/top-5 at that k."""
-    from vitlab.eval.knn import knn_eval
-
     (bx, by), (hx, hy) = feats["bank"], feats["holdout"]
     ks = sorted(int(k) for k in protocol.ks)
     val = knn_eval(bx, by, hx, hy, ks=ks, temperature=protocol.temperature)
@@ -75,8 +50,6 @@ def choose_knn(feats: dict[str, Features], protocol: Any) -> dict[str, float]:
 
 def choose_linear(feats: dict[str, Features], protocol: Any) -> dict[str, float]:
     """The probe's (lr, weight decay) chosen on ``holdout``; with ``test`` in ``feats``, its test accuracy."""
-    from vitlab.eval.linear import linear_probe
-
     test = feats.get("test", (None, None))
     return linear_probe(*feats["bank"], *feats["holdout"], *test, lrs=list(protocol.probe_lrs),
                         weight_decays=list(protocol.probe_weight_decays), epochs=protocol.probe_epochs)
@@ -89,9 +62,6 @@ def protocol_features(model: nn.Module | None, data_cfg: Any, protocol: Any, *, 
 
     ``bank`` and ``holdout`` come from one pass over ``data.train``.
     """
-    from vitlab.data import build_dataset, eval_loader
-    from vitlab.eval.features import extract_features
-
     device = torch.device(device)
     autocast = torch.bfloat16 if device.type == "cuda" else None
 
@@ -122,8 +92,6 @@ def fixed_batch_tokens(model: nn.Module, holdout: Any, protocol: Any, *, device:
     """Token statistics (:func:`vitlab.eval.tokens.token_statistics`) on the first ``eval.token_images``
     images of ``holdout`` (a dataset, or a loader of (images, labels) batches, of which the first batch
     is used): the same images for every run."""
-    from vitlab.eval.tokens import token_statistics
-
     if isinstance(holdout, Dataset):
         images = torch.stack([torch.as_tensor(holdout[i][0]) for i in range(min(protocol.token_images, len(holdout)))])
     else:

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from vitlab.data.segmentation_folder import IGNORE_INDEX
-from vitlab.eval.seg_metrics import confusion_matrix, segmentation_scores
+from vitlab.data import IGNORE_INDEX, build_dataset, eval_loader, split_indices
 from vitlab.eval.accuracy import eval_mode
+from vitlab.eval.seg_metrics import confusion_matrix, segmentation_scores
 
 __all__ = ["LinearSegHead", "patch_feature_maps", "train_seg_heads", "seg_probe"]
 
@@ -79,8 +79,6 @@ def patch_feature_maps(model: nn.Module, images: torch.Tensor, *, layers: int = 
 def _feature_batches(model: nn.Module, dataset: Dataset, *, layers: int, readout: str | None, batch_size: int,
                      device: torch.device, num_workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(features [B, D, h, w] float32, masks [B, H, W] int64) per batch, in dataset order, features on CPU."""
-    from vitlab.data import eval_loader
-
     loader = eval_loader(dataset, batch_size=batch_size, num_workers=num_workers)
     autocast = torch.bfloat16 if device.type == "cuda" else None
     for images, masks in loader:
@@ -133,8 +131,6 @@ def _num_classes(dataset: Dataset, masks: torch.Tensor) -> int:
 def _segmentation_split(data_cfg: Any, split: str) -> Dataset:
     """``data.{split}`` with the eval transform; a dataset spec with a ``masks`` switch (:class:`FashionMNISTScenes`
     built for pretraining) is asked for masks."""
-    from vitlab.data import build_dataset
-
     cfg = data_cfg.copy()
     spec = cfg.get(split)
     if spec is not None and "masks" in spec:
@@ -171,8 +167,6 @@ def seg_probe(model: nn.Module, data_cfg: Any, protocol: Any, *, device: torch.d
         The scores (``seg_miou``, ``seg_pixel_acc``, ``seg_iou`` per class, on the test set;
         ``seg_val_miou`` per lr and the chosen ``seg_lr``; split sizes) and the chosen head.
     """
-    from vitlab.eval.protocol import split_indices
-
     device = torch.device(device)
     readout, layers = protocol.readout, int(protocol.seg_layers)
     batch_size = batch_size or data_cfg.eval_batch_size or data_cfg.batch_size

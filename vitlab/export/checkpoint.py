@@ -15,6 +15,9 @@ from typing import Literal, Sequence
 
 from omegaconf import OmegaConf
 
+from vitlab.config import instantiate
+from vitlab.weights import load_checkpoint, load_model_state, student_weights
+
 __all__ = ["export_checkpoint", "read_eval_results"]
 
 WEIGHTS = ("model", "student")
@@ -39,10 +42,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
         ValueError: ``weights`` unknown, no student in the checkpoint, a config without ``model``, an
             unreadable JSON file; or tensors that do not fit the config (every offending key named).
     """
-    from vitlab.config import instantiate
-    from vitlab.engine.checkpoint import load_checkpoint, load_model_state
-    from vitlab.engine.init_from import student_weights
-
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     eval_results = read_eval_results(eval_json)

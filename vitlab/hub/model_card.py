@@ -11,6 +11,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from vitlab.flops import format_report, per_image
+
 __all__ = ["model_card"]
 
 
@@ -52,8 +54,6 @@ def model_card(model: nn.Module, config: Mapping[str, Any], *, training_config: 
 
 def _architecture(model: nn.Module) -> list[str]:
     """The table of shape, token layout, block types, parameters and FLOPs."""
-    from vitlab.flops import format_report, per_image
-
     params = sum(p.numel() for p in model.parameters())
     pattern = getattr(model, "layer_pattern", "")
     kinds = {}

@@ -35,6 +35,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vitlab.config import ConfigInstantiationError, L, UnknownKeyError, check_keys, instantiate
+from vitlab.hub.model_card import model_card
+
 __all__ = ["PretrainedMixin", "PretrainedFileError", "read_config", "CONFIG_NAME", "WEIGHTS_NAME",
            "MODEL_CARD_NAME", "ALLOWED_TARGETS"]
 
@@ -69,8 +72,6 @@ class PretrainedMixin:
         Raises:
             ValueError: the network was built with positional arguments.
         """
-        from vitlab.config import L
-
         cls, args, kwargs = getattr(self, "_pretrained_init", (type(self), (), {}))
         if args:
             raise ValueError(f"{cls.__name__} was built with positional arguments; pass save_pretrained(config=...)")
@@ -104,8 +105,6 @@ class PretrainedMixin:
     def _write_pretrained(self, folder: Path, config: Any, training_config: Any,
                           eval_results: Mapping[str, Any] | None, repo: str) -> Path:
         from safetensors.torch import save_file
-
-        from vitlab.hub.model_card import model_card
 
         data = _as_data(self.pretrained_config() if config is None else config)
         state = self.state_dict()
@@ -144,8 +143,6 @@ class PretrainedMixin:
             PretrainedFileError: ``config.json`` or ``model.safetensors`` is unreadable, names a class outside
                 ``allowed_targets``, or does not fit; the message names the file.
         """
-        from vitlab.config import ConfigInstantiationError, UnknownKeyError, check_keys, instantiate
-
         hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
                    local_files_only=local_files_only, token=token)
         config_path = _resolve(pretrained_model_name_or_path, CONFIG_NAME, hub)
@@ -274,8 +271,6 @@ def _check_json(node: Any, key: str) -> None:
 
 def _check_rebuilds(data: dict, state: Mapping[str, torch.Tensor]) -> None:
     """The config, built on the meta device, has ``state``'s tensor names and shapes."""
-    from vitlab.config import instantiate
-
     shapes = {k: tuple(v.shape) for k, v in instantiate(data, device="meta").state_dict().items()}
     given = {k: tuple(v.shape) for k, v in state.items()}
     if shapes != given:

@@ -1,5 +1,6 @@
-"""Plain building blocks. They take sizes, and a swappable part (an FFN's ``act_layer``) as a class
-or a config, as everywhere in vitlab; none reads a run config."""
+"""Plain building blocks, and the token layout every mixer and block reads. They take sizes, and a
+swappable part (an FFN's ``act_layer``) as a class or a config, as everywhere in vitlab; none reads a
+run config."""
 
 from vitlab.layers.drop_path import drop_path
 from vitlab.layers.mlp import Mlp, SwiGLU
@@ -8,10 +9,11 @@ from vitlab.layers.patch_embed import PatchEmbed
 from vitlab.layers.pos_embed import LearnedPosEmbed
 from vitlab.layers.residual import ResidualBranch
 from vitlab.layers.rope import RotaryEmbedding2D
+from vitlab.layers.token_layout import TokenLayout
 
 __all__ = [
     "drop_path", "Mlp", "SwiGLU", "LayerNorm", "RMSNorm", "PatchEmbed",
-    "LearnedPosEmbed", "ResidualBranch", "RotaryEmbedding2D",
+    "LearnedPosEmbed", "ResidualBranch", "RotaryEmbedding2D", "TokenLayout",
 ]
 
 _REMOVED = {  # removed names and what replaces them: an error that says so, for one release

@@ -19,7 +19,7 @@ from torch import nn
 
 from vitlab.config import build
 from vitlab.kernels import rope_2d
-from vitlab.models.layout import TokenLayout
+from vitlab.layers.token_layout import TokenLayout
 
 __all__ = ["Attention", "flash_attn_available", "qk_parts", "rotate_patches"]
 

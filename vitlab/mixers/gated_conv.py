@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vitlab.models.layout import TokenLayout
+from vitlab.layers.token_layout import TokenLayout
 
 __all__ = ["GatedConv"]
 

@@ -37,9 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitlab.layers import RMSNorm
+from vitlab.layers.token_layout import TokenLayout
 from vitlab.mixers.chunk_gla import chunk_gla, chunk_gla_flop_count
 from vitlab.mixers.scan_order import conv_patches, merge_sequences, scan_sequences
-from vitlab.models.layout import TokenLayout
 
 __all__ = ["GLA2D"]
 

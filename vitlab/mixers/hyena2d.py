@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from vitlab.kernels import hyena_gate, hyena_input_gate
+from vitlab.layers.token_layout import TokenLayout
 from vitlab.mixers.implicit_filter import ImplicitFilter2D
-from vitlab.models.layout import TokenLayout
 
 __all__ = ["Hyena2D", "fft_flop_count", "toeplitz_index", "DIRECT_MAX_TOKENS", "DIRECT_TOKENS_PER_IMAGE"]
 

@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitlab.layers.token_layout import TokenLayout
 from vitlab.mixers.scan_order import SCAN_DIRECTIONS, conv_patches, merge_sequences, scan_sequences
 from vitlab.mixers.selective_scan import selective_scan, selective_scan_flop_count
-from vitlab.models.layout import TokenLayout
 
 __all__ = ["Mamba2D"]
 

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import any_torch_dispatch_mode_on_stack
 
+from vitlab.layers.token_layout import TokenLayout
 from vitlab.mixers.attention import qk_parts, rotate_patches
-from vitlab.models.layout import TokenLayout
 
 __all__ = ["NeighborhoodAttention", "axis_windows", "neighborhood_mask_fn", "window_keys"]
 

@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from vitlab.models.layout import TokenLayout
+from vitlab.layers.token_layout import TokenLayout
 
 __all__ = ["SCAN_DIRECTIONS", "scan_sequences", "merge_sequences", "conv_patches"]
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from vitlab.config import build
 from vitlab.layers import ResidualBranch
-from vitlab.models.layout import TokenLayout
+from vitlab.layers.token_layout import TokenLayout
 
 __all__ = ["Block"]
 

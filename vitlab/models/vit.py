@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from vitlab.config import build
 from vitlab.hub.pretrained import PretrainedMixin
 from vitlab.layers import LearnedPosEmbed, PatchEmbed
-from vitlab.models.layout import TokenLayout
+from vitlab.layers.token_layout import TokenLayout
 from vitlab.models.pattern import drop_path_rates, parse_layer_pattern
 from vitlab.models.readout import Readout
 from vitlab.models.timm_interface import TimmInterface, default_pretrained_cfg

@@ -32,10 +32,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from vitlab.config import build, instantiate, typed_sections
-from vitlab.engine.checkpoint import load_checkpoint, load_model_state
 from vitlab.ssl import DINOLoss, iBOTPatchLoss, koleo_loss
 from vitlab.tasks.dino import knn_monitor, student_dino_ibot
 from vitlab.tasks.task import Task
+from vitlab.weights import load_checkpoint, load_model_state
 
 __all__ = ["DistillationTask", "resample_patches"]
 

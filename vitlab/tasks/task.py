@@ -26,7 +26,7 @@ several from the same config (DINO's student and teacher). The trainer knows not
   (default: :func:`vitlab.engine.init_from.load_matching` into ``self.model``).
 - ``evaluate(make_loader, protocol) -> {name: float}``: eval metrics (logged as ``val/<name>``);
   ``make_loader(split)`` returns a DataLoader of ``data.<split>`` or of a split of the frozen-feature
-  protocol (``holdout``, ``monitor_bank``: :mod:`vitlab.eval.protocol`) with the eval transform, sharded
+  protocol (``holdout``, ``monitor_bank``: :mod:`vitlab.data.protocol_splits`) with the eval transform, sharded
   over ranks (reduce results with ``vitlab.engine.distributed.all_reduce_mean``/sums); ``protocol`` is
   the run's ``eval`` section (:class:`vitlab.config.EvalConfig`).
 """
