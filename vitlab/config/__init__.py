@@ -11,6 +11,8 @@ from vitlab.config.overrides import (
     config_keys,
     override_item,
     parse_sweep,
+    rename_old_keys,
+    renamed_key,
 )
 from vitlab.config.presets import load_model_preset, model_preset_path, model_presets, model_presets_dir
 from vitlab.config.run import (DataConfig, EvalConfig, LaunchConfig, OptimConfig, TrainConfig, eval_config,
@@ -31,6 +33,8 @@ __all__ = [
     "ConfigInstantiationError",
     "UnknownKeyError",
     "check_keys",
+    "rename_old_keys",
+    "renamed_key",
     "TrainConfig",
     "OptimConfig",
     "DataConfig",

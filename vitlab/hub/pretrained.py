@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vitlab.compat import renamed_args_of
+
 __all__ = ["PretrainedMixin", "PretrainedFileError", "read_config", "CONFIG_NAME", "WEIGHTS_NAME",
            "MODEL_CARD_NAME", "ALLOWED_TARGETS"]
 
@@ -74,8 +76,9 @@ class PretrainedMixin:
         cls, args, kwargs = getattr(self, "_pretrained_init", (type(self), (), {}))
         if args:
             raise ValueError(f"{cls.__name__} was built with positional arguments; pass save_pretrained(config=...)")
+        renamed = renamed_args_of(cls)  # built with an old keyword (vitlab.compat): saved by its new name
         try:
-            return L(cls)(**{k: v for k, v in kwargs.items() if k not in ("device", "dtype")})
+            return L(cls)(**{renamed.get(k, k): v for k, v in kwargs.items() if k not in ("device", "dtype")})
         except Exception as exc:  # noqa: BLE001 - omegaconf refuses objects (a factory, a class) as values
             raise ValueError(f"{cls.__name__} was built with an argument a config cannot hold ({exc}); build it from "
                              "LazyConfigs (L(...)) or pass save_pretrained(config=...)") from None
@@ -144,15 +147,16 @@ class PretrainedMixin:
             PretrainedFileError: ``config.json`` or ``model.safetensors`` is unreadable, names a class outside
                 ``allowed_targets``, or does not fit; the message names the file.
         """
-        from vitlab.config import ConfigInstantiationError, UnknownKeyError, check_keys, instantiate
+        from vitlab.config import ConfigInstantiationError, UnknownKeyError, check_keys, instantiate, rename_old_keys
 
         hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
                    local_files_only=local_files_only, token=token)
         config_path = _resolve(pretrained_model_name_or_path, CONFIG_NAME, hub)
         data = read_config(config_path, allowed_targets, expected=cls)
         try:
-            check_keys(OmegaConf.create(data))
-            model = instantiate(data, device=device, dtype=dtype, **overrides)
+            config = rename_old_keys(OmegaConf.create(data))  # a config.json of an older vitlab (vitlab.compat)
+            check_keys(config)
+            model = instantiate(config, device=device, dtype=dtype, **overrides)
         except (UnknownKeyError, ConfigInstantiationError) as exc:
             raise PretrainedFileError(f"{config_path}: {exc}") from None
         model.eval()
