@@ -92,6 +92,6 @@ def test_flops_cli_rejects_typo_and_counts_huge_models_on_meta():
     bad = subprocess.run(cmd + ["model.dimm=8"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "model.dim" in bad.stderr
     # a ViT-7B-sized config (hidden 4096, 40 blocks): meta device, no weights in memory
-    big = subprocess.run(cmd + ["model.dim=4096", "model.num_blocks=40", "model.block_cfg.mixer.num_heads=32", "--json"],
+    big = subprocess.run(cmd + ["model.dim=4096", "model.num_blocks=40", "model.block_layer.mixer_layer.num_heads=32", "--json"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(big.stdout)["params"] > 6e9

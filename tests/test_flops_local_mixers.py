@@ -34,8 +34,8 @@ def test_analytic_flops_match_flop_counter_mode(pattern, registers, padded, size
 @pytest.mark.parametrize("window,dilation", [(3, 2), (5, 1), (1, 1), (9, 1)])  # 9: larger than every grid
 @pytest.mark.parametrize("train", [False, True])
 def test_dilated_and_oversized_windows(window, dilation, train):
-    block = L(Block)(mixer=L(NeighborhoodAttention)(num_heads=2, window=window, dilation=dilation),
-                     ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)())
+    block = L(Block)(mixer_layer=L(NeighborhoodAttention)(num_heads=2, window=window, dilation=dilation),
+                     ffn_layer=L(Mlp)(ratio=2.0), norm_layer=L(LayerNorm)())
     net = instantiate(tiny("N", num_registers=1, layer_types={"N": block}))
     for size in [(28, 20), (24, 24)]:
         analytic = net.flop_count(inference=not train, image_size=size, batch_size=2)

@@ -47,7 +47,7 @@ def test_rope_augmentation_only_in_training_and_shared_per_forward():
 
 
 def test_rope_rotates_patches_only():
-    attn = Attention(16, num_heads=2, rope=lambda head_dim, **kw: RotaryEmbedding2D(head_dim, **kw)).eval()
+    attn = Attention(16, num_heads=2, rope_layer=lambda head_dim, **kw: RotaryEmbedding2D(head_dim, **kw)).eval()
     layout = TokenLayout(2, 3, 1, 2)  # 6 patches, CLS, 2 registers
     q, k = torch.randn(2, 1, 2, 9, 8).unbind(0)
     rq, rk = rotate_patches(attn.rope, q, k, layout)
@@ -62,8 +62,8 @@ def test_rope_rotates_patches_only():
 def test_attention_weights_are_the_forwards(backend):
     """forward(x) = proj(attention_weights(x) @ v), with RoPE, QK-norm and the masked key bias."""
     torch.manual_seed(0)
-    attn = Attention(32, num_heads=4, mask_k_bias=True, qk_norm=L(LayerNorm)(),
-                     rope=L(RotaryEmbedding2D)(base=100.0), backend=backend).eval()
+    attn = Attention(32, num_heads=4, mask_k_bias=True, qk_norm_layer=L(LayerNorm)(),
+                     rope_layer=L(RotaryEmbedding2D)(base=100.0), backend=backend).eval()
     layout = TokenLayout(2, 3, 1, 2)
     x = torch.randn(2, layout.num_tokens, 32)
     weights = attn.attention_weights(x, layout)

@@ -1,7 +1,7 @@
 """Configs as Python: ``L(cls)(...)`` LazyConfigs on omegaconf, built by hydra's ``instantiate``, and the
 typed run sections (``TrainConfig``, ``OptimConfig``, ``DataConfig``, ``EvalConfig``, ``LaunchConfig``) whose keys are fixed."""
 
-from vitlab.config.instantiate import ConfigInstantiationError, build, instantiate
+from vitlab.config.instantiate import ConfigInstantiationError, ModuleFactory, build, instantiate
 from vitlab.config.io import load_config, save_config
 from vitlab.config.lazy import L, import_path, is_lazy
 from vitlab.config.overrides import (
@@ -22,6 +22,7 @@ __all__ = [
     "L",
     "instantiate",
     "build",
+    "ModuleFactory",
     "load_config",
     "apply_overrides",
     "override_item",

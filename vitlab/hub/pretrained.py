@@ -14,7 +14,7 @@ built every ``_target_`` in it must name a class in an allowed package (``vitlab
 more): a config that names a function (``os.system``) or a foreign class is refused.
 
 Why not ``PyTorchModelHubMixin`` itself: its config is the constructor's JSON-able arguments, so LazyConfig
-arguments (``norm_cfg``, ``layer_types``) are dropped unless coders are registered; it rebuilds with
+arguments (``norm_layer``, ``layer_types``) are dropped unless coders are registered; it rebuilds with
 ``cls(**config)``, so no ``_target_`` is kept, used or checked; it loads ``strict=False`` by default (a
 mismatched file half-loads silently) and prints; and it would make huggingface_hub an import of every
 model. This mixin keeps its interface and file names, and imports huggingface_hub only to download or push.

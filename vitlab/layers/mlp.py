@@ -7,12 +7,12 @@ Axis legend: H hidden width.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from vitlab.config import build
+from vitlab.config import ModuleFactory, build
 from vitlab.kernels import swiglu
 
 __all__ = ["Mlp", "SwiGLU"]
@@ -26,14 +26,14 @@ class Mlp(nn.Module):
         ratio: hidden width over ``dim``, when ``hidden_features`` is not given.
         hidden_features: the hidden width H.
         bias: biases of both projections.
-        act_layer: config or factory of the activation module, e.g. ``L(nn.GELU)(approximate="tanh")``
+        act_layer: factory (or config) of the activation module, e.g. ``L(nn.GELU)(approximate="tanh")``
             (default ``nn.GELU``, the exact erf form).
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("act_layer",)
 
     def __init__(self, dim: int, *, ratio: float = 4.0, hidden_features: int | None = None, bias: bool = True,
-                 act_layer: Any = nn.GELU, device=None, dtype=None):
+                 act_layer: ModuleFactory = nn.GELU, device=None, dtype=None):
         super().__init__()
         hidden_features = hidden_features or int(dim * ratio)
         self.fc1 = nn.Linear(dim, hidden_features, bias=bias, device=device, dtype=dtype)
@@ -60,7 +60,7 @@ class SwiGLU(nn.Module):
         hidden_features: the hidden width H of each of the two branches.
         align_to: rounding of the hidden width computed from ``ratio``.
         bias: biases of both projections.
-        act_layer: config or factory of the gate's activation module (default ``nn.SiLU``). SiLU runs
+        act_layer: factory (or config) of the gate's activation module (default ``nn.SiLU``). SiLU runs
             the fused kernel :func:`vitlab.kernels.swiglu`, which computes it (the module's own
             forward, and its hooks, do not run); any other activation runs in torch.
     """
@@ -68,7 +68,7 @@ class SwiGLU(nn.Module):
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("act_layer",)
 
     def __init__(self, dim: int, *, ratio: float = 4.0, hidden_features: int | None = None, align_to: int = 8,
-                 bias: bool = True, act_layer: Any = nn.SiLU, device=None, dtype=None):
+                 bias: bool = True, act_layer: ModuleFactory = nn.SiLU, device=None, dtype=None):
         super().__init__()
         if hidden_features is None:
             hidden_features = int(int(dim * ratio) * 2 / 3)

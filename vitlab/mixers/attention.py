@@ -11,13 +11,14 @@ Axis legend: B batch, T tokens (patches first, then CLS/registers), H heads, d h
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitlab.config import build
+from vitlab.compat import renamed_kwargs
+from vitlab.config import ModuleFactory, build
 from vitlab.kernels import rope_2d
 from vitlab.models.layout import TokenLayout
 
@@ -30,16 +31,16 @@ def flash_attn_available() -> bool:
     return importlib.util.find_spec("flash_attn") is not None
 
 
-def qk_parts(qk_norm: Any, rope: Any, dim: int, num_heads: int, *, device=None,
-             dtype=None) -> tuple[nn.Module, nn.Module, nn.Module | None]:
-    """The query / key norms (``nn.Identity`` without ``qk_norm``) and the RoPE module of an attention mixer
-    with ``num_heads`` heads of width ``dim / num_heads``; RoPE needs that head width divisible by 4."""
+def qk_parts(qk_norm_layer: ModuleFactory | None, rope_layer: ModuleFactory | None, dim: int, num_heads: int, *,
+             device=None, dtype=None) -> tuple[nn.Module, nn.Module, nn.Module | None]:
+    """The query / key norms (``nn.Identity`` without ``qk_norm_layer``) and the RoPE module of an attention
+    mixer with ``num_heads`` heads of width ``dim / num_heads``; RoPE needs that head width divisible by 4."""
     head_dim = dim // num_heads
-    q_norm = build(qk_norm, dim=head_dim, device=device, dtype=dtype) or nn.Identity()
-    k_norm = build(qk_norm, dim=head_dim, device=device, dtype=dtype) or nn.Identity()
-    if rope is not None and head_dim % 4:
+    q_norm = build(qk_norm_layer, dim=head_dim, device=device, dtype=dtype) or nn.Identity()
+    k_norm = build(qk_norm_layer, dim=head_dim, device=device, dtype=dtype) or nn.Identity()
+    if rope_layer is not None and head_dim % 4:
         raise ValueError(f"RoPE needs head_dim divisible by 4, got dim={dim}/num_heads={num_heads}={head_dim}")
-    return q_norm, k_norm, build(rope, head_dim=head_dim, device=device, dtype=dtype)
+    return q_norm, k_norm, build(rope_layer, head_dim=head_dim, device=device, dtype=dtype)
 
 
 def rotate_patches(rope: nn.Module, q: torch.Tensor, k: torch.Tensor, layout: TokenLayout,
@@ -60,14 +61,15 @@ class Attention(nn.Module):
         num_heads: H; ``dim`` must divide evenly.
         qkv_bias, proj_bias: biases of the input and output projections.
         mask_k_bias: keep the key part of the qkv bias at zero (DINOv3); it cannot change softmax.
-        qk_norm: config or factory of a norm applied per head to q and k (gets ``dim=head_dim``).
-        rope: config or factory of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``);
+        qk_norm_layer: factory (or config) of a norm applied per head to q and k (gets ``dim=head_dim``).
+        rope_layer: factory (or config) of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``);
             rotates patch tokens only.
         backend: ``auto | flash | sdpa | math``.
     """
 
-    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm", "rope")
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm_layer", "rope_layer")
 
+    @renamed_kwargs(qk_norm="qk_norm_layer", rope="rope_layer")
     def __init__(
         self,
         dim: int,
@@ -76,8 +78,8 @@ class Attention(nn.Module):
         qkv_bias: bool = True,
         proj_bias: bool = True,
         mask_k_bias: bool = False,
-        qk_norm: Any = None,
-        rope: Any = None,
+        qk_norm_layer: ModuleFactory | None = None,
+        rope_layer: ModuleFactory | None = None,
         backend: Literal["auto", "flash", "sdpa", "math"] = "auto",
         device=None,
         dtype=None,
@@ -100,7 +102,7 @@ class Attention(nn.Module):
             self.register_buffer("bias_mask", mask, persistent=False)
         else:
             self.bias_mask = None
-        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm, rope, dim, num_heads, **dd)
+        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads, **dd)
         self.kernels = "auto"
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:

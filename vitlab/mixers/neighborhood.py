@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable, ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import any_torch_dispatch_mode_on_stack
 
+from vitlab.compat import renamed_kwargs
+from vitlab.config import ModuleFactory
 from vitlab.mixers.attention import qk_parts, rotate_patches
 from vitlab.models.layout import TokenLayout
 
@@ -115,14 +117,15 @@ class NeighborhoodAttention(nn.Module):
         window: side of the neighbourhood (odd, >= 1; NAT uses 7).
         dilation: step between neighbours (>= 1).
         qkv_bias, proj_bias: biases of the input and output projections.
-        qk_norm: config or factory of a norm applied per head to q and k (gets ``dim=head_dim``).
-        rope: config or factory of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``);
+        qk_norm_layer: factory (or config) of a norm applied per head to q and k (gets ``dim=head_dim``).
+        rope_layer: factory (or config) of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``);
             rotates patch tokens only, as :class:`~vitlab.mixers.Attention` does.
         backend: ``auto | flex | sdpa`` (see the module docstring).
     """
 
-    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm", "rope")
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm_layer", "rope_layer")
 
+    @renamed_kwargs(qk_norm="qk_norm_layer", rope="rope_layer")
     def __init__(
         self,
         dim: int,
@@ -132,8 +135,8 @@ class NeighborhoodAttention(nn.Module):
         dilation: int = 1,
         qkv_bias: bool = True,
         proj_bias: bool = True,
-        qk_norm: Any = None,
-        rope: Any = None,
+        qk_norm_layer: ModuleFactory | None = None,
+        rope_layer: ModuleFactory | None = None,
         backend: Literal["auto", "flex", "sdpa"] = "auto",
         device=None,
         dtype=None,
@@ -153,7 +156,7 @@ class NeighborhoodAttention(nn.Module):
         # the names of Attention's parts, so that an Attention's weights load as they are
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
         self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
-        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm, rope, dim, num_heads, **dd)
+        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads, **dd)
         self.kernels = "auto"
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:

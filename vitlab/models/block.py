@@ -8,12 +8,13 @@ Axis legend: B batch, T tokens, D width.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from vitlab.config import build
+from vitlab.compat import renamed_kwargs
+from vitlab.config import ModuleFactory, build
 from vitlab.layers import ResidualBranch
 from vitlab.models.layout import TokenLayout
 
@@ -28,26 +29,27 @@ class Block(nn.Module):
 
     Args:
         dim: width D (injected by the network).
-        mixer: config or factory of a token mixer ``mixer(dim=, device=, dtype=)`` whose forward is
-            ``(x [B, T, D], layout) -> [B, T, D]``.
-        ffn: config or factory of the feed-forward network ``ffn(dim=, ...)``.
-        norm: config or factory of the norm ``norm(dim=, ...)``.
+        mixer_layer: factory (or config) of a token mixer ``mixer_layer(dim=, device=, dtype=)`` whose forward
+            is ``(x [B, T, D], layout) -> [B, T, D]``.
+        ffn_layer: factory (or config) of the feed-forward network ``ffn_layer(dim=, ...)``.
+        norm_layer: factory (or config) of the two norms ``norm_layer(dim=, ...)``.
         layer_scale_init: initial LayerScale value; None disables LayerScale.
         drop_path_rate: stochastic depth probability (injected per layer by the network).
     """
 
-    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("mixer", "ffn", "norm")
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("mixer_layer", "ffn_layer", "norm_layer")
 
-    def __init__(self, dim: int, *, mixer: Any, ffn: Any, norm: Any, layer_scale_init: float | None = None,
-                 drop_path_rate: float = 0.0, device=None, dtype=None):
+    @renamed_kwargs(mixer="mixer_layer", ffn="ffn_layer", norm="norm_layer")
+    def __init__(self, dim: int, *, mixer_layer: ModuleFactory, ffn_layer: ModuleFactory, norm_layer: ModuleFactory,
+                 layer_scale_init: float | None = None, drop_path_rate: float = 0.0, device=None, dtype=None):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
         branch = dict(layer_scale_init=layer_scale_init, drop_path_rate=drop_path_rate, **dd)
-        self.norm1 = build(norm, dim=dim, **dd)
-        self.mixer = build(mixer, dim=dim, **dd)
+        self.norm1 = build(norm_layer, dim=dim, **dd)
+        self.mixer = build(mixer_layer, dim=dim, **dd)
         self.ls1 = ResidualBranch(dim, **branch)
-        self.norm2 = build(norm, dim=dim, **dd)
-        self.ffn = build(ffn, dim=dim, **dd)
+        self.norm2 = build(norm_layer, dim=dim, **dd)
+        self.ffn = build(ffn_layer, dim=dim, **dd)
         self.ls2 = ResidualBranch(dim, **branch)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """HybridViT: a vision transformer whose blocks are chosen per layer from a pattern string.
 
 The API follows ViT-5's classification network (nvSubquadratic): the token layout
-``[patches (h*w), CLS, registers (R), padding (P)]``, homogeneous (``block_cfg``) or hybrid
+``[patches (h*w), CLS, registers (R), padding (P)]``, homogeneous (``block_layer``) or hybrid
 (``layer_pattern`` + ``layer_types``) stacking, ``padding_types``, readouts, and drop-path schedules.
 It adds what DINOv3 (Siméoni et al. 2025) needs: an optional CLS token, no absolute position
 embedding (RoPE blocks carry position), a mask token for iBOT, an untied CLS/register norm, and
@@ -12,13 +12,14 @@ Axis legend: B batch, h x w patch grid, N = h*w patches, T tokens, D width (``di
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Sequence
+from typing import ClassVar, Literal, Sequence
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vitlab.config import build
+from vitlab.compat import renamed_kwargs
+from vitlab.config import ModuleFactory, build
 from vitlab.hub.pretrained import PretrainedMixin
 from vitlab.layers import LearnedPosEmbed, PatchEmbed
 from vitlab.models.layout import TokenLayout
@@ -53,14 +54,14 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         image_size: reference size (int or (H, W)): the learned position embedding's grid and the
             default for FLOP counting. Other sizes divisible by P work at run time.
         num_registers: R register tokens (Darcet et al. 2024, "Vision Transformers Need Registers").
-        norm_cfg: config or factory of the final norm (gets ``dim``).
+        norm_layer: factory (or config) of the final norm (gets ``dim``).
         readout: ``cls | gap | register_concat`` (see :mod:`vitlab.models.readout`).
-        block_cfg: one block config replicated ``num_blocks`` times (homogeneous mode).
+        block_layer: factory (or config) of one block, built ``num_blocks`` times (homogeneous mode).
         dropout_rate: dropout before the head.
         neck_compression_ratio: r of the ``register_concat`` neck ``Linear(D, D // r)``.
         reg_init: ``trunc_normal`` or ``zeros`` for the register tokens.
         layer_pattern: one character per block (hybrid mode), e.g. ``"HR" * 6``.
-        layer_types: character -> block config (hybrid mode).
+        layer_types: character -> block factory (or config) (hybrid mode).
         padding_types: characters whose blocks see the padded sequence (hybrid mode), an explicit
             override; by default (None) a block is padded when its mixer sets ``needs_grid = True``
             (Hyena 2D does), whatever its character.
@@ -70,15 +71,16 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         pos_embed: ``learned`` absolute position embedding (with a slot for the CLS token, as timm's
             ViT), or ``none`` (position from RoPE / convolutions only, as DINOv3).
         mask_token: learn a token that replaces masked patches (iBOT/DINOv3 pretraining).
-        cls_norm_cfg: a separate final norm for CLS and registers (DINOv3's untied norms).
+        cls_norm_layer: factory (or config) of a separate final norm for CLS and registers (DINOv3's untied norms).
         kernels: backend of the fused hot paths (norms, residual + LayerScale + drop path, RoPE,
             SwiGLU, Hyena gating): ``auto`` (Triton on CUDA), ``triton`` or ``torch``; the
             environment variable ``VITLAB_KERNELS=torch`` forces torch for debugging.
         device, dtype: where and how to build the parameters (``device="meta"`` for FLOP counting).
     """
 
-    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("norm_cfg", "block_cfg", "layer_types", "cls_norm_cfg")
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("norm_layer", "block_layer", "layer_types", "cls_norm_layer")
 
+    @renamed_kwargs(norm_cfg="norm_layer", block_cfg="block_layer", cls_norm_cfg="cls_norm_layer")
     def __init__(
         self,
         *,
@@ -89,21 +91,21 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         patch_size: int = 16,
         image_size: int | Sequence[int] = 224,
         num_registers: int = 0,
-        norm_cfg: Any,
+        norm_layer: ModuleFactory,
         readout: Literal["cls", "gap", "register_concat"] = "cls",
-        block_cfg: Any = None,
+        block_layer: ModuleFactory | None = None,
         dropout_rate: float = 0.0,
         neck_compression_ratio: int | None = None,
         reg_init: Literal["trunc_normal", "zeros"] = "trunc_normal",
         layer_pattern: str | None = None,
-        layer_types: dict[str, Any] | None = None,
+        layer_types: dict[str, ModuleFactory] | None = None,
         padding_types: Sequence[str] | None = None,
         max_drop_path_rate: float = 0.0,
         drop_path_schedule: Literal["constant", "linear"] = "constant",
         class_token: bool = True,
         pos_embed: Literal["learned", "none"] = "learned",
         mask_token: bool = False,
-        cls_norm_cfg: Any = None,
+        cls_norm_layer: ModuleFactory | None = None,
         kernels: Literal["auto", "triton", "torch"] = "auto",
         device=None,
         dtype=None,
@@ -122,8 +124,8 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         self.image_size = _pair(image_size)
         if self.image_size[0] % patch_size or self.image_size[1] % patch_size:
             raise ValueError(f"image_size={image_size} is not divisible by patch_size={patch_size}")
-        if (block_cfg is None) == (layer_pattern is None):
-            raise ValueError("give exactly one of block_cfg (homogeneous) or layer_pattern + layer_types (hybrid)")
+        if (block_layer is None) == (layer_pattern is None):
+            raise ValueError("give exactly one of block_layer (homogeneous) or layer_pattern + layer_types (hybrid)")
         if layer_pattern is not None and not layer_types:
             raise ValueError(f"layer_pattern={layer_pattern!r} needs layer_types (a dict: character -> block config)")
         if layer_pattern is None and layer_types:
@@ -150,7 +152,7 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         else:
             if padding_types is not None:
                 raise ValueError("padding_types is only used with layer_pattern")
-            blocks = [build(block_cfg, dim=D, drop_path_rate=r, **dd) for r in rates]
+            blocks = [build(block_layer, dim=D, drop_path_rate=r, **dd) for r in rates]
         # One rule: a block sees the padded grid when its mixer says it needs the grid (Hyena 2D);
         # padding_types, the seed API's name, overrides that per character in hybrid mode.
         if padding_types is None:
@@ -163,8 +165,8 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         self.drop_path_rates = rates
         self.checkpointed = [False] * num_blocks  # per block: recompute its activations in backward
 
-        self.norm = build(norm_cfg, dim=D, **dd)
-        self.cls_norm = build(cls_norm_cfg, dim=D, **dd)
+        self.norm = build(norm_layer, dim=D, **dd)
+        self.cls_norm = build(cls_norm_layer, dim=D, **dd)
         self.readout = Readout(readout, D, num_cls=self.num_cls, num_registers=num_registers,
                                neck_compression_ratio=neck_compression_ratio, **dd)
         self.head_drop = nn.Dropout(dropout_rate)
