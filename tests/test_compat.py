@@ -107,6 +107,8 @@ def test_a_network_config_of_an_older_vitlab_loads_resumes_and_overrides(tmp_pat
     ("vitlab.mixers.Attention", "rope", "rope_layer"),
     ("vitlab.mixers.NeighborhoodAttention", "qk_norm", "qk_norm_layer"),
     ("vitlab.mixers.NeighborhoodAttention", "rope", "rope_layer"),
+    ("vitlab.mixers.Attention", "backend", "attn_impl"),
+    ("vitlab.mixers.NeighborhoodAttention", "backend", "attn_impl"),
 ])
 def test_every_renamed_part_names_its_new_name(cls, old, new):
     from hydra.utils import get_class

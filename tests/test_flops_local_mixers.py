@@ -51,7 +51,7 @@ def test_flex_backend_is_counted_by_its_mask(padded):
     with torch.no_grad():
         sdpa = net(x)
         for block in net.blocks:
-            block.mixer.backend = "flex"
+            block.mixer.attn_impl = "flex"
         torch.testing.assert_close(net(x), sdpa, atol=1e-5, rtol=1e-5)
     analytic = net.flop_count(image_size=(12, 20), batch_size=2)
     assert torch_flop_count(net, (12, 20), batch_size=2) == pytest.approx(analytic, rel=1e-6)
