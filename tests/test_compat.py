@@ -109,8 +109,18 @@ def test_a_network_config_of_an_older_vitlab_loads_resumes_and_overrides(tmp_pat
     ("vitlab.mixers.NeighborhoodAttention", "rope", "rope_layer"),
     ("vitlab.mixers.Attention", "backend", "attn_impl"),
     ("vitlab.mixers.NeighborhoodAttention", "backend", "attn_impl"),
+    ("vitlab.ssl.DINOLoss", "backend", "kernels"),
+    ("vitlab.ssl.iBOTPatchLoss", "backend", "kernels"),
 ])
 def test_every_renamed_part_names_its_new_name(cls, old, new):
     from hydra.utils import get_class
 
     assert renamed_args_of(get_class(cls))[old] == new
+
+
+def test_a_loss_built_with_backend_gets_kernels():
+    from vitlab.ssl import DINOLoss
+
+    with pytest.warns(FutureWarning, match="'backend' is now 'kernels'"):
+        loss = DINOLoss(8, backend="torch")
+    assert loss.kernels == "torch"

@@ -188,7 +188,7 @@ def test_homogeneous_mode_and_drop_path_injection():
 class ScaledIdentityMixer(nn.Module):
     """A user-defined mixer: tokens times a learned scalar."""
 
-    def __init__(self, dim, *, scale=2.0, device=None, dtype=None):
+    def __init__(self, dim, *, scale=2.0, kernels=None, device=None, dtype=None):
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(scale, device=device, dtype=dtype))
 
@@ -204,7 +204,7 @@ class ScaledIdentityMixer(nn.Module):
 
 def test_user_block_type_without_registry():
     class CountingBlock(nn.Module):  # defined inside the test, no registration anywhere
-        def __init__(self, dim, *, drop_path_rate=0.0, device=None, dtype=None):
+        def __init__(self, dim, *, drop_path_rate=0.0, kernels=None, device=None, dtype=None):
             super().__init__()
             self.drop_path_rate = drop_path_rate
             self.lin = nn.Linear(dim, dim, device=device, dtype=dtype)

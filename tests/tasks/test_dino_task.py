@@ -11,9 +11,9 @@ from vitlab.ssl import DINOHead, MaskingGenerator, MultiCrop, collate_multicrop,
 from vitlab.tasks.dino import DINOv3Task
 
 
-def make_task(readout="cls", registers=2, **kw):
+def make_task(readout="cls", registers=2, kernels=None, **kw):
     model = tiny("HR", num_classes=0, mask_token=True, num_registers=registers, image_size=16, readout=readout,
-                 neck_compression_ratio=4 if readout == "register_concat" else None)
+                 neck_compression_ratio=4 if readout == "register_concat" else None, kernels=kernels)
     head = L(DINOHead)(out_dim=64, hidden_features=32, bottleneck_dim=16)
     args = dict(dino_head=head, ibot_head=head, teacher_temp=0.04, momentum=0.9)
     args.update(kw)

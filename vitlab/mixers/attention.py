@@ -20,7 +20,8 @@ from torch import nn
 
 from vitlab.compat import RenamedAttribute, renamed_kwargs
 from vitlab.config import ModuleFactory, build
-from vitlab.kernels import rope_2d
+from vitlab.kernels import resolve_kernels, rope_2d
+from vitlab.kernels.dispatch import Backend
 from vitlab.models.layout import TokenLayout
 
 __all__ = ["Attention", "flash_attn_available", "qk_parts", "rotate_patches"]
@@ -33,12 +34,13 @@ def flash_attn_available() -> bool:
 
 
 def qk_parts(qk_norm_layer: ModuleFactory | None, rope_layer: ModuleFactory | None, dim: int, num_heads: int, *,
-             device=None, dtype=None) -> tuple[nn.Module, nn.Module, nn.Module | None]:
-    """The query / key norms (``nn.Identity`` without ``qk_norm_layer``) and the RoPE module of an attention
-    mixer with ``num_heads`` heads of width ``dim / num_heads``; RoPE needs that head width divisible by 4."""
+             kernels: Backend, device=None, dtype=None) -> tuple[nn.Module, nn.Module, nn.Module | None]:
+    """The query / key norms (``nn.Identity`` without ``qk_norm_layer``; built with ``kernels``) and the RoPE
+    module of an attention mixer with ``num_heads`` heads of width ``dim / num_heads``; RoPE needs that head
+    width divisible by 4."""
     head_dim = dim // num_heads
-    q_norm = build(qk_norm_layer, dim=head_dim, device=device, dtype=dtype) or nn.Identity()
-    k_norm = build(qk_norm_layer, dim=head_dim, device=device, dtype=dtype) or nn.Identity()
+    q_norm = build(qk_norm_layer, dim=head_dim, kernels=kernels, device=device, dtype=dtype) or nn.Identity()
+    k_norm = build(qk_norm_layer, dim=head_dim, kernels=kernels, device=device, dtype=dtype) or nn.Identity()
     if rope_layer is not None and head_dim % 4:
         raise ValueError(f"RoPE needs head_dim divisible by 4, got dim={dim}/num_heads={num_heads}={head_dim}")
     return q_norm, k_norm, build(rope_layer, head_dim=head_dim, device=device, dtype=dtype)
@@ -66,6 +68,8 @@ class Attention(nn.Module):
         rope_layer: factory (or config) of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``);
             rotates patch tokens only.
         attn_impl: ``auto | flash | sdpa | math``, what computes ``softmax(q k^T) v`` (the module docstring).
+        kernels: ``auto | triton | torch`` for its fused kernels (injected by the block; None:
+            :func:`vitlab.kernels.resolve_kernels`).
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm_layer", "rope_layer")
@@ -83,6 +87,7 @@ class Attention(nn.Module):
         qk_norm_layer: ModuleFactory | None = None,
         rope_layer: ModuleFactory | None = None,
         attn_impl: Literal["auto", "flash", "sdpa", "math"] = "auto",
+        kernels: Backend | None = None,
         device=None,
         dtype=None,
     ):
@@ -104,8 +109,9 @@ class Attention(nn.Module):
             self.register_buffer("bias_mask", mask, persistent=False)
         else:
             self.bias_mask = None
-        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads, **dd)
-        self.kernels = "auto"
+        self.kernels = resolve_kernels(kernels)
+        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads,
+                                                       kernels=self.kernels, **dd)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T, D = x.shape

@@ -42,6 +42,8 @@ from torch.utils._python_dispatch import any_torch_dispatch_mode_on_stack
 
 from vitlab.compat import RenamedAttribute, renamed_kwargs
 from vitlab.config import ModuleFactory
+from vitlab.kernels import resolve_kernels
+from vitlab.kernels.dispatch import Backend
 from vitlab.mixers.attention import qk_parts, rotate_patches
 from vitlab.models.layout import TokenLayout
 
@@ -121,6 +123,8 @@ class NeighborhoodAttention(nn.Module):
         rope_layer: factory (or config) of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``);
             rotates patch tokens only, as :class:`~vitlab.mixers.Attention` does.
         attn_impl: ``auto | flex | sdpa`` (see the module docstring).
+        kernels: ``auto | triton | torch`` for its fused kernels (injected by the block; None:
+            :func:`vitlab.kernels.resolve_kernels`).
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm_layer", "rope_layer")
@@ -139,6 +143,7 @@ class NeighborhoodAttention(nn.Module):
         qk_norm_layer: ModuleFactory | None = None,
         rope_layer: ModuleFactory | None = None,
         attn_impl: Literal["auto", "flex", "sdpa"] = "auto",
+        kernels: Backend | None = None,
         device=None,
         dtype=None,
     ):
@@ -157,8 +162,9 @@ class NeighborhoodAttention(nn.Module):
         # the names of Attention's parts, so that an Attention's weights load as they are
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
         self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
-        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads, **dd)
-        self.kernels = "auto"
+        self.kernels = resolve_kernels(kernels)
+        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads,
+                                                       kernels=self.kernels, **dd)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T, D = x.shape

@@ -21,6 +21,8 @@ from torch.utils.checkpoint import checkpoint
 from vitlab.compat import renamed_kwargs
 from vitlab.config import ModuleFactory, build
 from vitlab.hub.pretrained import PretrainedMixin
+from vitlab.kernels import resolve_kernels
+from vitlab.kernels.dispatch import Backend
 from vitlab.layers import LearnedPosEmbed, PatchEmbed
 from vitlab.models.layout import TokenLayout
 from vitlab.models.pattern import drop_path_rates, parse_layer_pattern
@@ -73,8 +75,9 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         mask_token: learn a token that replaces masked patches (iBOT/DINOv3 pretraining).
         cls_norm_layer: factory (or config) of a separate final norm for CLS and registers (DINOv3's untied norms).
         kernels: backend of the fused hot paths (norms, residual + LayerScale + drop path, RoPE,
-            SwiGLU, Hyena gating): ``auto`` (Triton on CUDA), ``triton`` or ``torch``; the
-            environment variable ``VITLAB_KERNELS=torch`` forces torch for debugging.
+            SwiGLU, Hyena gating): ``auto`` (Triton on CUDA), ``triton`` or ``torch``, injected into every
+            block and norm (and by them into their parts) as ``dim`` is. None: the default of
+            :func:`vitlab.kernels.resolve_kernels`, ``VITLAB_KERNELS`` or ``auto``.
         device, dtype: where and how to build the parameters (``device="meta"`` for FLOP counting).
     """
 
@@ -106,7 +109,7 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         pos_embed: Literal["learned", "none"] = "learned",
         mask_token: bool = False,
         cls_norm_layer: ModuleFactory | None = None,
-        kernels: Literal["auto", "triton", "torch"] = "auto",
+        kernels: Backend | None = None,
         device=None,
         dtype=None,
     ):
@@ -132,6 +135,8 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
             raise ValueError("layer_types is only used with layer_pattern")
 
         dd = dict(device=device, dtype=dtype)
+        self.kernels = resolve_kernels(kernels)
+        parts = dict(kernels=self.kernels, **dd)  # what every block and norm gets besides dim
         D = dim
         self.dim, self.num_blocks, self.patch_size = D, num_blocks, patch_size
         self.in_channels, self.num_classes = in_channels, num_classes
@@ -148,11 +153,11 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         rates = drop_path_rates(max_drop_path_rate, num_blocks, drop_path_schedule)
         if layer_pattern is not None:
             self.layer_pattern = "".join(parse_layer_pattern(layer_pattern, layer_types, num_blocks))
-            blocks = [build(layer_types[c], dim=D, drop_path_rate=r, **dd) for c, r in zip(self.layer_pattern, rates)]
+            blocks = [build(layer_types[c], dim=D, drop_path_rate=r, **parts) for c, r in zip(self.layer_pattern, rates)]
         else:
             if padding_types is not None:
                 raise ValueError("padding_types is only used with layer_pattern")
-            blocks = [build(block_layer, dim=D, drop_path_rate=r, **dd) for r in rates]
+            blocks = [build(block_layer, dim=D, drop_path_rate=r, **parts) for r in rates]
         # One rule: a block sees the padded grid when its mixer says it needs the grid (Hyena 2D);
         # padding_types, the seed API's name, overrides that per character in hybrid mode.
         if padding_types is None:
@@ -165,25 +170,21 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         self.drop_path_rates = rates
         self.checkpointed = [False] * num_blocks  # per block: recompute its activations in backward
 
-        self.norm = build(norm_layer, dim=D, **dd)
-        self.cls_norm = build(cls_norm_layer, dim=D, **dd)
+        self.norm = build(norm_layer, dim=D, **parts)
+        self.cls_norm = build(cls_norm_layer, dim=D, **parts)
         self.readout = Readout(readout, D, num_cls=self.num_cls, num_registers=num_registers,
                                neck_compression_ratio=neck_compression_ratio, **dd)
         self.head_drop = nn.Dropout(dropout_rate)
         self.head = nn.Linear(self.readout.out_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.pretrained_cfg = default_pretrained_cfg(in_channels=in_channels, image_size=self.image_size,
                                                      num_classes=num_classes)
-        self.set_kernels(kernels)
         self.init_weights()
 
     def set_kernels(self, backend: str) -> None:
-        """Route every part with a fused kernel to ``backend`` (``auto | triton | torch``)."""
-        if backend not in ("auto", "triton", "torch"):
-            raise ValueError(f"kernels must be 'auto', 'triton' or 'torch', got {backend!r}")
-        self.kernels = backend
-        for m in self.modules():
-            if hasattr(m, "kernels") and m is not self:
-                m.kernels = backend
+        """Removed: the kernels are chosen once, at construction (an error that says so, for one release)."""
+        raise AttributeError(f"HybridViT.set_kernels({backend!r}) was removed: the kernels are chosen at construction "
+                             f"and reach every part from there; build the network with kernels={backend!r} (config: "
+                             f"model.kernels={backend}), or export_program(kernels='torch') for the torch references")
 
     # ------------------------------------------------------------------ init
     def init_weights(self) -> None:

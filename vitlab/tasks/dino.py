@@ -105,8 +105,9 @@ class DINOv3Task(Task):
         self.train()  # puts the teachers in eval mode (see train())
         k_dino = self.student_dino_head.last_layer.out_features
         k_ibot = self.student_ibot_head.last_layer.out_features
-        self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering)
-        self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering)
+        kernels = getattr(self.student, "kernels", None)  # the backbone's choice (model.kernels) reaches the losses
+        self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering, kernels=kernels)
+        self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering, kernels=kernels)
         self.gram_start, self.gram_teacher, self.gram_config = None, None, None
         if gram is not None:  # its snapshot schedule is set by setup(), when the run's length is known
             self.gram_config = gram if isinstance(gram, GramConfig) else GramConfig(**gram)

@@ -83,7 +83,8 @@ class DistillationTask(Task):
         if "config" not in ckpt:
             raise ValueError(f"task.teacher={str(teacher)!r} holds no config: cannot rebuild the teacher")
         cfg = typed_sections(OmegaConf.create(ckpt["config"]))
-        self.teacher = instantiate(cfg.model)
+        kernels = getattr(self.model, "kernels", None)  # the student's choice (model.kernels): teacher and losses too
+        self.teacher = instantiate(cfg.model, **({} if kernels is None else {"kernels": kernels}))
         load_model_state(self.teacher, ckpt["model"], repr(str(teacher)))
         has_heads = all(any(k.startswith(h + ".") for k in ckpt.get("task", {})) for h in HEADS)
         self.mode = ("heads" if has_heads else "features") if mode == "auto" else mode
@@ -104,8 +105,8 @@ class DistillationTask(Task):
             self.student_ibot_head = build(task_cfg.ibot_head, in_dim=self.model.dim)
             k_dino = self.teacher_dino_head.last_layer.out_features
             k_ibot = self.teacher_ibot_head.last_layer.out_features
-            self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering)
-            self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering)
+            self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering, kernels=kernels)
+            self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering, kernels=kernels)
             frozen = [self.teacher, self.teacher_dino_head, self.teacher_ibot_head]
         else:
             self.embed_proj = _projection(s_embed, t_embed)
