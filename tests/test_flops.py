@@ -60,7 +60,17 @@ def test_real_vit_small_layer_matches_counter():
     cfg = load_config(ROOT / "configs/models/vit_small_p16.py")
     apply_overrides(cfg, ["model.num_blocks=1"])
     model = instantiate(cfg.model)
-    assert model.flop_count(False, 64) == pytest.approx(torch_flop_count(model, (64, 64), train=True), rel=1e-6)
+    assert model.flop_count(inference=False, image_size=64) == pytest.approx(torch_flop_count(model, (64, 64), train=True), rel=1e-6)
+
+
+def test_the_mode_is_a_keyword_never_a_bare_boolean():
+    model = instantiate(tiny("HR"), device="meta")
+    with pytest.raises(TypeError, match=r"keyword arguments only .*write flop_count\(inference=False, image_size=16\)"):
+        model.flop_count(False, 16)
+    with pytest.raises(TypeError, match=r"flop_count\(inference=True\)"):
+        model.flop_count(True)
+    train, forward = model.flop_count(inference=False, image_size=16), model.flop_count(image_size=16)
+    assert train > 2 * forward > 0
 
 
 def test_flops_cli_table_and_json():
@@ -84,7 +94,7 @@ def test_flops_cli_counts_per_image_at_a_batch_size():
     assert hyena and all(batch["layers"][i]["flops"] < one["layers"][i]["flops"] for i in hyena)
     assert all(batch["layers"][i]["flops"] == one["layers"][i]["flops"] for i in range(4) if i not in hyena)
     model = instantiate(load_config(ROOT / "experiments/dinov3_quickstart.py").model)
-    assert batch["flops"] == pytest.approx(model.flop_count(True, batch_size=64) / 64, abs=8)
+    assert batch["flops"] == pytest.approx(model.flop_count(inference=True, batch_size=64) / 64, abs=8)
 
 
 def test_flops_cli_rejects_typo_and_counts_huge_models_on_meta():

@@ -10,10 +10,11 @@ LazyConfig node (``model.block_cfg`` -> ``model.block_layer``), and an override 
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from typing import Any, Callable, TypeVar
 
-__all__ = ["renamed_kwargs", "renamed_args_of", "RenamedAttribute", "warn_renamed"]
+__all__ = ["renamed_kwargs", "renamed_args_of", "RenamedAttribute", "keyword_only", "warn_renamed"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +56,23 @@ def renamed_args_of(target: Any) -> dict[str, str]:
     """The old -> new keyword names that ``target`` (a class or a function) still accepts; empty if none."""
     fn = target.__init__ if isinstance(target, type) else target
     return dict(getattr(fn, "renamed_kwargs", {}))
+
+
+def keyword_only(fn: F) -> F:
+    """Decorate a method whose arguments became keyword-only: a positional call raises ``TypeError`` naming
+    the keywords it meant, in their old order (``flop_count(False, 224)``: ``flop_count(inference=False,
+    image_size=224)``), where Python's own error would only count the arguments."""
+    names = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            meant = ", ".join(f"{name}={value!r}" for name, value in zip(names, args))
+            raise TypeError(f"{fn.__qualname__}() takes keyword arguments only ({', '.join(names)}); "
+                            f"write {fn.__name__}({meant})")
+        return fn(self, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class RenamedAttribute:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vitlab.compat import renamed_kwargs
+from vitlab.compat import keyword_only, renamed_kwargs
 from vitlab.config import ModuleFactory, build
 from vitlab.hub.pretrained import PretrainedMixin
 from vitlab.kernels import resolve_kernels
@@ -400,9 +400,13 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
                      "params": sum(p.numel() for p in self.head.parameters()) + sum(p.numel() for p in self.readout.parameters())},
         }
 
-    def flop_count(self, inference: bool = True, image_size: int | Sequence[int] | None = None,
+    @keyword_only
+    def flop_count(self, *, inference: bool = True, image_size: int | Sequence[int] | None = None,
                    batch_size: int = 1) -> int:
-        """FLOPs of one image's forward (``inference=True``) or of a training step (forward + backward).
+        """FLOPs of ``batch_size`` images' forward (``inference=True``) or training step (forward + backward).
+
+        Keyword arguments only: ``flop_count(inference=False, image_size=224)`` (a bare positional boolean
+        read as one mode or the other by position; it raises a ``TypeError`` naming the keywords).
 
         Convention: 2 FLOPs per multiply-add of matrix products, convolutions and attention, plus
         5 N log2 N per real FFT of N points; elementwise work (norms, activations, softmax, gating)

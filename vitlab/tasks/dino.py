@@ -270,10 +270,11 @@ class DINOv3Task(Task):
         globals_, locals_ = batch["global_crops"], batch.get("local_crops")
         size = lambda t: tuple(t.shape[-2:])  # noqa: E731
         teachers = 1 + self.gram_active
-        flops = len(globals_) * (self.student.flop_count(False, size(globals_))
-                                 + teachers * self.student.flop_count(True, size(globals_)))
+        count = self.student.flop_count
+        flops = len(globals_) * (count(inference=False, image_size=size(globals_))
+                                 + teachers * count(inference=True, image_size=size(globals_)))
         if locals_ is not None:
-            flops += len(locals_) * self.student.flop_count(False, size(locals_))
+            flops += len(locals_) * count(inference=False, image_size=size(locals_))
         return flops
 
     @torch.compiler.disable  # Python floats of this step's values: compiled, each step would recompile

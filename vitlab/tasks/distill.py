@@ -134,7 +134,7 @@ class DistillationTask(Task):
     def setup(self, *, total_steps: int) -> None:
         """Says what is distilled into what, with both networks' FLOPs."""
         size = self.model.image_size
-        s, t = self.model.flop_count(True, size), self.teacher.flop_count(True, size)
+        s, t = (net.flop_count(inference=True, image_size=size) for net in (self.model, self.teacher))
         print(f"[vitlab] distillation ({self.mode}) of {self.teacher_path!r}: student {s / 1e9:.4f} GFLOPs, "
               f"teacher {t / 1e9:.4f} GFLOPs per image (forward, at the student's image size)", flush=True)
 
@@ -187,7 +187,7 @@ class DistillationTask(Task):
         key = (which, inference, size)
         if key not in self._flop_counts:
             network = self.model if which == "student" else self.teacher
-            self._flop_counts[key] = network.flop_count(inference, size)
+            self._flop_counts[key] = network.flop_count(inference=inference, image_size=size)
         return self._flop_counts[key]
 
     def train_flops(self, batch: dict[str, torch.Tensor]) -> int:
