@@ -63,6 +63,27 @@ def test_real_vit_small_layer_matches_counter():
     assert model.flop_count(inference=False, image_size=64) == pytest.approx(torch_flop_count(model, (64, 64), train=True), rel=1e-6)
 
 
+@pytest.mark.parametrize("kind, letter", [("A", "A"), ("R", "R"), ("G", "R"), ("H", "H"), ("N", "N"), ("C", "C"),
+                                          ("S", "S"), ("V", "V"), ("L", "L")])
+def test_a_homogeneous_model_reports_its_blocks_by_their_mixers_letters(kind, letter):
+    """Without a pattern each block is named by its mixer's letter (docs/models.md), not by whether it is padded."""
+    from tests.models.helpers import block
+    from vitlab.config import L
+    from vitlab.layers import LayerNorm
+    from vitlab.models import HybridViT
+
+    cfg = L(HybridViT)(dim=32, num_blocks=2, patch_size=4, image_size=16, num_classes=0, norm_layer=L(LayerNorm)(),
+                       block_layer=block(kind))
+    model = instantiate(cfg, device="meta")
+    assert model.layer_pattern == letter * 2
+    assert [layer["type"] for layer in model.flop_report()["layers"]] == [letter] * 2
+
+
+def test_a_vit_preset_is_all_attention_in_its_report():
+    model = instantiate(load_config(ROOT / "configs/models/vit_small_p16.py").model, device="meta")
+    assert {layer["type"] for layer in model.flop_report()["layers"]} == {"A"} and model.layer_pattern == "A" * 12
+
+
 def test_the_mode_is_a_keyword_never_a_bare_boolean():
     model = instantiate(tiny("HR"), device="meta")
     with pytest.raises(TypeError, match=r"keyword arguments only .*write flop_count\(inference=False, image_size=16\)"):

@@ -113,6 +113,11 @@ class Attention(nn.Module):
         self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads,
                                                        kernels=self.kernels, **dd)
 
+    @property
+    def pattern_letter(self) -> str:
+        """``R`` with RoPE, ``A`` without: the block letters of docs/models.md (a homogeneous network's pattern)."""
+        return "A" if self.rope is None else "R"
+
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T, D = x.shape
         q, k, v = self._qkv(x, layout)

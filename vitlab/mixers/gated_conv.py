@@ -43,6 +43,7 @@ class GatedConv(nn.Module):
     """
 
     needs_grid = False  # convolves the h x w patch grid itself; the sequence needs no padding
+    pattern_letter = "C"  # its block letter in docs/models.md
 
     def __init__(self, dim: int, *, expansion_ratio: float = 8 / 3, kernel_size: int = 7, conv_ratio: float = 1.0,
                  kernels: Backend | None = None, device=None, dtype=None):

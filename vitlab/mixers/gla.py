@@ -61,6 +61,7 @@ class GLA2D(nn.Module):
     """
 
     needs_grid = False  # reads the patch grid from the layout; padding tokens are not mixed
+    pattern_letter = "L"  # its block letter in docs/models.md
 
     def __init__(self, dim: int, *, num_heads: int, expand_k: float = 0.5, gate_rank: int = 16,
                  gate_logit_normalizer: float = 16.0, conv_kernel: int = 3, norm_eps: float = 1e-5,

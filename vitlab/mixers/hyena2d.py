@@ -130,6 +130,7 @@ class Hyena2D(nn.Module):
     """
 
     needs_grid = True  # sees the padded sequence as a 2D grid
+    pattern_letter = "H"  # its block letter in docs/models.md
 
     def __init__(self, dim: int, *, order: int = 2, filter_hidden: int = 64, filter_layers: int = 2,
                  filter_bands: int = 8, short_kernel: int = 3, bias: bool = True, long_conv: str = "auto",

@@ -119,6 +119,11 @@ class Mamba2D(nn.Module):
         self.A_log.copy_(n.log().expand_as(self.A_log))
         self.D.fill_(1.0)
 
+    @property
+    def pattern_letter(self) -> str:
+        """``S`` (Vim's bidirectional scan) or ``V`` (VMamba's cross scan): its block letters in docs/models.md."""
+        return "S" if self.scan == "bidirectional" else "V"
+
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T_in, _ = x.shape
         T = layout.num_tokens

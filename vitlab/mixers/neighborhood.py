@@ -128,6 +128,7 @@ class NeighborhoodAttention(nn.Module):
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm_layer", "rope_layer")
+    pattern_letter = "N"  # its block letter in docs/models.md
     backend = RenamedAttribute("attn_impl")
 
     @renamed_kwargs(qk_norm="qk_norm_layer", rope="rope_layer", backend="attn_impl")

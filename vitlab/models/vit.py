@@ -25,7 +25,7 @@ from vitlab.kernels import resolve_kernels
 from vitlab.kernels.dispatch import Backend
 from vitlab.layers import LearnedPosEmbed, PatchEmbed
 from vitlab.models.layout import TokenLayout
-from vitlab.models.pattern import drop_path_rates, parse_layer_pattern
+from vitlab.models.pattern import block_letter, drop_path_rates, parse_layer_pattern
 from vitlab.models.readout import Readout
 from vitlab.models.timm_interface import TimmInterface, default_pretrained_cfg
 
@@ -164,8 +164,8 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
             self.block_needs_padding = [bool(getattr(getattr(b, "mixer", None), "needs_grid", False)) for b in blocks]
         else:
             self.block_needs_padding = [c in set(padding_types) for c in self.layer_pattern]
-        if layer_pattern is None:
-            self.layer_pattern = "".join("H" if p else "B" for p in self.block_needs_padding)
+        if layer_pattern is None:  # homogeneous: each block by its mixer's letter, as a hybrid pattern would name it
+            self.layer_pattern = "".join(block_letter(b) for b in blocks)
         self.blocks = nn.ModuleList(blocks)
         self.drop_path_rates = rates
         self.checkpointed = [False] * num_blocks  # per block: recompute its activations in backward
