@@ -8,4 +8,4 @@ blocks in place of "HR" * 2, the FFN widened (ratio 4.82) so a forward costs wha
 from experiments.dinov3_quickstart import data, model, optim, task, train  # noqa: F401
 
 model.layer_pattern = "R" * 4
-model.layer_types.R.ffn.ratio = 4.82
+model.layer_types.R.ffn_layer.ratio = 4.82

@@ -8,6 +8,6 @@ from experiments.dinov3_scenes import data, eval, model, optim, task, train  # n
 
 model.layer_pattern = "R" * 4
 # the FFN ratio that matches the hybrid's forward FLOPs at 112x112 on a 0.1 grid, found by
-# vitlab flops experiments/dinov3_scenes_attn.py --match experiments/dinov3_scenes.py --vary model.layer_types.R.ffn.ratio
-model.layer_types.R.ffn.ratio = 4.4
+# vitlab flops experiments/dinov3_scenes_attn.py --match experiments/dinov3_scenes.py --vary model.layer_types.R.ffn_layer.ratio
+model.layer_types.R.ffn_layer.ratio = 4.4
 train.output_dir = "runs/dinov3_scenes_attn"

@@ -13,4 +13,4 @@ from configs.recipes.dinov3_im1k import data, optim, task, train  # noqa: F401
 
 model.max_drop_path_rate = 0.3  # student.drop_path_rate
 model.drop_path_schedule = "constant"  # DINOv3 applies one rate to every block
-model.block_cfg.layer_scale_init = 1e-5  # student.layerscale
+model.block_layer.layer_scale_init = 1e-5  # student.layerscale

@@ -8,4 +8,4 @@ widened (ratio 4.82) so a forward costs what the hybrid's does (102.6 against 10
 from experiments.distill_fmnist import data, model, optim, task, train  # noqa: F401
 
 model.layer_pattern = "R" * 4
-model.layer_types.R.ffn.ratio = 4.82
+model.layer_types.R.ffn_layer.ratio = 4.82

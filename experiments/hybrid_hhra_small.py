@@ -9,7 +9,7 @@ from vitlab.config import L
 from vitlab.mixers import Attention
 
 plain_attention = rope_attention.copy()
-plain_attention.mixer = L(Attention)(num_heads=6)  # no RoPE: this block sees no position at all
+plain_attention.mixer_layer = L(Attention)(num_heads=6)  # no RoPE: this block sees no position at all
 
 model.layer_pattern = "HHRA" * 3
 model.layer_types.A = plain_attention

@@ -34,7 +34,7 @@ def shrunk(tmp_path):
         "data.train_transform.transforms.0.size=32", "data.eval_transform.transforms.0.size=32",
         "data.eval_transform.transforms.1.size=32", "data.batch_size=4", "data.eval_batch_size=6",
         "data.num_workers=0", "model.image_size=32", "model.patch_size=8", "model.dim=32", "model.num_blocks=2",
-        "model.layer_pattern=HR", "model.layer_types.R.mixer.num_heads=2", "model.layer_types.H.mixer.filter_hidden=16",
+        "model.layer_pattern=HR", "model.layer_types.R.mixer_layer.num_heads=2", "model.layer_types.H.mixer_layer.filter_hidden=16",
         "optim.lr.warmup_steps=1", "train.max_steps=2", "train.log_every=1", "train.eval_every=null",
         "train.checkpoint_every=2", "train.device=cpu", "train.compile=false", f"train.output_dir={tmp_path / 'run'}",
     ])

@@ -6,6 +6,7 @@ import torch
 
 from tests.models.helpers import perturbed as build
 from vitlab.export import export_onnx, export_program
+from vitlab.kernels import torch_references
 
 
 def targets(program) -> set[str]:
@@ -42,8 +43,7 @@ def test_attention_exports(tmp_path, pattern):
 
 @pytest.mark.parametrize("long_conv", ["direct", "fft"])
 def test_hybrid_exports_with_either_long_convolution(tmp_path, long_conv):
-    model = build("HR").train()
-    model.set_kernels("triton")  # on CPU only a setting: the export takes the references
+    model = build("HR", kernels="triton").train()  # on CPU only a setting: the export takes the references
     program = export_program(model, torch.randn(2, 3, 16, 16), long_conv=long_conv)
     if long_conv == "direct":
         assert "aten.bmm.default" in targets(program) and not [t for t in targets(program) if "fft" in t]
@@ -53,9 +53,9 @@ def test_hybrid_exports_with_either_long_convolution(tmp_path, long_conv):
     # the network is as it was
     assert model.training and model.kernels == "triton" and model.blocks[0].mixer.kernels == "triton"
     assert model.blocks[0].mixer.long_conv == "auto"
-    model.eval().set_kernels("torch")
-    assert_matches_eager(program.module(), model)  # 16 patches + CLS + 2 registers + 1 padding token
-    assert_onnx_matches_eager(program, model, tmp_path / "hr.onnx")
+    with torch_references():  # eager on CPU without Triton's interpreter
+        assert_matches_eager(program.module(), model.eval())  # 16 patches + CLS + 2 registers + 1 padding token
+        assert_onnx_matches_eager(program, model, tmp_path / "hr.onnx")
 
 
 def test_a_hybrid_from_an_example_of_one_image():
@@ -66,15 +66,19 @@ def test_a_hybrid_from_an_example_of_one_image():
     assert_matches_eager(program.module(), model, (1, 3))
 
 
+def test_set_kernels_is_gone_and_says_what_replaced_it():
+    with pytest.raises(AttributeError, match="build the network with kernels='torch'"):
+        build("A").set_kernels("torch")
+
+
 def test_kernels_keep_exports_the_triton_custom_ops(tmp_path, monkeypatch):
     pytest.importorskip("triton")
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # the kernels run on CPU under Triton's interpreter
     monkeypatch.delenv("VITLAB_KERNELS", raising=False)
-    model = build("R")
-    model.set_kernels("triton")
+    model = build("R", kernels="triton")
     program = export_program(model, torch.randn(2, 3, 16, 16), kernels="keep")
     assert {"vitlab.rope_2d.default", "vitlab.add_norm.default"} <= targets(program)
     with pytest.raises(ValueError, match="Triton kernel nodes .*vitlab.rope_2d"):
         export_onnx(program, tmp_path / "r.onnx")
-    model.set_kernels("torch")
-    assert_matches_eager(program.module(), model, (1, 3))
+    with torch_references():
+        assert_matches_eager(program.module(), model, (1, 3))

@@ -30,7 +30,7 @@ MODELS = {
     "H_padded": lambda: tiny("H", num_registers=2, max_drop_path_rate=0.2, mask_token=True),
     # gated FFN, LayerScale, QK-norm; no CLS token
     "G_no_cls": lambda: tiny("G", class_token=False, readout="gap", pos_embed="none"),
-    "HRA_untied_norm": lambda: tiny("HRA", num_registers=1, cls_norm_cfg=L(LayerNorm)(),
+    "HRA_untied_norm": lambda: tiny("HRA", num_registers=1, cls_norm_layer=L(LayerNorm)(),
                                     max_drop_path_rate=0.1),
 }
 

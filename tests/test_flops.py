@@ -60,7 +60,38 @@ def test_real_vit_small_layer_matches_counter():
     cfg = load_config(ROOT / "configs/models/vit_small_p16.py")
     apply_overrides(cfg, ["model.num_blocks=1"])
     model = instantiate(cfg.model)
-    assert model.flop_count(False, 64) == pytest.approx(torch_flop_count(model, (64, 64), train=True), rel=1e-6)
+    assert model.flop_count(inference=False, image_size=64) == pytest.approx(torch_flop_count(model, (64, 64), train=True), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind, letter", [("A", "A"), ("R", "R"), ("G", "R"), ("H", "H"), ("N", "N"), ("C", "C"),
+                                          ("S", "S"), ("V", "V"), ("L", "L")])
+def test_a_homogeneous_model_reports_its_blocks_by_their_mixers_letters(kind, letter):
+    """Without a pattern each block is named by its mixer's letter (docs/models.md), not by whether it is padded."""
+    from tests.models.helpers import block
+    from vitlab.config import L
+    from vitlab.layers import LayerNorm
+    from vitlab.models import HybridViT
+
+    cfg = L(HybridViT)(dim=32, num_blocks=2, patch_size=4, image_size=16, num_classes=0, norm_layer=L(LayerNorm)(),
+                       block_layer=block(kind))
+    model = instantiate(cfg, device="meta")
+    assert model.layer_pattern == letter * 2
+    assert [layer["type"] for layer in model.flop_report()["layers"]] == [letter] * 2
+
+
+def test_a_vit_preset_is_all_attention_in_its_report():
+    model = instantiate(load_config(ROOT / "configs/models/vit_small_p16.py").model, device="meta")
+    assert {layer["type"] for layer in model.flop_report()["layers"]} == {"A"} and model.layer_pattern == "A" * 12
+
+
+def test_the_mode_is_a_keyword_never_a_bare_boolean():
+    model = instantiate(tiny("HR"), device="meta")
+    with pytest.raises(TypeError, match=r"keyword arguments only .*write flop_count\(inference=False, image_size=16\)"):
+        model.flop_count(False, 16)
+    with pytest.raises(TypeError, match=r"flop_count\(inference=True\)"):
+        model.flop_count(True)
+    train, forward = model.flop_count(inference=False, image_size=16), model.flop_count(image_size=16)
+    assert train > 2 * forward > 0
 
 
 def test_flops_cli_table_and_json():
@@ -84,7 +115,7 @@ def test_flops_cli_counts_per_image_at_a_batch_size():
     assert hyena and all(batch["layers"][i]["flops"] < one["layers"][i]["flops"] for i in hyena)
     assert all(batch["layers"][i]["flops"] == one["layers"][i]["flops"] for i in range(4) if i not in hyena)
     model = instantiate(load_config(ROOT / "experiments/dinov3_quickstart.py").model)
-    assert batch["flops"] == pytest.approx(model.flop_count(True, batch_size=64) / 64, abs=8)
+    assert batch["flops"] == pytest.approx(model.flop_count(inference=True, batch_size=64) / 64, abs=8)
 
 
 def test_flops_cli_rejects_typo_and_counts_huge_models_on_meta():
@@ -92,6 +123,6 @@ def test_flops_cli_rejects_typo_and_counts_huge_models_on_meta():
     bad = subprocess.run(cmd + ["model.dimm=8"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "model.dim" in bad.stderr
     # a ViT-7B-sized config (hidden 4096, 40 blocks): meta device, no weights in memory
-    big = subprocess.run(cmd + ["model.dim=4096", "model.num_blocks=40", "model.block_cfg.mixer.num_heads=32", "--json"],
+    big = subprocess.run(cmd + ["model.dim=4096", "model.num_blocks=40", "model.block_layer.mixer_layer.num_heads=32", "--json"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(big.stdout)["params"] > 6e9

@@ -34,8 +34,8 @@ def test_analytic_flops_match_flop_counter_mode(pattern, registers, padded, size
 @pytest.mark.parametrize("window,dilation", [(3, 2), (5, 1), (1, 1), (9, 1)])  # 9: larger than every grid
 @pytest.mark.parametrize("train", [False, True])
 def test_dilated_and_oversized_windows(window, dilation, train):
-    block = L(Block)(mixer=L(NeighborhoodAttention)(num_heads=2, window=window, dilation=dilation),
-                     ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)())
+    block = L(Block)(mixer_layer=L(NeighborhoodAttention)(num_heads=2, window=window, dilation=dilation),
+                     ffn_layer=L(Mlp)(ratio=2.0), norm_layer=L(LayerNorm)())
     net = instantiate(tiny("N", num_registers=1, layer_types={"N": block}))
     for size in [(28, 20), (24, 24)]:
         analytic = net.flop_count(inference=not train, image_size=size, batch_size=2)
@@ -51,7 +51,7 @@ def test_flex_backend_is_counted_by_its_mask(padded):
     with torch.no_grad():
         sdpa = net(x)
         for block in net.blocks:
-            block.mixer.backend = "flex"
+            block.mixer.attn_impl = "flex"
         torch.testing.assert_close(net(x), sdpa, atol=1e-5, rtol=1e-5)
     analytic = net.flop_count(image_size=(12, 20), batch_size=2)
     assert torch_flop_count(net, (12, 20), batch_size=2) == pytest.approx(analytic, rel=1e-6)

@@ -14,7 +14,7 @@ from vitlab.config import UnknownKeyError, load_config
 from vitlab.flops_match import forward_flops, match_flops
 
 ROOT = Path(__file__).resolve().parents[1]
-RATIO = "model.layer_types.R.ffn.ratio"
+RATIO = "model.layer_types.R.ffn_layer.ratio"
 
 
 def cfg(pattern, **kw):
@@ -33,7 +33,7 @@ def test_scenes_control_sets_what_its_command_prints():
     assert run.returncode == 0, run.stderr
     line, mine, target = run.stdout.splitlines()
     key, value = line.split("=")
-    assert key == RATIO and float(value) == load_config(ROOT / "experiments/dinov3_scenes_attn.py").model.layer_types.R.ffn.ratio
+    assert key == RATIO and float(value) == load_config(ROOT / "experiments/dinov3_scenes_attn.py").model.layer_types.R.ffn_layer.ratio
     assert mine.startswith("experiments/dinov3_scenes_attn.py: 0.4231 GFLOPs") and "112x112" in mine
     assert target.startswith("experiments/dinov3_scenes.py: 0.4229 GFLOPs") and "difference +0.045%" in target
 
@@ -49,8 +49,8 @@ def test_json_and_python_agree():
 
 
 def test_tied_keys_take_one_value():
-    found = match_flops(cfg("RA"), cfg("HRHA"), [RATIO, "model.layer_types.A.ffn.ratio"])
-    assert found.overrides == [f"{RATIO}={found.value!r}", f"model.layer_types.A.ffn.ratio={found.value!r}"]
+    found = match_flops(cfg("RA"), cfg("HRHA"), [RATIO, "model.layer_types.A.ffn_layer.ratio"])
+    assert found.overrides == [f"{RATIO}={found.value!r}", f"model.layer_types.A.ffn_layer.ratio={found.value!r}"]
     assert found.value > 2.0 and abs(found.relative_difference) < 0.005
     assert found.flops == forward_flops(tiny("RA", layer_types={c: _ratio(c, found.value) for c in "RA"}), (16, 16))
 
@@ -59,7 +59,7 @@ def _ratio(kind, ratio):
     from tests.models.helpers import block
 
     b = block(kind)
-    b.ffn.ratio = ratio
+    b.ffn_layer.ratio = ratio
     return b
 
 
@@ -82,7 +82,7 @@ def test_exact_search_reports_the_fewest_decimals():
 
 
 def test_a_key_the_flops_ignore_stays_put():
-    found = match_flops(cfg("RR"), cfg("RR"), ["model.layer_types.R.mixer.num_heads"])
+    found = match_flops(cfg("RR"), cfg("RR"), ["model.layer_types.R.mixer_layer.num_heads"])
     assert found.value == 2 and found.flops == found.target_flops
 
 
@@ -96,7 +96,7 @@ def test_errors_name_the_keys_and_the_closest_value():
         match_flops(cfg("RR"), cfg("HRHR"), ["model.readout"])
     with pytest.raises(ValueError, match="need one type"):
         match_flops(cfg("RR"), cfg("HRHR"), [RATIO, "model.dim"])
-    with pytest.raises(UnknownKeyError, match="closest existing keys: model.layer_types.R.ffn.ratio"):
-        match_flops(cfg("RR"), cfg("HRHR"), ["model.layer_types.R.ffn.ratoi"])
+    with pytest.raises(UnknownKeyError, match="closest existing keys: model.layer_types.R.ffn_layer.ratio"):
+        match_flops(cfg("RR"), cfg("HRHR"), ["model.layer_types.R.ffn_layer.ratoi"])
     run = vitlab(["flops", "experiments/dinov3_scenes_attn.py", "--match", "experiments/dinov3_scenes.py"])
     assert run.returncode == 2 and "--match OTHER_CONFIG and --vary KEY go together" in run.stderr

@@ -39,7 +39,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("vitlab", "vitlab._moved", "vitlab.seed", "vitlab.timing", "vitlab.palette", "vitlab.report")),
+    ("base", ("vitlab", "vitlab._moved", "vitlab.compat", "vitlab.seed", "vitlab.timing", "vitlab.palette", "vitlab.report")),
     ("config", ("vitlab.config",)),
     ("kernels", ("vitlab.kernels",)),
     ("layers", ("vitlab.layers",)),

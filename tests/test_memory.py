@@ -91,7 +91,7 @@ def test_plans_a_7b_model_without_allocating_it():
     import time
 
     cfg = config(ROOT / "experiments" / "dinov3_vits16.py", "model.dim=4096", "model.num_blocks=40",
-                 "model.block_cfg.mixer.num_heads=32")
+                 "model.block_layer.mixer_layer.num_heads=32")
     start = time.perf_counter()
     plan = plan_memory(cfg, batch_size=64, world_size=64, strategy="fsdp", precision="bf16")
     assert time.perf_counter() - start < 60

@@ -88,8 +88,8 @@ def test_bad_config_json_names_the_file(tmp_path):
     with pytest.raises(PretrainedFileError, match=f"{path}: config key '<root>' has _target_ 'os.system', outside"):
         load_with(json.dumps({"_target_": "os.system", "_args_": ["echo pwned"]}))
     evil = json.loads(json.dumps(good))
-    evil["layer_types"]["A"]["mixer"]["_target_"] = "subprocess.Popen"
-    with pytest.raises(PretrainedFileError, match="config key 'layer_types.A.mixer' has _target_ 'subprocess.Popen'"):
+    evil["layer_types"]["A"]["mixer_layer"]["_target_"] = "subprocess.Popen"
+    with pytest.raises(PretrainedFileError, match="config key 'layer_types.A.mixer_layer' has _target_ 'subprocess.Popen'"):
         load_with(json.dumps(evil))
     with pytest.raises(PretrainedFileError, match="'vitlab.config.io.save_config', which is not a class"):
         load_with(json.dumps({"_target_": "vitlab.config.io.save_config"}))
@@ -101,13 +101,13 @@ def test_save_refuses_configs_it_cannot_store_or_that_describe_another_network(t
     import functools
 
     model = HybridViT(dim=32, num_blocks=1, patch_size=4, image_size=8, num_classes=2,
-                      norm_cfg=functools.partial(LayerNorm), block_cfg=tiny("A").layer_types.A)
+                      norm_layer=functools.partial(LayerNorm), block_layer=tiny("A").layer_types.A)
     with pytest.raises(ValueError, match="pass save_pretrained\\(config=...\\)"):
         model.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="describes another network"):
         model.save_pretrained(tmp_path, config=tiny("AA", num_classes=2))
-    config = L(HybridViT)(dim=32, num_blocks=1, patch_size=4, image_size=8, num_classes=2, norm_cfg=L(LayerNorm)(),
-                          block_cfg=tiny("A").layer_types.A)
+    config = L(HybridViT)(dim=32, num_blocks=1, patch_size=4, image_size=8, num_classes=2, norm_layer=L(LayerNorm)(),
+                          block_layer=tiny("A").layer_types.A)
     model.save_pretrained(tmp_path, config=config)
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():

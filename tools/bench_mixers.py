@@ -42,17 +42,17 @@ def build_blocks(dim: int, num_heads: int, device: torch.device, dtype: torch.dt
     from vitlab.models import Block
 
     def block(mixer):  # the blocks of configs/models/hybrid_small_p16.py
-        cfg = L(Block)(mixer=mixer, ffn=L(Mlp)(ratio=4.0), norm=L(LayerNorm)(eps=1e-6), layer_scale_init=1e-5)
+        cfg = L(Block)(mixer_layer=mixer, ffn_layer=L(Mlp)(ratio=4.0), norm_layer=L(LayerNorm)(eps=1e-6), layer_scale_init=1e-5)
         return build(cfg, dim=dim, device=device, dtype=dtype)
 
     return {
         "A": block(L(Attention)(num_heads=num_heads)),
-        "R": block(L(Attention)(num_heads=num_heads, rope=L(RotaryEmbedding2D)(base=100.0))),
+        "R": block(L(Attention)(num_heads=num_heads, rope_layer=L(RotaryEmbedding2D)(base=100.0))),
         "H": block(L(Hyena2D)(order=2, filter_hidden=64)),
         "S": block(L(Mamba2D)(scan="bidirectional")),
         "V": block(L(Mamba2D)(scan="cross")),
         "L": block(L(GLA2D)(num_heads=num_heads)),
-        "N": block(L(NeighborhoodAttention)(num_heads=num_heads, window=7, rope=L(RotaryEmbedding2D)(base=100.0))),
+        "N": block(L(NeighborhoodAttention)(num_heads=num_heads, window=7, rope_layer=L(RotaryEmbedding2D)(base=100.0))),
         "C": block(L(GatedConv)(kernel_size=7)),
     }
 

@@ -4,7 +4,7 @@ half of eager torch's memory at K = 65,536 prototypes and a batch of 1,024 rows)
 What runs, for each backend, from freshly allocated teacher and student logits ([T, B, K] each,
 T = 2 global crops, T * B = rows): Sinkhorn-Knopp on the teacher, the DINO loss forward and its
 backward. The peak is CUDA's ``max_memory_allocated`` above the memory held before the step
-(the logits themselves), so it counts what the loss adds. ``eager`` is ``backend="torch"`` (what
+(the logits themselves), so it counts what the loss adds. ``eager`` is ``kernels="torch"`` (what
 ``"auto"`` runs off CUDA); ``pre_kernel`` is the loss as it was before the kernels
 (``log_softmax`` over all crops + einsum), for reference.
 
@@ -37,7 +37,7 @@ def _step(name, student_logits, teacher_logits, k):
     from vitlab.ssl import DINOLoss
 
     backend = {"kernel": "triton", "eager": "torch", "pre_kernel": "torch"}[name]
-    loss_fn = DINOLoss(k, backend=backend)
+    loss_fn = DINOLoss(k, kernels=backend)
     student = student_logits.clone().requires_grad_(True)
     probs = loss_fn.teacher_probs(teacher_logits, 0.04)
     loss = _pre_kernel_loss(student, probs, 0.1) if name == "pre_kernel" else loss_fn(student, probs)

@@ -39,7 +39,7 @@ skip() { printf '%s\t%s\t0\n' "$1" "$2" >> "$OUT/status.tsv"; echo "== $1: $2"; 
 if [[ $DRY == 1 ]]; then
   DEVICE=(--device cpu --peak-tflops 1.0)
   TINY=(model.image_size=32 model.num_blocks=1 --image-size 32 --batch-size 2 --repeats 1 --warmup 0)
-  SSL_TINY=(model.dim=32 model.num_blocks=1 model.block_cfg.mixer.num_heads=2 model.num_registers=0
+  SSL_TINY=(model.dim=32 model.num_blocks=1 model.block_layer.mixer_layer.num_heads=2 model.num_registers=0
             task.dino_head.out_dim=16 task.dino_head.hidden_features=16 task.dino_head.bottleneck_dim=8
             task.ibot_head.out_dim=16 task.ibot_head.hidden_features=16 task.ibot_head.bottleneck_dim=8
             data.train_transform.global_crops_size=32 data.train_transform.local_crops_size=16

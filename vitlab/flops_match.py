@@ -62,7 +62,7 @@ def match_flops(cfg: DictConfig | str | Path, other_cfg: DictConfig | str | Path
 
     Args:
         cfg, other_cfg: configs defining ``model`` (loaded, or paths to load).
-        vary: full keys of ``cfg`` (``model.layer_types.R.ffn.ratio``), tied to one value, all integers or all floats.
+        vary: full keys of ``cfg`` (``model.layer_types.R.ffn_layer.ratio``), tied to one value, all integers or all floats.
         image_size: H, W (or one int) at which both are counted; default the target model's ``image_size``.
         step: grid of the search: default 1 for integer keys, 0.1 for floats; 0 searches floats exactly.
         tolerance: largest accepted ``|flops / target - 1|``.

@@ -4,4 +4,4 @@ everything else as ``dinov3_vits16``."""
 from configs.models.dinov3_vits16 import model
 
 model.dim = 768  # hub: embed_dim=768
-model.block_cfg.mixer.num_heads = 12  # hub: num_heads=12
+model.block_layer.mixer_layer.num_heads = 12  # hub: num_heads=12

@@ -6,4 +6,4 @@ from configs.models.dinov3_vits16 import model
 
 model.dim = 1024  # hub: embed_dim=1024
 model.num_blocks = 24  # hub: depth=24
-model.block_cfg.mixer.num_heads = 16  # hub: num_heads=16
+model.block_layer.mixer_layer.num_heads = 16  # hub: num_heads=16

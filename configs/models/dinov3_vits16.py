@@ -24,15 +24,15 @@ model = L(HybridViT)(
     pos_embed="none",  # position comes from RoPE only
     class_token=True,
     mask_token=True,  # DinoVisionTransformer.mask_token (iBOT masking)
-    norm_cfg=L(LayerNorm)(eps=1e-5),  # hub: norm_layer="layernormbf16" = LayerNorm(eps=1e-5)
-    cls_norm_cfg=None,  # hub: untie_cls_and_patch_norms not set (False)
-    block_cfg=L(Block)(
-        mixer=L(Attention)(
+    norm_layer=L(LayerNorm)(eps=1e-5),  # hub: norm_layer="layernormbf16" = LayerNorm(eps=1e-5)
+    cls_norm_layer=None,  # hub: untie_cls_and_patch_norms not set (False)
+    block_layer=L(Block)(
+        mixer_layer=L(Attention)(
             num_heads=6,  # hub: num_heads=6
             qkv_bias=True,  # hub: qkv_bias=True
             proj_bias=True,  # hub: proj_bias=True
             mask_k_bias=True,  # hub: mask_k_bias=True
-            rope=L(RotaryEmbedding2D)(
+            rope_layer=L(RotaryEmbedding2D)(
                 base=100.0,  # hub: pos_embed_rope_base=100
                 normalize_coords="separate",  # hub: pos_embed_rope_normalize_coords="separate"
                 shift_coords=None,  # hub: not set
@@ -40,8 +40,8 @@ model = L(HybridViT)(
                 rescale_coords=2.0,  # hub: pos_embed_rope_rescale_coords=2 (training only)
             ),
         ),
-        ffn=L(Mlp)(ratio=4.0),  # hub: ffn_layer="mlp", ffn_ratio=4 (GELU), ffn_bias=True
-        norm=L(LayerNorm)(eps=1e-5),  # hub: norm_layer="layernormbf16"
+        ffn_layer=L(Mlp)(ratio=4.0),  # hub: ffn_layer="mlp", ffn_ratio=4 (GELU), ffn_bias=True
+        norm_layer=L(LayerNorm)(eps=1e-5),  # hub: norm_layer="layernormbf16"
         layer_scale_init=1e-5,  # hub: layerscale_init=1.0e-05
     ),
 )

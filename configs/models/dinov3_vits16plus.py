@@ -6,4 +6,4 @@ from vitlab.config import L
 from vitlab.layers import SwiGLU
 
 # hub: ffn_layer="swiglu", ffn_ratio=6 -> hidden int(int(384 * 6) * 2 / 3) = 1536, aligned to 8 (SwiGLUFFN default)
-model.block_cfg.ffn = L(SwiGLU)(ratio=6.0, align_to=8)
+model.block_layer.ffn_layer = L(SwiGLU)(ratio=6.0, align_to=8)

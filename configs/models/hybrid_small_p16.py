@@ -10,15 +10,15 @@ from vitlab.mixers import Attention, Hyena2D
 from vitlab.models import Block, HybridViT
 
 hyena = L(Block)(
-    mixer=L(Hyena2D)(order=2, filter_hidden=64),  # Hyena's default order 2 (Poli et al. 2023)
-    ffn=L(Mlp)(ratio=4.0),
-    norm=L(LayerNorm)(eps=1e-6),
+    mixer_layer=L(Hyena2D)(order=2, filter_hidden=64),  # Hyena's default order 2 (Poli et al. 2023)
+    ffn_layer=L(Mlp)(ratio=4.0),
+    norm_layer=L(LayerNorm)(eps=1e-6),
     layer_scale_init=1e-5,  # DINOv3 / CaiT LayerScale init
 )
 rope_attention = L(Block)(
-    mixer=L(Attention)(num_heads=6, rope=L(RotaryEmbedding2D)(base=100.0)),  # DINOv3's RoPE base
-    ffn=L(Mlp)(ratio=4.0),
-    norm=L(LayerNorm)(eps=1e-6),
+    mixer_layer=L(Attention)(num_heads=6, rope_layer=L(RotaryEmbedding2D)(base=100.0)),  # DINOv3's RoPE base
+    ffn_layer=L(Mlp)(ratio=4.0),
+    norm_layer=L(LayerNorm)(eps=1e-6),
     layer_scale_init=1e-5,
 )
 
@@ -32,7 +32,7 @@ model = L(HybridViT)(
     num_registers=4,  # Darcet et al. 2024 use 4 registers for ViT-S/B
     readout="cls",
     pos_embed="none",
-    norm_cfg=L(LayerNorm)(eps=1e-6),
+    norm_layer=L(LayerNorm)(eps=1e-6),
     layer_pattern="HR" * 6,
     layer_types={"H": hyena, "R": rope_attention},
     max_drop_path_rate=0.1,

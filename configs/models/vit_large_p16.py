@@ -4,4 +4,4 @@ from configs.models.vit_small_p16 import model
 
 model.dim = 1024
 model.num_blocks = 24
-model.block_cfg.mixer.num_heads = 16
+model.block_layer.mixer_layer.num_heads = 16

@@ -15,10 +15,10 @@ model = L(HybridViT)(
     num_registers=0,
     readout="cls",
     pos_embed="learned",
-    norm_cfg=L(LayerNorm)(eps=1e-6),  # timm ViT uses LayerNorm(eps=1e-6)
-    block_cfg=L(Block)(
-        mixer=L(Attention)(num_heads=6, qkv_bias=True),
-        ffn=L(Mlp)(ratio=4.0),
-        norm=L(LayerNorm)(eps=1e-6),
+    norm_layer=L(LayerNorm)(eps=1e-6),  # timm ViT uses LayerNorm(eps=1e-6)
+    block_layer=L(Block)(
+        mixer_layer=L(Attention)(num_heads=6, qkv_bias=True),
+        ffn_layer=L(Mlp)(ratio=4.0),
+        norm_layer=L(LayerNorm)(eps=1e-6),
     ),
 )

@@ -3,4 +3,4 @@
 from configs.models.vit_small_p16 import model
 
 model.dim = 192
-model.block_cfg.mixer.num_heads = 3
+model.block_layer.mixer_layer.num_heads = 3

@@ -12,9 +12,9 @@ from vitlab.models import Block, HybridViT
 
 
 def tiny_model(**kw):
-    block = L(Block)(mixer=L(Attention)(num_heads=2), ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)())
+    block = L(Block)(mixer_layer=L(Attention)(num_heads=2), ffn_layer=L(Mlp)(ratio=2.0), norm_layer=L(LayerNorm)())
     args = dict(in_channels=3, num_classes=5, dim=16, num_blocks=2, patch_size=4, image_size=16,
-                norm_cfg=L(LayerNorm)(), layer_pattern="AA", layer_types={"A": block})
+                norm_layer=L(LayerNorm)(), layer_pattern="AA", layer_types={"A": block})
     args.update(kw)
     return L(HybridViT)(**args)
 
@@ -35,12 +35,12 @@ def test_instantiate_overrides_and_nested_model():
 
 def test_error_names_config_path_target_and_cause():
     root = OmegaConf.create({"model": tiny_model()})
-    root.model.layer_types.A.mixer.num_heads = 3  # 16 is not divisible by 3
+    root.model.layer_types.A.mixer_layer.num_heads = 3  # 16 is not divisible by 3
     with pytest.raises(ConfigInstantiationError) as info:
         instantiate(root.model)
     msg = str(info.value)
     assert "model.layer_types.A" in msg
-    assert "model.layer_types.A.mixer" in msg  # the innermost failing node
+    assert "model.layer_types.A.mixer_layer" in msg  # the innermost failing node
     assert "vitlab.mixers.attention.Attention" in msg
     assert "num_heads=3" in msg and "ValueError" in msg
     assert isinstance(info.value.original, ValueError)
@@ -66,8 +66,8 @@ def test_local_class_instantiates_but_cannot_be_saved(tmp_path):
 
 def test_overrides_set_add_delete_and_typo():
     cfg = OmegaConf.create({"model": tiny_model()})
-    apply_overrides(cfg, ["model.num_registers=4", "model.layer_types.A.mixer.num_heads=4", "+model.dropout_rate=0.5"])
-    assert cfg.model.num_registers == 4 and cfg.model.layer_types.A.mixer.num_heads == 4
+    apply_overrides(cfg, ["model.num_registers=4", "model.layer_types.A.mixer_layer.num_heads=4", "+model.dropout_rate=0.5"])
+    assert cfg.model.num_registers == 4 and cfg.model.layer_types.A.mixer_layer.num_heads == 4
     assert cfg.model.dropout_rate == 0.5
     apply_overrides(cfg, ["~model.dropout_rate"])
     assert "dropout_rate" not in cfg.model

@@ -8,8 +8,8 @@ from vitlab.ssl import GramConfig
 model.dim = 32
 model.num_blocks = 2
 model.layer_pattern = "HR"
-model.layer_types.R.mixer.num_heads = 2
-model.layer_types.H.mixer.filter_hidden = 8
+model.layer_types.R.mixer_layer.num_heads = 2
+model.layer_types.H.mixer_layer.filter_hidden = 8
 model.num_registers = 2
 model.neck_compression_ratio = 4
 task.dino_head.out_dim = 64

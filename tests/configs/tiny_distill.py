@@ -9,7 +9,7 @@ from vitlab.tasks.distill import DistillationTask
 
 set_patch(7, local_crops_size=14)  # the student's grid, local crops and iBOT masks together
 model.dim = 48
-model.layer_types.R.mixer.num_heads = 3
+model.layer_types.R.mixer_layer.num_heads = 3
 task = L(DistillationTask)(teacher="???", mode="auto")
 data.train_transform.local_crops_number = 2
 train.max_steps = 8

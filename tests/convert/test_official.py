@@ -69,7 +69,7 @@ def test_round_trips_are_exact():
 def test_to_official_of_a_vitlab_trained_model():
     """A model built from a preset-style config (not converted) exports and reloads identically."""
     cfg = dinov3_model_config("vits16").copy()
-    cfg.dim, cfg.num_blocks, cfg.block_cfg.mixer.num_heads = 128, 2, 2
+    cfg.dim, cfg.num_blocks, cfg.block_layer.mixer_layer.num_heads = 128, 2, 2
     model = randomize_(instantiate(cfg)).eval()
     sd = dinov3_to_official(model)
     assert sd["blocks.0.attn.qkv.bias_mask"].tolist() == [1.0] * 128 + [0.0] * 128 + [1.0] * 128
@@ -141,14 +141,14 @@ def test_bad_bias_mask():
 
 
 def test_to_official_rejects_what_dinov3_cannot_express():
-    hybrid = L(Block)(mixer=L(Hyena2D)(order=2, filter_hidden=16), ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)(eps=1e-5),
+    hybrid = L(Block)(mixer_layer=L(Hyena2D)(order=2, filter_hidden=16), ffn_layer=L(Mlp)(ratio=2.0), norm_layer=L(LayerNorm)(eps=1e-5),
                       layer_scale_init=1e-5)
     cfg = dinov3_model_config("vits16").copy()
-    cfg.dim, cfg.num_blocks, cfg.block_cfg.mixer.num_heads = 64, 2, 2
-    cfg.layer_pattern, cfg.layer_types, cfg.block_cfg = "HR", {"H": hybrid, "R": cfg.block_cfg}, None
+    cfg.dim, cfg.num_blocks, cfg.block_layer.mixer_layer.num_heads = 64, 2, 2
+    cfg.layer_pattern, cfg.layer_types, cfg.block_layer = "HR", {"H": hybrid, "R": cfg.block_layer}, None
     with pytest.raises(ValueError, match="block 0"):
         dinov3_to_official(instantiate(cfg))
     cfg = dinov3_model_config("vits16").copy()
-    cfg.dim, cfg.num_blocks, cfg.block_cfg.mixer.num_heads, cfg.num_classes = 64, 1, 2, 10
+    cfg.dim, cfg.num_blocks, cfg.block_layer.mixer_layer.num_heads, cfg.num_classes = 64, 1, 2, 10
     with pytest.raises(ValueError, match="head"):
         dinov3_to_official(instantiate(cfg))

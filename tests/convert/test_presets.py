@@ -71,7 +71,7 @@ def test_attention_is_permutation_equivariant():
     plain = Attention(64, num_heads=4).eval()
     perm = torch.randperm(layout.num_tokens)
     torch.testing.assert_close(plain(x[:, perm], layout), plain(x, layout)[:, perm], atol=1e-5, rtol=0)
-    rope = Attention(64, num_heads=4, rope=L(RotaryEmbedding2D)(base=100.0)).eval()
+    rope = Attention(64, num_heads=4, rope_layer=L(RotaryEmbedding2D)(base=100.0)).eval()
     n = layout.num_patches
     perm = torch.cat((torch.arange(n), n + torch.randperm(5)))
     torch.testing.assert_close(rope(x[:, perm], layout), rope(x, layout)[:, perm], atol=1e-5, rtol=0)
@@ -109,5 +109,5 @@ def test_arch_ffn_act_is_checked_and_has_one_spelling_for_dinov3s_own():
     assert DINOv3Arch(embed_dim=384, depth=12, num_heads=6, ffn_layer="swiglu", ffn_ratio=6.0, ffn_act="silu") \
         == dinov3_arch("vits16plus")
     geglu = DINOv3Arch(embed_dim=384, depth=12, num_heads=6, ffn_layer="swiglu", ffn_ratio=6.0, ffn_act="gelu")
-    act = dinov3_model_config(geglu).block_cfg.ffn.act_layer
+    act = dinov3_model_config(geglu).block_layer.ffn_layer.act_layer
     assert geglu.ffn_act == "gelu" and act == L(torch.nn.GELU)(approximate="none")

@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 SHRINK = [
-    "model.dim=32", "model.num_blocks=2", "model.layer_pattern=HR", "model.layer_types.R.mixer.num_heads=2",
+    "model.dim=32", "model.num_blocks=2", "model.layer_pattern=HR", "model.layer_types.R.mixer_layer.num_heads=2",
     "task.dino_head.out_dim=64", "task.dino_head.hidden_features=32", "task.ibot_head.out_dim=64", "task.ibot_head.hidden_features=32",
     # the recipe's milestones are fractions of the run: at 4 steps the warmup and prototype freeze take 1
     # step (a quarter) and Gram anchoring starts at step 2 (the second half, as in the 280-step run)

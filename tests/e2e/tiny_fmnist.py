@@ -5,8 +5,8 @@ from experiments.classify_fmnist import data, model, optim, task, train
 model.dim = 32
 model.num_blocks = 2
 model.layer_pattern = "HR"
-model.layer_types.R.mixer.num_heads = 2
-model.layer_types.H.mixer.filter_hidden = 16
+model.layer_types.R.mixer_layer.num_heads = 2
+model.layer_types.H.mixer_layer.filter_hidden = 16
 model.max_drop_path_rate = 0.1  # exercises the training RNG in resume tests
 task.mixup_alpha = 0.2  # so does mixup
 

@@ -43,8 +43,8 @@ def test_trainer_logs_tflops_and_mfu(tmp_path, capsys):
     # FLOPs per image are the batch's count over its size: the Hyena block's implicit filter is made
     # once per forward, not per image, so one image's count times B would overstate them.
     model, B = instantiate(cfg.model), cfg.data.batch_size
-    per_image = model.flop_count(False, (28, 28), batch_size=B) / B
+    per_image = model.flop_count(inference=False, image_size=(28, 28), batch_size=B) / B
     assert record["train/tflops"] * 1e12 / record["perf/images_per_s"] == pytest.approx(per_image)
-    assert per_image < 0.9 * model.flop_count(False, (28, 28), batch_size=1)
+    assert per_image < 0.9 * model.flop_count(inference=False, image_size=(28, 28), batch_size=1)
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step 2/2")][0]
     assert "tflops" in line and "mfu" in line

@@ -10,10 +10,10 @@ from vitlab.models import Block, HybridViT
 
 
 def tiny_vit(**kw):
-    block = L(Block)(mixer=L(Attention)(num_heads=2), ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)(),
+    block = L(Block)(mixer_layer=L(Attention)(num_heads=2), ffn_layer=L(Mlp)(ratio=2.0), norm_layer=L(LayerNorm)(),
                      layer_scale_init=1e-5)
     return instantiate(L(HybridViT)(in_channels=1, num_classes=10, dim=32, num_blocks=2, patch_size=4,
-                                    image_size=16, num_registers=2, norm_cfg=L(LayerNorm)(), block_cfg=block, **kw))
+                                    image_size=16, num_registers=2, norm_layer=L(LayerNorm)(), block_layer=block, **kw))
 
 
 def by_name(groups):

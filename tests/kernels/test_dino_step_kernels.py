@@ -12,11 +12,8 @@ from vitlab.kernels import cross_entropy, sinkhorn
 
 def triton_task():
     torch.manual_seed(0)
-    task = make_task(teacher_temp=L(Schedule)(base=0.07, warmup_start=0.04, warmup_steps=10, kind="constant"))
-    for net in (task.student, task.model):
-        net.set_kernels("triton")
-    task.dino_loss.backend = task.ibot_loss.backend = "triton"
-    return task
+    return make_task(teacher_temp=L(Schedule)(base=0.07, warmup_start=0.04, warmup_steps=10, kind="constant"),
+                     kernels="triton")  # model.kernels: the backbones and the losses
 
 
 def test_compiled_dino_step_on_the_triton_kernels_matches_eager(monkeypatch):

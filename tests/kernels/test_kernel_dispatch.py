@@ -1,4 +1,4 @@
-"""Backend resolution, the VITLAB_KERNELS switch, and proof that the Triton path really runs."""
+"""Backend resolution, the VITLAB_KERNELS default, and proof that the Triton path really runs."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import torch
 
 import vitlab.kernels as K
 from vitlab.kernels import cross_entropy, dispatch, glu, hyena, hyena_input, norm, residual, rope, sinkhorn
-from vitlab.kernels.dispatch import resolve_backend
+from vitlab.kernels.dispatch import resolve_backend, resolve_kernels
 
 
 def test_triton_runs_under_the_interpreter_on_cpu():
@@ -43,12 +43,26 @@ def test_unknown_backend_names_the_value():
         K.swiglu(torch.randn(2), torch.randn(2), backend="fast")
 
 
-def test_env_var_forces_torch(monkeypatch):
+def test_env_var_sets_the_default_only(monkeypatch):
+    """VITLAB_KERNELS is the default of a ``kernels`` left unset, read in one place; a choice made in a
+    constructor or a call stands."""
     monkeypatch.setenv("VITLAB_KERNELS", "torch")
-    assert resolve_backend("triton", torch.randn(3)) == "torch"
+    assert resolve_kernels(None) == "torch" and resolve_kernels("triton") == "triton"
+    assert resolve_backend("triton", torch.randn(3)) == "triton"
     monkeypatch.setenv("VITLAB_KERNELS", "bogus")
     with pytest.raises(ValueError, match="bogus"):
-        resolve_backend("auto", torch.randn(3))
+        resolve_kernels(None)
+    monkeypatch.delenv("VITLAB_KERNELS")
+    assert resolve_kernels(None) == "auto"
+    with pytest.raises(ValueError, match="kernels must be 'auto', 'triton' or 'torch', got 'cuda'"):
+        resolve_kernels("cuda")
+
+
+def test_torch_references_override_every_call_within_the_block():
+    x = torch.randn(3)
+    with K.torch_references():
+        assert resolve_backend("triton", x) == "torch"
+    assert resolve_backend("triton", x) == "triton"
 
 
 def test_forced_triton_rejects_float64():

@@ -54,3 +54,33 @@ def test_blocks_on_triton_kernels_compile_fullgraph():
         assert_same_forward_backward(model, eager, torch.randn(2, 3, 12, 16), atol=1e-6)
     finally:
         torch._dynamo.reset()
+
+
+def _knobs(module: torch.nn.Module) -> dict[str, str]:
+    return {name: m.kernels for name, m in module.named_modules() if hasattr(m, "kernels")}
+
+
+def test_one_kernels_switch_reaches_every_part_of_every_mixer():
+    """``kernels`` is injected like ``dim``: the network into its blocks and final norms, each block into its
+    norms, mixer, FFN and residual branches, a mixer into its QK-norms and RMSNorms. Nothing is set afterwards."""
+    for choice in ("torch", "triton"):
+        knobs = _knobs(instantiate(tiny("ARHGSVLNC", kernels=choice, cls_norm_layer=tiny().norm_layer)))
+        kinds = {type(m).__name__ for m in instantiate(tiny("ARHGSVLNC")).modules() if hasattr(m, "kernels")}
+        assert kinds == {"HybridViT", "LayerNorm", "RMSNorm", "ResidualBranch", "Attention", "NeighborhoodAttention",
+                         "Hyena2D", "Mamba2D", "SwiGLU"}
+        assert {"cls_norm", "blocks.3.mixer.q_norm", "blocks.6.mixer.g_norm"} <= set(knobs)
+        assert set(knobs.values()) == {choice}
+
+
+def test_vitlab_kernels_is_only_the_default(monkeypatch):
+    monkeypatch.setenv("VITLAB_KERNELS", "torch")
+    assert set(_knobs(instantiate(tiny("HGR"))).values()) == {"torch"}
+    assert set(_knobs(instantiate(tiny("HGR", kernels="triton"))).values()) == {"triton"}
+
+
+def test_a_dino_task_passes_its_backbones_choice_to_its_losses():
+    from tests.tasks.test_dino_task import make_task
+
+    knobs = _knobs(make_task(kernels="torch"))
+    assert {"dino_loss", "ibot_loss", "student.blocks.0.mixer"} <= set(knobs) and set(knobs.values()) == {"torch"}
+    assert len([k for k in knobs if k.split(".")[0] == "student"]) * 2 + 2 == len(knobs)  # and the EMA teacher's copy

@@ -52,7 +52,7 @@ def _value_and_grad(fn, logits):
 @pytest.mark.parametrize(("n_global", "n_local", "ignore_diagonal"), [(2, 3, True), (3, 2, True), (2, 0, False)])
 def test_dino_loss_matches_pre_kernel_loss(backend, n_global, n_local, ignore_diagonal):
     k, batch = 200, 5  # K not a power of two: masked tail blocks
-    loss_fn = DINOLoss(k, backend=backend)
+    loss_fn = DINOLoss(k, kernels=backend)
     student = torch.randn(n_global + n_local, batch, k) * 3
     teacher = loss_fn.teacher_probs(torch.randn(n_global, batch, k) * 3, 0.05)
     got = _value_and_grad(lambda s: loss_fn(s, teacher, ignore_diagonal=ignore_diagonal), student)
@@ -67,7 +67,7 @@ def test_ibot_loss_matches_pre_kernel_loss(backend):
     masks = torch.rand(4, 9) < 0.4
     masks[0, 0] = True
     m = int(masks.sum())
-    loss_fn = iBOTPatchLoss(k, backend=backend)
+    loss_fn = iBOTPatchLoss(k, kernels=backend)
     student = torch.randn(m, k) * 3
     teacher = loss_fn.teacher_probs(torch.randn(m, k) * 3, 0.05)
     got = _value_and_grad(lambda s: loss_fn(s, teacher, masks), student)
@@ -80,7 +80,7 @@ def test_bf16_student_logits_on_the_kernel():
     k = 96
     student = (torch.randn(4, 3, k) * 3).bfloat16()
     teacher = DINOLoss(k).teacher_probs(torch.randn(2, 3, k), 0.05)
-    got = _value_and_grad(lambda s: DINOLoss(k, backend="triton")(s, teacher), student)
+    got = _value_and_grad(lambda s: DINOLoss(k, kernels="triton")(s, teacher), student)
     want = _value_and_grad(lambda s: old_dino_loss(s, teacher, 0.1), student)
     assert got[1].dtype == torch.bfloat16
     assert_close(got[0], want[0], rtol=1e-4, atol=1e-4)
@@ -94,12 +94,12 @@ def test_three_former_sinkhorn_call_sites_give_the_old_numbers(backend, shape):
     old = old_sinkhorn(logits, 0.04)
     assert_close(sinkhorn_knopp(logits, 0.04, backend=backend), old, rtol=1e-4, atol=1e-6)
     for loss_cls in (DINOLoss, iBOTPatchLoss):
-        loss_fn = loss_cls(shape[-1], backend=backend)
+        loss_fn = loss_cls(shape[-1], kernels=backend)
         assert_close(loss_fn.teacher_probs(logits, 0.04), old, rtol=1e-4, atol=1e-6)
 
 
 def test_losses_have_the_same_state_dict_keys():
-    assert list(DINOLoss(8, backend="triton").state_dict()) == []
+    assert list(DINOLoss(8, kernels="triton").state_dict()) == []
     assert list(iBOTPatchLoss(8, centering="softmax").state_dict()) == ["center.center"]
 
 
@@ -127,7 +127,7 @@ def test_losses_on_the_kernels_compile_without_graph_breaks():
     torch.manual_seed(0)
     torch._dynamo.reset()
     K, B, M = 64, 4, 10
-    dino, ibot = DINOLoss(K, backend="triton"), iBOTPatchLoss(K, backend="triton")
+    dino, ibot = DINOLoss(K, kernels="triton"), iBOTPatchLoss(K, kernels="triton")
     masks = torch.zeros(2 * B, 16, dtype=torch.bool)
     masks.view(-1)[torch.randperm(masks.numel())[:M]] = True
     weights = masked_patch_weights(masks)

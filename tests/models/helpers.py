@@ -12,7 +12,7 @@ def block(kind: str, **mixer_kw):
     if kind == "A":
         mixer = L(Attention)(num_heads=2, **mixer_kw)
     elif kind == "R":
-        mixer = L(Attention)(num_heads=2, rope=L(RotaryEmbedding2D)(base=100.0), **mixer_kw)
+        mixer = L(Attention)(num_heads=2, rope_layer=L(RotaryEmbedding2D)(base=100.0), **mixer_kw)
     elif kind == "H":
         mixer = L(Hyena2D)(order=2, filter_hidden=16, **mixer_kw)
     elif kind == "S":  # Mamba, Vision Mamba's bidirectional scan
@@ -22,20 +22,20 @@ def block(kind: str, **mixer_kw):
     elif kind == "L":  # ViG's bidirectional gated linear attention
         mixer = L(GLA2D)(num_heads=2, chunk_size=8, **mixer_kw)
     elif kind == "N":  # neighborhood attention with RoPE, a 3x3 window (local on the tests' 4x4 grid)
-        mixer = L(NeighborhoodAttention)(num_heads=2, window=3, rope=L(RotaryEmbedding2D)(base=100.0), **mixer_kw)
+        mixer = L(NeighborhoodAttention)(num_heads=2, window=3, rope_layer=L(RotaryEmbedding2D)(base=100.0), **mixer_kw)
     elif kind == "C":  # MambaOut's gated depthwise convolution
         mixer = L(GatedConv)(kernel_size=3, **mixer_kw)
     elif kind == "G":  # RoPE attention with a gated FFN and LayerScale
-        return L(Block)(mixer=L(Attention)(num_heads=2, rope=L(RotaryEmbedding2D)(base=100.0), qk_norm=L(LayerNorm)()),
-                        ffn=L(SwiGLU)(ratio=2.0), norm=L(LayerNorm)(), layer_scale_init=0.1)
+        return L(Block)(mixer_layer=L(Attention)(num_heads=2, rope_layer=L(RotaryEmbedding2D)(base=100.0), qk_norm_layer=L(LayerNorm)()),
+                        ffn_layer=L(SwiGLU)(ratio=2.0), norm_layer=L(LayerNorm)(), layer_scale_init=0.1)
     else:
         raise ValueError(kind)
-    return L(Block)(mixer=mixer, ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)())
+    return L(Block)(mixer_layer=mixer, ffn_layer=L(Mlp)(ratio=2.0), norm_layer=L(LayerNorm)())
 
 
 def tiny(pattern: str = "HRA", **kw):
     args = dict(in_channels=3, num_classes=5, dim=DIM, num_blocks=len(pattern), patch_size=4, image_size=16,
-                num_registers=2, norm_cfg=L(LayerNorm)(), readout="cls", layer_pattern=pattern)
+                num_registers=2, norm_layer=L(LayerNorm)(), readout="cls", layer_pattern=pattern)
     args.update(kw)
     if "layer_types" not in args:
         args["layer_types"] = {c: block(c) for c in set(args["layer_pattern"]) if c in "ARHGSVLNC"}

@@ -141,7 +141,7 @@ def test_readouts():
     (dict(readout="mean"), "readout must be one of"),
     (dict(layer_pattern="AX"), "does not define"),
     (dict(num_blocks=3), "num_blocks=3"),
-    (dict(block_cfg=block("A")), "exactly one of"),
+    (dict(block_layer=block("A")), "exactly one of"),
     (dict(image_size=18), "not divisible"),
     (dict(reg_init="uniform"), "reg_init"),
 ])
@@ -179,7 +179,7 @@ def test_rectangular_and_other_sizes_interpolate_pos_embed():
 
 def test_homogeneous_mode_and_drop_path_injection():
     cfg = L(HybridViT)(dim=DIM, num_blocks=3, patch_size=4, image_size=16, num_classes=2,
-                       norm_cfg=L(LayerNorm)(), block_cfg=block("H"), max_drop_path_rate=0.1, num_registers=1)
+                       norm_layer=L(LayerNorm)(), block_layer=block("H"), max_drop_path_rate=0.1, num_registers=1)
     model = instantiate(cfg)
     assert len(model.blocks) == 3 and all(model.block_needs_padding)
     assert model(torch.randn(1, 3, 16, 16)).shape == (1, 2)
@@ -188,7 +188,7 @@ def test_homogeneous_mode_and_drop_path_injection():
 class ScaledIdentityMixer(nn.Module):
     """A user-defined mixer: tokens times a learned scalar."""
 
-    def __init__(self, dim, *, scale=2.0, device=None, dtype=None):
+    def __init__(self, dim, *, scale=2.0, kernels=None, device=None, dtype=None):
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(scale, device=device, dtype=dtype))
 
@@ -204,7 +204,7 @@ class ScaledIdentityMixer(nn.Module):
 
 def test_user_block_type_without_registry():
     class CountingBlock(nn.Module):  # defined inside the test, no registration anywhere
-        def __init__(self, dim, *, drop_path_rate=0.0, device=None, dtype=None):
+        def __init__(self, dim, *, drop_path_rate=0.0, kernels=None, device=None, dtype=None):
             super().__init__()
             self.drop_path_rate = drop_path_rate
             self.lin = nn.Linear(dim, dim, device=device, dtype=dtype)
@@ -212,7 +212,7 @@ def test_user_block_type_without_registry():
         def forward(self, x, layout):
             return x + self.lin(x)
 
-    custom = L(Block)(mixer=L(ScaledIdentityMixer)(scale=3.0), ffn=L(Mlp)(), norm=L(LayerNorm)())
+    custom = L(Block)(mixer_layer=L(ScaledIdentityMixer)(scale=3.0), ffn_layer=L(Mlp)(), norm_layer=L(LayerNorm)())
     cfg = tiny("AXC", layer_types={"A": block("A"), "X": custom, "C": L(CountingBlock)()}, max_drop_path_rate=0.2,
                drop_path_schedule="linear")
     model = instantiate(cfg)

@@ -13,7 +13,7 @@ from vitlab.models import Block
 
 
 def _model(ffn):
-    block = L(Block)(mixer=L(Attention)(num_heads=2), ffn=ffn, norm=L(LayerNorm)())
+    block = L(Block)(mixer_layer=L(Attention)(num_heads=2), ffn_layer=ffn, norm_layer=L(LayerNorm)())
     return tiny("A", layer_types={"A": block})
 
 

@@ -96,8 +96,8 @@ def test_the_flop_count_follows_the_path(batch_size):
 @pytest.mark.parametrize("size", [(16, 16), (12, 20), (40, 40)])  # (40, 40): a 10 x 10 grid, 110 tokens padded
 @pytest.mark.parametrize("train", [False, True])
 def test_flop_count_matches_flop_counter_mode_on_each_path(long_conv, size, train):
-    hyena = L(Block)(mixer=L(Hyena2D)(order=2, filter_hidden=16, long_conv=long_conv), ffn=L(Mlp)(ratio=2.0),
-                     norm=L(LayerNorm)())
+    hyena = L(Block)(mixer_layer=L(Hyena2D)(order=2, filter_hidden=16, long_conv=long_conv), ffn_layer=L(Mlp)(ratio=2.0),
+                     norm_layer=L(LayerNorm)())
     model = instantiate(tiny("HR", layer_types={"H": hyena, "R": tiny("R").layer_types["R"]}, image_size=size[0]))
     analytic = model.flop_count(inference=not train, image_size=size, batch_size=2)
     assert analytic == pytest.approx(torch_flop_count(model, size, batch_size=2, train=train), rel=0.01)

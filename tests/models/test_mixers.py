@@ -5,7 +5,7 @@ import torch
 
 from vitlab.config import L
 from vitlab.layers import LayerNorm, RotaryEmbedding2D
-from vitlab.mixers import Attention, Hyena2D
+from vitlab.mixers import Attention, Hyena2D, NeighborhoodAttention
 from vitlab.mixers.attention import rotate_patches
 from vitlab.models import TokenLayout
 
@@ -47,7 +47,7 @@ def test_rope_augmentation_only_in_training_and_shared_per_forward():
 
 
 def test_rope_rotates_patches_only():
-    attn = Attention(16, num_heads=2, rope=lambda head_dim, **kw: RotaryEmbedding2D(head_dim, **kw)).eval()
+    attn = Attention(16, num_heads=2, rope_layer=lambda head_dim, **kw: RotaryEmbedding2D(head_dim, **kw)).eval()
     layout = TokenLayout(2, 3, 1, 2)  # 6 patches, CLS, 2 registers
     q, k = torch.randn(2, 1, 2, 9, 8).unbind(0)
     rq, rk = rotate_patches(attn.rope, q, k, layout)
@@ -58,12 +58,12 @@ def test_rope_rotates_patches_only():
     torch.testing.assert_close(rq[:, :, :6], q[:, :, :6] * cos + rotated_half * sin)
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "math"])
-def test_attention_weights_are_the_forwards(backend):
+@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+def test_attention_weights_are_the_forwards(attn_impl):
     """forward(x) = proj(attention_weights(x) @ v), with RoPE, QK-norm and the masked key bias."""
     torch.manual_seed(0)
-    attn = Attention(32, num_heads=4, mask_k_bias=True, qk_norm=L(LayerNorm)(),
-                     rope=L(RotaryEmbedding2D)(base=100.0), backend=backend).eval()
+    attn = Attention(32, num_heads=4, mask_k_bias=True, qk_norm_layer=L(LayerNorm)(),
+                     rope_layer=L(RotaryEmbedding2D)(base=100.0), attn_impl=attn_impl).eval()
     layout = TokenLayout(2, 3, 1, 2)
     x = torch.randn(2, layout.num_tokens, 32)
     weights = attn.attention_weights(x, layout)
@@ -73,11 +73,11 @@ def test_attention_weights_are_the_forwards(backend):
     torch.testing.assert_close(attn(x, layout), attn.proj((weights @ v).transpose(1, 2).reshape(2, 9, 32)))
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "math"])
-def test_attention_backends_agree(backend):
+@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+def test_attention_implementations_agree(attn_impl):
     torch.manual_seed(0)
-    ref = Attention(32, num_heads=4, backend="math")
-    other = Attention(32, num_heads=4, backend=backend)
+    ref = Attention(32, num_heads=4, attn_impl="math")
+    other = Attention(32, num_heads=4, attn_impl=attn_impl)
     other.load_state_dict(ref.state_dict())
     x = torch.randn(2, 10, 32)
     layout = TokenLayout(3, 3, 1, 0)
@@ -85,10 +85,22 @@ def test_attention_backends_agree(backend):
 
 
 def test_attention_errors():
-    with pytest.raises(ValueError, match="backend"):
-        Attention(16, num_heads=2, backend="xformers")
+    with pytest.raises(ValueError, match="attn_impl"):
+        Attention(16, num_heads=2, attn_impl="xformers")
     with pytest.raises(ValueError, match="not divisible by num_heads"):
         Attention(16, num_heads=3)
+
+
+@pytest.mark.parametrize("cls", [Attention, NeighborhoodAttention])
+def test_the_implementation_choice_is_attn_impl_and_backend_its_old_name(cls):
+    """``attn_impl`` picks what computes the attention, apart from ``kernels`` (the fused kernels around it);
+    ``backend``, its old name, works for one release as keyword and attribute."""
+    with pytest.warns(FutureWarning, match=f"{cls.__name__}\\(\\): 'backend' is now 'attn_impl'"):
+        attn = cls(16, num_heads=2, backend="sdpa")
+    assert attn.attn_impl == "sdpa"
+    with pytest.warns(FutureWarning, match=f"{cls.__name__}.backend: 'backend' is now 'attn_impl'"):
+        attn.backend = "auto"
+    assert attn.attn_impl == "auto"
 
 
 def test_mask_k_bias_zeroes_the_key_bias():

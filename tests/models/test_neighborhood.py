@@ -84,13 +84,13 @@ def per_query_attention(attn, x, layout, keys):
     return attn.proj(out.transpose(1, 2).reshape(B, T, D))
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "flex"])
+@pytest.mark.parametrize("attn_impl", ["sdpa", "flex"])
 @pytest.mark.parametrize("layout,pad", LAYOUTS[:3])
 @pytest.mark.parametrize("window,dilation,rope", [(3, 1, True), (3, 2, False), (5, 1, True)])
-def test_forward_is_attention_over_each_neighbourhood(layout, pad, window, dilation, rope, backend):
+def test_forward_is_attention_over_each_neighbourhood(layout, pad, window, dilation, rope, attn_impl):
     torch.manual_seed(0)
-    attn = NeighborhoodAttention(32, num_heads=4, window=window, dilation=dilation, rope=ROPE if rope else None,
-                                 qk_norm=L(LayerNorm)(), backend=backend).eval()
+    attn = NeighborhoodAttention(32, num_heads=4, window=window, dilation=dilation, rope_layer=ROPE if rope else None,
+                                 qk_norm_layer=L(LayerNorm)(), attn_impl=attn_impl).eval()
     T = layout.num_tokens + pad
     x = torch.randn(2, T, 32)
     with torch.no_grad():
@@ -104,7 +104,7 @@ def test_forward_is_attention_over_each_neighbourhood(layout, pad, window, dilat
 def test_gradients_match_the_per_query_reference():
     torch.manual_seed(0)
     layout, T = TokenLayout(4, 5, 1, 2), 23 + 2
-    attn = NeighborhoodAttention(16, num_heads=2, window=3, dilation=1, rope=ROPE).double()
+    attn = NeighborhoodAttention(16, num_heads=2, window=3, dilation=1, rope_layer=ROPE).double()
     ref = copy.deepcopy(attn)
     x = torch.randn(2, T, 16, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_()
@@ -120,8 +120,8 @@ def test_window_covering_the_grid_is_global_attention(rope):
     """Global tokens see all and are seen by all: with the whole grid in every window it is plain attention
     (the same parameter names, so Attention's weights load as they are)."""
     torch.manual_seed(0)
-    full = Attention(32, num_heads=4, rope=ROPE if rope else None).eval()
-    local = NeighborhoodAttention(32, num_heads=4, window=9, rope=ROPE if rope else None).eval()
+    full = Attention(32, num_heads=4, rope_layer=ROPE if rope else None).eval()
+    local = NeighborhoodAttention(32, num_heads=4, window=9, rope_layer=ROPE if rope else None).eval()
     local.load_state_dict(full.state_dict())
     layout = TokenLayout(4, 5, 1, 2)
     x = torch.randn(2, layout.num_tokens, 32)
@@ -148,9 +148,9 @@ def test_global_tokens_gather_every_patch_and_pass_it_on():
 def test_compiled_flex_block_matches_sdpa_on_cpu():
     """A fullgraph-compiled mixer runs flex_attention inside the graph (CPU: inference only)."""
     torch.manual_seed(0)
-    attn = NeighborhoodAttention(32, num_heads=2, window=3, rope=ROPE, backend="flex").eval()
+    attn = NeighborhoodAttention(32, num_heads=2, window=3, rope_layer=ROPE, attn_impl="flex").eval()
     ref = copy.deepcopy(attn)
-    ref.backend = "sdpa"
+    ref.attn_impl = "sdpa"
     layout = TokenLayout(4, 4, 1, 2)
     x = torch.randn(2, layout.num_tokens, 32)
     torch._dynamo.reset()
@@ -165,10 +165,10 @@ def test_errors_name_the_argument():
         NeighborhoodAttention(16, num_heads=2, window=4)
     with pytest.raises(ValueError, match="dilation=0"):
         NeighborhoodAttention(16, num_heads=2, dilation=0)
-    with pytest.raises(ValueError, match="backend='natten'"):
-        NeighborhoodAttention(16, num_heads=2, backend="natten")
+    with pytest.raises(ValueError, match="attn_impl='natten'"):
+        NeighborhoodAttention(16, num_heads=2, attn_impl="natten")
     with pytest.raises(ValueError, match="num_heads=3"):
         NeighborhoodAttention(16, num_heads=3)
-    attn = NeighborhoodAttention(16, num_heads=2, backend="flex")
-    with pytest.raises(ValueError, match="backend='flex' cannot train on CPU"):
+    attn = NeighborhoodAttention(16, num_heads=2, attn_impl="flex")
+    with pytest.raises(ValueError, match="attn_impl='flex' cannot train on CPU"):
         attn(torch.randn(1, 4, 16), TokenLayout(2, 2, 0, 0))

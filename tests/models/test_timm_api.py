@@ -192,7 +192,7 @@ def test_no_prefix_tokens_returns_plain_intermediates():
 
 
 def test_untied_cls_norm_applies_to_prefix_tokens():
-    model = hybrid("RA", cls_norm_cfg=L(LayerNorm)())
+    model = hybrid("RA", cls_norm_layer=L(LayerNorm)())
     with torch.no_grad():
         model.cls_norm.weight.fill_(3.0)  # differs from the patch norm, so a mix-up shows
         x = torch.randn(1, 3, 16, 16)

@@ -11,8 +11,8 @@ from vitlab.models import Block, HybridViT
 from vitlab.tasks import ClassificationTask
 
 MODEL = L(HybridViT)(in_channels=1, num_classes=4, dim=32, num_blocks=1, patch_size=4, image_size=8,
-                     norm_cfg=L(LayerNorm)(),
-                     block_cfg=L(Block)(mixer=L(Attention)(num_heads=2), ffn=L(Mlp)(ratio=2.0), norm=L(LayerNorm)()))
+                     norm_layer=L(LayerNorm)(),
+                     block_layer=L(Block)(mixer_layer=L(Attention)(num_heads=2), ffn_layer=L(Mlp)(ratio=2.0), norm_layer=L(LayerNorm)()))
 
 
 def batch(n=6, seed=0):

@@ -11,9 +11,9 @@ from vitlab.ssl import DINOHead, MaskingGenerator, MultiCrop, collate_multicrop,
 from vitlab.tasks.dino import DINOv3Task
 
 
-def make_task(readout="cls", registers=2, **kw):
+def make_task(readout="cls", registers=2, kernels=None, **kw):
     model = tiny("HR", num_classes=0, mask_token=True, num_registers=registers, image_size=16, readout=readout,
-                 neck_compression_ratio=4 if readout == "register_concat" else None)
+                 neck_compression_ratio=4 if readout == "register_concat" else None, kernels=kernels)
     head = L(DINOHead)(out_dim=64, hidden_features=32, bottleneck_dim=16)
     args = dict(dino_head=head, ibot_head=head, teacher_temp=0.04, momentum=0.9)
     args.update(kw)
@@ -69,7 +69,7 @@ def _boolean_mask_ibot(task, batch):
     if not masks.any():
         return None
     with torch.no_grad():
-        t_patches = task.model.forward_features(x)["patches"].flatten(1, 2)  # [I, N, D]
+        t_patches = task.teacher.forward_features(x)["patches"].flatten(1, 2)  # [I, N, D]
         t_probs = task.ibot_loss.teacher_probs(task.teacher_ibot_head(t_patches[masks]), temp)
     s_patches = task.student.forward_features(x, masks=masks)["patches"].flatten(1, 2)
     return task.ibot_loss(task.student_ibot_head(s_patches[masks]), t_probs, masks, batch["masks_weight"])
@@ -139,12 +139,61 @@ def test_scheduled_values_reach_the_loss():
 
 def test_teacher_is_ema_of_student():
     task = make_task(momentum=0.75)
-    teacher0 = {k: v.clone() for k, v in task.model.state_dict().items()}
+    teacher0 = {k: v.clone() for k, v in task.teacher.state_dict().items()}
     run_steps(task, 1)
     student = task.student.state_dict()
     name = "blocks.1.mixer.qkv.weight"
-    torch.testing.assert_close(task.model.state_dict()[name], 0.75 * teacher0[name] + 0.25 * student[name])
-    assert not any(p.requires_grad for p in task.model.parameters())
+    torch.testing.assert_close(task.teacher.state_dict()[name], 0.75 * teacher0[name] + 0.25 * student[name])
+    assert not any(p.requires_grad for p in task.teacher.parameters())
+
+
+def test_the_ema_teacher_is_self_teacher_and_the_tasks_model():
+    """The EMA teacher is ``task.teacher``; ``task.model``, the trainer's contract (a property), returns it."""
+    task = make_task()
+    children = dict(task.named_children())
+    assert children["teacher"] is task.teacher is task.model and "model" not in children
+    assert any(k.startswith("teacher.blocks.") for k in task.state_dict())
+
+
+@pytest.mark.parametrize("fmt", ["full", "sharded"])
+def test_checkpoints_keep_the_teacher_where_older_vitlab_stored_it(tmp_path, fmt):
+    """A checkpoint has the layout older vitlab wrote when the teacher was ``self.model``: its ``model`` is
+    the teacher, its task state the rest (a sharded one keeps the teacher under ``model.model.``), so old
+    and new checkpoints resume alike."""
+    from omegaconf import OmegaConf
+    from torch.distributed.checkpoint import FileSystemReader
+
+    from vitlab.config import TrainConfig
+    from vitlab.engine.checkpoint import latest_checkpoint, load_checkpoint
+    from vitlab.engine.distributed import DistInfo
+    from vitlab.engine.precision import Precision
+    from vitlab.engine.resume import Checkpointer, RunState, restore
+    from vitlab.engine.sharded import consolidate
+
+    def optimizer(task):
+        return torch.optim.AdamW([p for m in task.trainable_modules().values() for p in m.parameters()])
+
+    torch.manual_seed(0)
+    task = make_task(momentum=0.5)
+    run_steps(task, 1)  # the teacher moves away from the student
+    cfg = OmegaConf.create({"train": OmegaConf.structured(TrainConfig(checkpoint_format=fmt))})
+    precision = Precision("fp32", torch.device("cpu"))
+    opt = optimizer(task)
+    opt.step()  # on the last step's gradients: the optimizer has state
+    Checkpointer(tmp_path, cfg, DistInfo()).save(task, opt, precision, RunState(step=1), is_best=False)
+    path = latest_checkpoint(tmp_path / "checkpoints")
+    ckpt = consolidate(path) if fmt == "sharded" else load_checkpoint(path)
+    teacher = task.teacher.state_dict()
+    assert ckpt["model"].keys() == teacher.keys() and all(torch.equal(ckpt["model"][k], v) for k, v in teacher.items())
+    assert any(k.startswith("student.") for k in ckpt["task"])
+    assert not [k for k in ckpt["task"] if k.startswith(("teacher.", "model."))]
+    if fmt == "sharded":
+        assert "model.model.blocks.1.mixer.qkv.weight" in FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    torch.manual_seed(1)
+    fresh = make_task()
+    restore(str(path), tmp_path, fresh, optimizer(fresh), precision, RunState(), DistInfo())
+    for name, state in task.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], state) if isinstance(state, torch.Tensor) else True, name
 
 
 def _prototypes(task):
@@ -178,10 +227,10 @@ def test_teacher_and_heads_stay_in_eval_mode_so_drop_path_never_reaches_the_targ
     task = instantiate(L(DINOv3Task)(dino_head=head, ibot_head=head), model=model)
     task.train()  # what the trainer's wrappers do; DINOv3's SSLMetaArch.train() re-evals its teacher
     assert task.student.training and task.student_dino_head.training
-    assert not any(m.training for t in (task.model, task.teacher_dino_head, task.teacher_ibot_head) for m in t.modules())
+    assert not any(m.training for t in (task.teacher, task.teacher_dino_head, task.teacher_ibot_head) for m in t.modules())
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
-        t1, t2 = (task.teacher_dino_head(task.model.readout(task.model.forward_features(x))) for _ in range(2))
+        t1, t2 = (task.teacher_dino_head(task.teacher.readout(task.teacher.forward_features(x))) for _ in range(2))
         s1, s2 = (task.student.forward_features(x)["patches"] for _ in range(2))
     assert torch.equal(t1, t2)
     assert not torch.equal(s1, s2)  # control: the student does drop paths

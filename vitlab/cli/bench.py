@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     apply_overrides(cfg, args.overrides)
     models = {"vitlab": instantiate(cfg.model)}
     size = (args.image_size, args.image_size)
-    flops = {"infer": models["vitlab"].flop_count(True, size), "train": models["vitlab"].flop_count(False, size)}
+    flops = {mode: models["vitlab"].flop_count(inference=mode == "infer", image_size=size) for mode in ("infer", "train")}
     if args.timm:
         import timm
 

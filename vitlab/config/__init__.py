@@ -1,7 +1,7 @@
 """Configs as Python: ``L(cls)(...)`` LazyConfigs on omegaconf, built by hydra's ``instantiate``, and the
 typed run sections (``TrainConfig``, ``OptimConfig``, ``DataConfig``, ``EvalConfig``, ``LaunchConfig``) whose keys are fixed."""
 
-from vitlab.config.instantiate import ConfigInstantiationError, build, instantiate
+from vitlab.config.instantiate import ConfigInstantiationError, ModuleFactory, build, instantiate
 from vitlab.config.io import load_config, save_config
 from vitlab.config.lazy import L, import_path, is_lazy
 from vitlab.config.overrides import (
@@ -11,6 +11,8 @@ from vitlab.config.overrides import (
     config_keys,
     override_item,
     parse_sweep,
+    rename_old_keys,
+    renamed_key,
 )
 from vitlab.config.presets import load_model_preset, model_preset_path, model_presets, model_presets_dir
 from vitlab.config.run import (DataConfig, EvalConfig, LaunchConfig, OptimConfig, TrainConfig, eval_config,
@@ -20,6 +22,7 @@ __all__ = [
     "L",
     "instantiate",
     "build",
+    "ModuleFactory",
     "load_config",
     "apply_overrides",
     "override_item",
@@ -31,6 +34,8 @@ __all__ = [
     "ConfigInstantiationError",
     "UnknownKeyError",
     "check_keys",
+    "rename_old_keys",
+    "renamed_key",
     "TrainConfig",
     "OptimConfig",
     "DataConfig",

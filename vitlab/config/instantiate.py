@@ -9,7 +9,7 @@ Here every failure becomes one ``ConfigInstantiationError`` naming the full conf
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import hydra.utils
 from hydra.errors import InstantiationException
@@ -17,7 +17,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vitlab.config.lazy import is_lazy
 
-__all__ = ["ConfigInstantiationError", "instantiate", "build"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["ConfigInstantiationError", "instantiate", "build", "ModuleFactory"]
+
+ModuleFactory = Union[Callable[..., "nn.Module"], DictConfig]
+"""A swappable part (an argument named ``*_layer``): a class or ``functools.partial`` that returns the module,
+or its LazyConfig ``L(cls)(...)``; the parent calls it with the arguments it injects (``dim``, ``device``, ...)."""
 
 
 class ConfigInstantiationError(RuntimeError):
@@ -108,7 +115,7 @@ def instantiate(cfg: Any, **overrides: Any) -> Any:
         raise ConfigInstantiationError(key, target, original) from None
 
 
-def build(spec: Any, **kwargs: Any) -> Any:
+def build(spec: ModuleFactory | None, **kwargs: Any) -> Any:
     """Build a child part from a config or a factory, injecting arguments the parent knows.
 
     ``spec`` is a LazyConfig (instantiated with ``kwargs`` merged in), or any callable (called with

@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from vitlab.config.overrides import UnknownKeyError, check_keys, unknown_key_message
+from vitlab.config.overrides import UnknownKeyError, check_keys, rename_old_keys, unknown_key_message
 from vitlab.config.run import SECTIONS, typed_sections
 
 __all__ = ["load_config", "save_config"]
@@ -136,6 +136,7 @@ def _typed(cfg: DictConfig, path: Path) -> DictConfig:
         message = unknown_key_message(schema, f"{section}.{exc.full_key}")
         raise UnknownKeyError(f"{path}: {message}") from None
     try:
+        rename_old_keys(cfg)  # a config of an older vitlab (vitlab.compat)
         check_keys(cfg)
     except UnknownKeyError as exc:
         raise UnknownKeyError(f"{path}: {exc}") from None
@@ -150,7 +151,8 @@ def load_config(path: str | Path) -> DictConfig:
 
     Returns:
         A ``DictConfig`` with one key per top-level config (``model``, ``train``, ...); its ``train``,
-        ``optim`` and ``data`` are typed (:mod:`vitlab.config.run`).
+        ``optim`` and ``data`` are typed (:mod:`vitlab.config.run`). A key a class renamed (a saved config
+        of an older vitlab: ``model.block_cfg``) takes its new name, with a ``FutureWarning`` (:mod:`vitlab.compat`).
 
     Raises:
         UnknownKeyError: the file (or a base it runs) writes a key that does not exist, in a typed

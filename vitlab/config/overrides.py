@@ -10,10 +10,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from vitlab.compat import renamed_args_of, warn_renamed
 from vitlab.config.instantiate import _target_name
 from vitlab.config.run import is_typed
 
-__all__ = ["apply_overrides", "override_item", "parse_sweep", "config_keys", "check_keys", "UnknownKeyError"]
+__all__ = ["apply_overrides", "override_item", "parse_sweep", "config_keys", "check_keys", "UnknownKeyError",
+           "rename_old_keys", "renamed_key"]
 
 _MISSING = object()
 
@@ -65,7 +67,7 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     ``data``, ``task.gram``: structured configs), whose keys are fixed. Sweeps (``a=1,2``) belong to ``vitlab sweep``.
     """
     for ov in _parse(overrides):
-        key = ov.key_or_group
+        key = renamed_key(cfg, ov.key_or_group)
         if ov.is_sweep_override():
             raise ValueError(f"override '{ov.input_line}' is a sweep; use `vitlab sweep` or --multirun for sweeps")
         current = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
@@ -106,16 +108,26 @@ def parse_sweep(overrides: Iterable[str]) -> list[list[str]]:
     return combos
 
 
-def _signature(node: Any) -> tuple[list[str], bool] | None:
-    """Keyword parameters of a LazyConfig node's ``_target_`` and whether it takes ``**kwargs``
-    (None if it has no resolvable ``_target_``)."""
+def _target(node: Any) -> Any:
+    """The class or function a LazyConfig node's ``_target_`` names (None if it has none, or it does not import)."""
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return None
     try:
         target = node._target_
-        target = get_object(target) if isinstance(target, str) else target
-        params = inspect.signature(target).parameters.values()
+        return get_object(target) if isinstance(target, str) else target
     except Exception:  # noqa: BLE001 - an unresolvable target simply offers no parameters
+        return None
+
+
+def _signature(node: Any) -> tuple[list[str], bool] | None:
+    """Keyword parameters of a LazyConfig node's ``_target_`` and whether it takes ``**kwargs``
+    (None if it has no resolvable ``_target_``)."""
+    target = _target(node)
+    try:
+        params = inspect.signature(target).parameters.values() if target is not None else None
+    except (TypeError, ValueError):  # no signature: the target offers no parameters
+        return None
+    if params is None:
         return None
     names = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return names, any(p.kind == p.VAR_KEYWORD for p in params)
@@ -152,6 +164,53 @@ def check_keys(cfg: Any, prefix: str = "") -> None:
     for path, node in children:
         if isinstance(node, (DictConfig, ListConfig)):
             check_keys(node, path)
+
+
+def rename_old_keys(cfg: Any, prefix: str = "") -> Any:
+    """Rename, in place, every LazyConfig argument that its ``_target_`` renamed (``model.block_cfg`` ->
+    ``model.block_layer``: :func:`vitlab.compat.renamed_kwargs`), with a ``FutureWarning`` naming both keys;
+    a saved config of an older vitlab loads as a new one. Returns ``cfg``.
+
+    Raises:
+        UnknownKeyError: a node holds an old key and its new name both.
+    """
+    full = (lambda k: f"{prefix}.{k}") if prefix else str  # noqa: E731
+    target = _target(cfg)
+    for old, new in (renamed_args_of(target) if target is not None else {}).items():
+        if old in cfg:
+            if new in cfg:
+                raise UnknownKeyError(f"config has '{full(old)}' and its new name '{full(new)}'; keep '{full(new)}'")
+            warn_renamed(old, new, f"config key '{full(old)}'")
+            with open_dict(cfg):
+                cfg[new] = cfg._get_node(old)
+                del cfg[old]
+    if isinstance(cfg, DictConfig):
+        children = [(full(k), cfg._get_node(k)) for k in cfg.keys()]
+    elif isinstance(cfg, ListConfig):
+        children = [(f"{prefix}[{i}]", cfg._get_node(i)) for i in range(len(cfg))]
+    else:
+        children = []
+    for path, node in children:
+        if isinstance(node, (DictConfig, ListConfig)):
+            rename_old_keys(node, path)
+    return cfg
+
+
+def renamed_key(cfg: DictConfig, key: str) -> str:
+    """``key`` spelt with the new name of each LazyConfig argument a ``_target_`` renamed
+    (``model.block_cfg.mixer.num_heads`` -> ``model.block_layer.mixer_layer.num_heads``), warning once if it changed."""
+    node, parts = cfg, []
+    for part in key.split("."):
+        target = _target(node)
+        new = renamed_args_of(target).get(part) if target is not None else None
+        if new is not None and part not in node:
+            part = new
+        parts.append(part)
+        node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
+    renamed = ".".join(parts)
+    if renamed != key:
+        warn_renamed(key, renamed, "override key")
+    return renamed
 
 
 def _is_constructor_arg(cfg: DictConfig, key: str) -> bool:

@@ -214,7 +214,7 @@ def dinov3_model_config(arch: str | DINOv3Arch) -> DictConfig:
         rescale_coords=a.rope_rescale_coords,
     )
     mixer = L(Attention)(num_heads=a.num_heads, qkv_bias=a.qkv_bias, proj_bias=a.proj_bias,
-                         mask_k_bias=a.mask_k_bias and a.qkv_bias, rope=rope)
+                         mask_k_bias=a.mask_k_bias and a.qkv_bias, rope_layer=rope)
     return L(HybridViT)(
         in_channels=a.in_channels,
         num_classes=0,
@@ -227,9 +227,9 @@ def dinov3_model_config(arch: str | DINOv3Arch) -> DictConfig:
         pos_embed="none",
         class_token=True,
         mask_token=True,
-        norm_cfg=L(LayerNorm)(eps=a.layer_norm_eps),
-        cls_norm_cfg=L(LayerNorm)(eps=a.layer_norm_eps) if a.untie_cls_norm else None,
-        block_cfg=L(Block)(mixer=mixer, ffn=ffn, norm=L(LayerNorm)(eps=a.layer_norm_eps), layer_scale_init=a.layer_scale_init),
+        norm_layer=L(LayerNorm)(eps=a.layer_norm_eps),
+        cls_norm_layer=L(LayerNorm)(eps=a.layer_norm_eps) if a.untie_cls_norm else None,
+        block_layer=L(Block)(mixer_layer=mixer, ffn_layer=ffn, norm_layer=L(LayerNorm)(eps=a.layer_norm_eps), layer_scale_init=a.layer_scale_init),
     )
 
 

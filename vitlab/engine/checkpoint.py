@@ -4,7 +4,9 @@ a model from one: :mod:`vitlab.weights`, whose names this module re-exports).
 Format (``format_version`` 1): one ``torch.save`` of a dict holding only tensors and plain types, so
 it loads with ``torch.load(path, weights_only=True)``:
 
-    model        state_dict of ``task.model`` (the network the ``model`` config describes). Required.
+    model        state_dict of ``task.model`` (the network the ``model`` config describes; a task that registers
+                 it under another name, as DINOv3 its ``teacher``, has its keys saved here all the same,
+                 :func:`to_saved_keys`). Required.
     config       the full resolved config as a YAML string; its ``model`` key rebuilds the network.
                  Required (a converter of foreign weights writes ``model`` + ``config`` only).
     task         the rest of ``task.state_dict()``: teacher / EMA copies, heads, loss buffers
@@ -36,10 +38,12 @@ import os
 import re
 import shutil
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
 from torch.distributed.tensor import DTensor
 
 from vitlab.weights import (
@@ -56,7 +60,7 @@ from vitlab.weights import (
 __all__ = ["FORMAT_VERSION", "save_atomic", "fsync_dir", "load_checkpoint", "list_checkpoints", "latest_checkpoint",
            "is_sharded_checkpoint", "require_file", "CheckpointManager", "assert_finite", "first_non_finite",
            "StateDictMismatchError", "check_state_dict", "load_model_state", "build_model_from_checkpoint",
-           "SHARDED_METADATA"]
+           "SHARDED_METADATA", "to_saved_keys", "from_saved_keys"]
 
 FORMAT_VERSION = 1
 _STEP = re.compile(r"^step_(\d+)(\.pt)?$")  # step_<N>.pt (a file) or step_<N> (a sharded directory)
@@ -193,6 +197,28 @@ class CheckpointManager:
         os.replace(tmp, best)
         fsync_dir(self.folder)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _model_prefix(task: nn.Module) -> str:
+    """Where ``task.model`` is in ``task.state_dict()``: ``"model."``, or the name the task registered it under."""
+    model = getattr(task, "model", None)
+    return next((name + "." for name, child in task.named_children() if child is model), "model.")
+
+
+def _swap_prefix(state: Mapping[str, Any], old: str, new: str) -> dict[str, Any]:
+    return {(new + k[len(old):] if k.startswith(old) else k): v for k, v in state.items()}
+
+
+def to_saved_keys(state: Mapping[str, Any], task: nn.Module) -> dict[str, Any]:
+    """``state``, keyed as ``task.state_dict()``, keyed as checkpoints store it: ``task.model``'s entries under
+    ``model.`` whatever the task calls it (DINOv3's EMA ``teacher``, whose ``model`` is a property), the rest
+    as they are. The layout of every checkpoint so far: old ones load, new ones read the same."""
+    return _swap_prefix(state, _model_prefix(task), "model.")
+
+
+def from_saved_keys(state: Mapping[str, Any], task: nn.Module) -> dict[str, Any]:
+    """The inverse of :func:`to_saved_keys`: a checkpoint's task state keyed as ``task.state_dict()``."""
+    return _swap_prefix(state, "model.", _model_prefix(task))
 
 
 def warn_skipped(path: Path, exc: BaseException) -> None:

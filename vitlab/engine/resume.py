@@ -32,7 +32,9 @@ from vitlab.engine.checkpoint import (
     is_sharded_checkpoint,
     latest_checkpoint,
     list_checkpoints,
+    from_saved_keys,
     load_checkpoint,
+    to_saved_keys,
     warn_skipped,
 )
 from vitlab.engine.distributed import DistInfo
@@ -111,11 +113,12 @@ class Checkpointer:
         before_commit = functools.partial(self.faults.maybe_fire_in_save, step)
         if self.sharded is not None:
             model_sd, optim_sd = get_state_dict(task, optimizer, options=StateDictOptions(full_state_dict=False))
-            self.sharded.save({"model": model_sd, "optimizer": optim_sd}, run_state, step, is_best=is_best,
+            self.sharded.save({"model": to_saved_keys(model_sd, task), "optimizer": optim_sd}, run_state, step, is_best=is_best,
                               before_commit=before_commit)
             return
         model_sd, optim_sd = get_state_dict(task, optimizer, options=StateDictOptions(full_state_dict=True,
                                                                                      cpu_offload=True))
+        model_sd = to_saved_keys(model_sd, task)
         if self.info.is_main:
             ckpt = {
                 "format_version": FORMAT_VERSION,
@@ -170,7 +173,7 @@ def _load_full(path: Path, ckpt: dict, task: nn.Module, optimizer: torch.optim.O
     # a mismatch names every key; set_state_dict loads (a plain load_state_dict cannot copy full
     # tensors into FSDP2's sharded DTensor parameters)
     check_state_dict(ckpt["model"], task.model.state_dict(), repr(str(path)), target="the configured model")
-    full = {_MODEL + k: v for k, v in ckpt["model"].items()} | ckpt.get("task", {})
+    full = from_saved_keys({_MODEL + k: v for k, v in ckpt["model"].items()} | ckpt.get("task", {}), task)
     missing = sorted(set(task.state_dict()) - set(full))
     if missing:
         raise ValueError(f"checkpoint {str(path)!r} lacks task state: {', '.join(missing[:10])}")

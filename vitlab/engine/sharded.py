@@ -50,9 +50,11 @@ from vitlab.engine.checkpoint import (
     CheckpointManager,
     check_state_dict,
     first_non_finite,
+    from_saved_keys,
     fsync_dir,
     is_sharded_checkpoint,
     save_atomic,
+    to_saved_keys,
 )
 from vitlab.engine.distributed import DistInfo
 
@@ -212,11 +214,13 @@ def load_sharded(path: str | Path, task: nn.Module, optimizer: torch.optim.Optim
     path = Path(path)
     run_state = read_run_state(path)
     model_sd, optim_sd = get_state_dict(task, optimizer, options=_SHARDED)
+    model_sd = to_saved_keys(model_sd, task)  # the same tensors, keyed as the checkpoint keys them
     _check_task_state(path, model_sd)
     state = {"model": model_sd, "optimizer": optim_sd}
     with _single_process_quiet():
         dcp.load(state, checkpoint_id=str(path), no_dist=_no_dist())
-    set_state_dict(task, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+    set_state_dict(task, optimizer, model_state_dict=from_saved_keys(state["model"], task),
+                   optim_state_dict=state["optimizer"],
                    options=StateDictOptions(full_state_dict=False, strict=True))
     return run_state
 

@@ -2,12 +2,13 @@
 
 Two settings of the network decide what the graph holds, so the export fixes them for its duration:
 
-- ``kernels``: with the fused Triton kernels (``auto`` on CUDA, ``triton``) every kernel is a
-  ``torch.library`` custom op with a fake implementation, so the network exports, each kernel as one
-  ``vitlab::*`` node. Such a program re-runs in PyTorch where vitlab is imported (the ops must be
-  registered) and Triton runs, but ONNX, TensorRT or another device cannot read those nodes. The default,
-  ``kernels="torch"``, exports the torch references instead: plain aten operators that any backend reads,
-  and that a compiler (AOTInductor, TensorRT) fuses itself. ``kernels="keep"`` keeps the network's choice.
+- ``kernels``: with the fused Triton kernels (a network built with ``kernels="auto"`` on CUDA, or
+  ``"triton"``) every kernel is a ``torch.library`` custom op with a fake implementation, so the network
+  exports, each kernel as one ``vitlab::*`` node. Such a program re-runs in PyTorch where vitlab is imported
+  (the ops must be registered) and Triton runs, but ONNX, TensorRT or another device cannot read those nodes.
+  The default, ``kernels="torch"``, traces under :func:`vitlab.kernels.torch_references` and exports the torch
+  references instead: plain aten operators that any backend reads, and that a compiler (AOTInductor,
+  TensorRT) fuses itself; the network keeps its own choice. ``kernels="keep"`` exports the network's choice.
 - ``long_conv`` of the Hyena 2D mixers: ``auto`` picks the long convolution's algorithm by batch size, which
   a program cannot do at run time; the export takes the algorithm ``auto`` picks for the example's batch
   and runs it at every batch size (both algorithms compute the same function). ``"direct"`` or ``"fft"``
@@ -18,12 +19,14 @@ Evaluation mode, no autograd: dropout and drop path are off and no activation is
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 from typing import Iterable, Iterator, Literal
 
 import torch
 from torch import nn
 
+from vitlab.kernels import torch_references
 from vitlab.mixers import Hyena2D
 
 __all__ = ["export_program", "export_settings"]
@@ -33,11 +36,11 @@ __all__ = ["export_program", "export_settings"]
 def export_settings(model: nn.Module, *, kernels: Literal["torch", "keep"] = "torch",
                     long_conv: Literal["direct", "fft"] | None = None,
                     example: torch.Tensor | None = None) -> Iterator[nn.Module]:
-    """``model`` in eval mode with the kernel backend and Hyena algorithm set, restored on exit.
+    """``model`` in eval mode with the kernels' references (or not) and the Hyena algorithm set, restored on exit.
 
     Args:
         model: the network.
-        kernels: ``"torch"`` (the references: every module with a ``kernels`` attribute) or ``"keep"``.
+        kernels: ``"torch"`` (every kernel's reference, :func:`vitlab.kernels.torch_references`) or ``"keep"``.
         long_conv: the algorithm of every Hyena 2D mixer; None: each ``auto`` mixer takes the algorithm it
             picks on ``example`` (one eager forward finds it), others keep theirs.
         example: the images [B, C, H, W] the export traces.
@@ -46,23 +49,19 @@ def export_settings(model: nn.Module, *, kernels: Literal["torch", "keep"] = "to
         raise ValueError(f"kernels must be 'torch' or 'keep', got {kernels!r}")
     if long_conv not in (None, "direct", "fft"):
         raise ValueError(f"long_conv must be None, 'direct' or 'fft', got {long_conv!r}")
-    backends = {m: m.kernels for m in model.modules() if hasattr(m, "kernels")} if kernels == "torch" else {}
     mixers = {m: m.long_conv for m in model.modules() if isinstance(m, Hyena2D)}
     training = model.training
-    try:
-        for m in backends:
-            m.kernels = "torch"
-        model.eval()
-        paths = {m: long_conv for m in mixers} if long_conv else _auto_paths(model, mixers, example)
-        for m, path in paths.items():
-            m.long_conv = path
-        yield model
-    finally:
-        model.train(training)
-        for m, backend in backends.items():
-            m.kernels = backend
-        for m, algorithm in mixers.items():
-            m.long_conv = algorithm
+    with torch_references() if kernels == "torch" else contextlib.nullcontext():
+        try:
+            model.eval()
+            paths = {m: long_conv for m in mixers} if long_conv else _auto_paths(model, mixers, example)
+            for m, path in paths.items():
+                m.long_conv = path
+            yield model
+        finally:
+            model.train(training)
+            for m, algorithm in mixers.items():
+                m.long_conv = algorithm
 
 
 def _auto_paths(model: nn.Module, mixers: Iterable[Hyena2D],

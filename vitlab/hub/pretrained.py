@@ -14,7 +14,7 @@ built every ``_target_`` in it must name a class in an allowed package (``vitlab
 more): a config that names a function (``os.system``) or a foreign class is refused.
 
 Why not ``PyTorchModelHubMixin`` itself: its config is the constructor's JSON-able arguments, so LazyConfig
-arguments (``norm_cfg``, ``layer_types``) are dropped unless coders are registered; it rebuilds with
+arguments (``norm_layer``, ``layer_types``) are dropped unless coders are registered; it rebuilds with
 ``cls(**config)``, so no ``_target_`` is kept, used or checked; it loads ``strict=False`` by default (a
 mismatched file half-loads silently) and prints; and it would make huggingface_hub an import of every
 model. This mixin keeps its interface and file names, and imports huggingface_hub only to download or push.
@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vitlab.config import ConfigInstantiationError, L, UnknownKeyError, check_keys, instantiate
+from vitlab.compat import renamed_args_of
+from vitlab.config import ConfigInstantiationError, L, UnknownKeyError, check_keys, instantiate, rename_old_keys
 from vitlab.hub.model_card import model_card
 
 __all__ = ["PretrainedMixin", "PretrainedFileError", "read_config", "CONFIG_NAME", "WEIGHTS_NAME",
@@ -75,8 +76,9 @@ class PretrainedMixin:
         cls, args, kwargs = getattr(self, "_pretrained_init", (type(self), (), {}))
         if args:
             raise ValueError(f"{cls.__name__} was built with positional arguments; pass save_pretrained(config=...)")
+        renamed = renamed_args_of(cls)  # built with an old keyword (vitlab.compat): saved by its new name
         try:
-            return L(cls)(**{k: v for k, v in kwargs.items() if k not in ("device", "dtype")})
+            return L(cls)(**{renamed.get(k, k): v for k, v in kwargs.items() if k not in ("device", "dtype")})
         except Exception as exc:  # noqa: BLE001 - omegaconf refuses objects (a factory, a class) as values
             raise ValueError(f"{cls.__name__} was built with an argument a config cannot hold ({exc}); build it from "
                              "LazyConfigs (L(...)) or pass save_pretrained(config=...)") from None
@@ -148,8 +150,9 @@ class PretrainedMixin:
         config_path = _resolve(pretrained_model_name_or_path, CONFIG_NAME, hub)
         data = read_config(config_path, allowed_targets, expected=cls)
         try:
-            check_keys(OmegaConf.create(data))
-            model = instantiate(data, device=device, dtype=dtype, **overrides)
+            config = rename_old_keys(OmegaConf.create(data))  # a config.json of an older vitlab (vitlab.compat)
+            check_keys(config)
+            model = instantiate(config, device=device, dtype=dtype, **overrides)
         except (UnknownKeyError, ConfigInstantiationError) as exc:
             raise PretrainedFileError(f"{config_path}: {exc}") from None
         model.eval()

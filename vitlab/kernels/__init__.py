@@ -13,12 +13,13 @@ plain-torch reference it is tested against.
 | ``cross_entropy.py`` | :func:`softmax_cross_entropy` | DINO/iBOT loss, online logsumexp over K |
 
 Every function takes ``backend="auto" | "triton" | "torch"``: ``auto`` runs Triton on CUDA and
-the reference elsewhere; ``VITLAB_KERNELS=torch`` in the environment forces the reference
-everywhere (see :mod:`vitlab.kernels.dispatch`). Importing this package does not need triton.
+the reference elsewhere. Modules pass their ``kernels`` constructor argument, whose default
+:func:`resolve_kernels` reads from ``VITLAB_KERNELS`` (see :mod:`vitlab.kernels.dispatch`).
+Importing this package does not need triton.
 """
 
 from vitlab.kernels.cross_entropy import softmax_cross_entropy
-from vitlab.kernels.dispatch import resolve_backend, triton_available
+from vitlab.kernels.dispatch import resolve_backend, resolve_kernels, torch_references, triton_available
 from vitlab.kernels.glu import swiglu
 from vitlab.kernels.hyena import hyena_gate
 from vitlab.kernels.hyena_input import hyena_input_gate
@@ -34,10 +35,12 @@ __all__ = [
     "layer_norm",
     "residual_scale_drop",
     "resolve_backend",
+    "resolve_kernels",
     "rms_norm",
     "rope_2d",
     "sinkhorn_knopp",
     "softmax_cross_entropy",
     "swiglu",
+    "torch_references",
     "triton_available",
 ]

@@ -1,5 +1,12 @@
 """Backend choice for the fused kernels: Triton or the plain-torch reference.
 
+A network chooses once: every module with a fused kernel takes ``kernels="auto" | "triton" | "torch"``
+in its constructor, injected from the top like ``dim`` (``HybridViT(kernels=...)`` reaches every block,
+norm and mixer; a task passes its backbone's choice to its losses), and hands it to each kernel call as
+``backend``. Left unset (None), ``kernels`` takes its default from :func:`resolve_kernels`, the one place
+that reads the environment variable ``VITLAB_KERNELS`` (``torch`` builds a network on the references: a
+one-line switch for bisecting a numerical problem or a crash to the kernels; unset or empty: ``auto``).
+
 Every public kernel takes ``backend="auto" | "triton" | "torch"``:
 
 - ``"auto"``: Triton when every tensor is on CUDA, in fp32/bf16/fp16, and triton imports;
@@ -10,21 +17,22 @@ Every public kernel takes ``backend="auto" | "triton" | "torch"``:
   ``RuntimeError``.
 - ``"torch"``: always the reference (the ground truth the kernels are tested against).
 
-Setting the environment variable ``VITLAB_KERNELS=torch`` forces the reference everywhere,
-whatever ``backend`` says: a one-line switch for bisecting a numerical problem or a crash to
-the kernels. ``VITLAB_KERNELS`` unset, empty or ``auto`` leaves the per-call choice alone.
+:func:`torch_references` runs every kernel's reference for the duration of a ``with`` block, whatever
+the modules chose: how an export writes a portable graph of a network built on the kernels.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 import torch
 
 from vitlab.kernels._triton import interpreter_enabled, load_triton
 
-__all__ = ["BACKENDS", "SUPPORTED_DTYPES", "Backend", "resolve_backend", "triton_available"]
+__all__ = ["BACKENDS", "SUPPORTED_DTYPES", "Backend", "resolve_backend", "resolve_kernels", "torch_references",
+           "torch_references_active", "triton_available"]
 
 Backend = Literal["auto", "triton", "torch"]
 BACKENDS = ("auto", "triton", "torch")
@@ -38,13 +46,41 @@ def triton_available() -> bool:
     return load_triton() is not None
 
 
-def _forced_by_env() -> bool:
-    value = os.environ.get(ENV_VAR, "").strip().lower()
-    if value in ("", "auto"):
-        return False
-    if value == "torch":
-        return True
-    raise ValueError(f"{ENV_VAR} must be 'torch', 'auto' or unset, got {os.environ[ENV_VAR]!r}")
+def resolve_kernels(kernels: str | None = None) -> Backend:
+    """A module's ``kernels`` setting: ``kernels`` itself, or when it is None the default, ``VITLAB_KERNELS``
+    (``auto`` when unset or empty). Modules call it once, in their constructor.
+
+    Raises:
+        ValueError: ``kernels`` (or ``VITLAB_KERNELS``) is not one of ``auto``, ``triton``, ``torch``.
+    """
+    if kernels is None:
+        value = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
+        if value not in BACKENDS:
+            raise ValueError(f"{ENV_VAR} must be one of {BACKENDS} or unset, got {os.environ[ENV_VAR]!r}")
+        return value  # type: ignore[return-value]
+    if kernels not in BACKENDS:
+        raise ValueError(f"kernels must be 'auto', 'triton' or 'torch', got {kernels!r}")
+    return kernels  # type: ignore[return-value]
+
+
+_references = [0]  # depth of nested torch_references() blocks
+
+
+@contextmanager
+def torch_references() -> Iterator[None]:
+    """Within the block every kernel runs its plain-torch reference (and Mamba its torch scan), whatever
+    ``backend`` a module passes; the network is not touched. :func:`vitlab.export.export_program` traces
+    under it, so the program holds aten operators only."""
+    _references[0] += 1
+    try:
+        yield
+    finally:
+        _references[0] -= 1
+
+
+def torch_references_active() -> bool:
+    """Whether a :func:`torch_references` block is running."""
+    return _references[0] > 0
 
 
 def resolve_backend(backend: str, *tensors: torch.Tensor | None) -> Literal["triton", "torch"]:
@@ -58,14 +94,14 @@ def resolve_backend(backend: str, *tensors: torch.Tensor | None) -> Literal["tri
         ``"triton"`` or ``"torch"``.
 
     Raises:
-        ValueError: ``backend`` (or ``VITLAB_KERNELS``) is not a known value.
+        ValueError: ``backend`` is not a known value.
         RuntimeError: ``"triton"`` was forced where it cannot run (no triton; CPU tensors
             without ``TRITON_INTERPRET=1``; tensors on several devices).
         TypeError: ``"triton"`` was forced on a dtype the kernels do not implement.
     """
     if backend not in BACKENDS:
         raise ValueError(f"kernel backend must be one of {BACKENDS}, got {backend!r}")
-    if _forced_by_env() or backend == "torch":
+    if backend == "torch" or torch_references_active():
         return "torch"
     present = [t for t in tensors if t is not None]
     on_cuda = bool(present) and all(t.is_cuda for t in present)

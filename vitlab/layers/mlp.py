@@ -7,13 +7,14 @@ Axis legend: H hidden width.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from vitlab.config import build
-from vitlab.kernels import swiglu
+from vitlab.config import ModuleFactory, build
+from vitlab.kernels import resolve_kernels, swiglu
+from vitlab.kernels.dispatch import Backend
 
 __all__ = ["Mlp", "SwiGLU"]
 
@@ -26,14 +27,15 @@ class Mlp(nn.Module):
         ratio: hidden width over ``dim``, when ``hidden_features`` is not given.
         hidden_features: the hidden width H.
         bias: biases of both projections.
-        act_layer: config or factory of the activation module, e.g. ``L(nn.GELU)(approximate="tanh")``
+        act_layer: factory (or config) of the activation module, e.g. ``L(nn.GELU)(approximate="tanh")``
             (default ``nn.GELU``, the exact erf form).
+        kernels: taken, as every part of a block takes it; the MLP has no fused kernel.
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("act_layer",)
 
     def __init__(self, dim: int, *, ratio: float = 4.0, hidden_features: int | None = None, bias: bool = True,
-                 act_layer: Any = nn.GELU, device=None, dtype=None):
+                 act_layer: ModuleFactory = nn.GELU, kernels: Backend | None = None, device=None, dtype=None):
         super().__init__()
         hidden_features = hidden_features or int(dim * ratio)
         self.fc1 = nn.Linear(dim, hidden_features, bias=bias, device=device, dtype=dtype)
@@ -60,15 +62,17 @@ class SwiGLU(nn.Module):
         hidden_features: the hidden width H of each of the two branches.
         align_to: rounding of the hidden width computed from ``ratio``.
         bias: biases of both projections.
-        act_layer: config or factory of the gate's activation module (default ``nn.SiLU``). SiLU runs
+        act_layer: factory (or config) of the gate's activation module (default ``nn.SiLU``). SiLU runs
             the fused kernel :func:`vitlab.kernels.swiglu`, which computes it (the module's own
             forward, and its hooks, do not run); any other activation runs in torch.
+        kernels: ``auto | triton | torch`` for that kernel (None: :func:`vitlab.kernels.resolve_kernels`).
     """
 
     CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("act_layer",)
 
     def __init__(self, dim: int, *, ratio: float = 4.0, hidden_features: int | None = None, align_to: int = 8,
-                 bias: bool = True, act_layer: Any = nn.SiLU, device=None, dtype=None):
+                 bias: bool = True, act_layer: ModuleFactory = nn.SiLU, kernels: Backend | None = None,
+                 device=None, dtype=None):
         super().__init__()
         if hidden_features is None:
             hidden_features = int(int(dim * ratio) * 2 / 3)
@@ -77,7 +81,7 @@ class SwiGLU(nn.Module):
         self.w12 = nn.Linear(dim, 2 * hidden_features, bias=bias, device=device, dtype=dtype)
         self.act = build(act_layer)
         self.w3 = nn.Linear(hidden_features, dim, bias=bias, device=device, dtype=dtype)
-        self.kernels = "auto"
+        self.kernels = resolve_kernels(kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.w12(x).chunk(2, dim=-1)  # gate, value: each [..., H]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vitlab.kernels import residual_scale_drop
+from vitlab.kernels import residual_scale_drop, resolve_kernels
+from vitlab.kernels.dispatch import Backend
 
 __all__ = ["ResidualBranch"]
 
@@ -25,10 +26,11 @@ class ResidualBranch(nn.Module):
         dim: width D.
         layer_scale_init: initial LayerScale value; None (or 0) for no LayerScale (``gamma`` is None).
         drop_path_rate: probability in [0, 1) of dropping a sample's branch in training.
+        kernels: ``auto | triton | torch`` for the fused kernel (None: :func:`vitlab.kernels.resolve_kernels`).
     """
 
     def __init__(self, dim: int, *, layer_scale_init: float | None = None, drop_path_rate: float = 0.0,
-                 device=None, dtype=None):
+                 kernels: Backend | None = None, device=None, dtype=None):
         super().__init__()
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
@@ -38,7 +40,7 @@ class ResidualBranch(nn.Module):
             self.register_parameter("gamma", None)
         else:
             self.gamma = nn.Parameter(torch.empty(dim, device=device, dtype=dtype))  # [D]
-        self.kernels = "auto"
+        self.kernels = resolve_kernels(kernels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vitlab.kernels.dispatch import Backend
 from vitlab.layers.token_layout import TokenLayout
 
 __all__ = ["GatedConv"]
@@ -38,12 +39,14 @@ class GatedConv(nn.Module):
         kernel_size: side of the depthwise convolution (odd; MambaOut: 7).
         conv_ratio: share of ``dim`` convolved, ``int(conv_ratio * dim)`` channels; the rest of the value
             branch passes through (MambaOut: 1.0; partial channels as in InceptionNeXt).
+        kernels: taken, as every mixer takes it; this one has no fused kernel.
     """
 
     needs_grid = False  # convolves the h x w patch grid itself; the sequence needs no padding
+    pattern_letter = "C"  # its block letter in docs/models.md
 
     def __init__(self, dim: int, *, expansion_ratio: float = 8 / 3, kernel_size: int = 7, conv_ratio: float = 1.0,
-                 device=None, dtype=None):
+                 kernels: Backend | None = None, device=None, dtype=None):
         super().__init__()
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"GatedConv kernel_size must be an odd positive integer (same-size output), got {kernel_size!r}")

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitlab.kernels.dispatch import Backend
 from vitlab.layers import RMSNorm
 from vitlab.layers.token_layout import TokenLayout
 from vitlab.mixers.chunk_gla import chunk_gla, chunk_gla_flop_count
@@ -56,13 +57,15 @@ class GLA2D(nn.Module):
         conv_kernel: size of the depthwise convolution over the patch grid (odd; ViG: 3).
         norm_eps: eps of the per-head RMSNorms of the global and local features.
         chunk_size: tokens per chunk of the chunked form (GLA's ``fused_chunk``: 16 to 64).
+        kernels: of the two RMSNorms (injected by the block; None: :func:`vitlab.kernels.resolve_kernels`).
     """
 
     needs_grid = False  # reads the patch grid from the layout; padding tokens are not mixed
+    pattern_letter = "L"  # its block letter in docs/models.md
 
     def __init__(self, dim: int, *, num_heads: int, expand_k: float = 0.5, gate_rank: int = 16,
                  gate_logit_normalizer: float = 16.0, conv_kernel: int = 3, norm_eps: float = 1e-5,
-                 chunk_size: int = 32, device=None, dtype=None):
+                 chunk_size: int = 32, kernels: Backend | None = None, device=None, dtype=None):
         super().__init__()
         key_dim = int(expand_k * dim)
         if num_heads < 1 or dim % num_heads:
@@ -86,8 +89,8 @@ class GLA2D(nn.Module):
         self.gate_down = nn.Linear(dim, gate_rank, bias=False, **dd)
         self.gate_up = nn.Linear(gate_rank, 2 * key_dim, bias=True, **dd)  # forward and backward gates
         self.g_proj = nn.Linear(dim, dim, bias=True, **dd)  # the locality gate s
-        self.g_norm = RMSNorm(dim // num_heads, eps=norm_eps, **dd)
-        self.l_norm = RMSNorm(dim // num_heads, eps=norm_eps, **dd)
+        self.g_norm = RMSNorm(dim // num_heads, eps=norm_eps, kernels=kernels, **dd)
+        self.l_norm = RMSNorm(dim // num_heads, eps=norm_eps, kernels=kernels, **dd)
         self.o_proj = nn.Linear(dim, dim, bias=False, **dd)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:

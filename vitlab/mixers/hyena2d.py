@@ -40,7 +40,8 @@ import math
 import torch
 from torch import nn
 
-from vitlab.kernels import hyena_gate, hyena_input_gate
+from vitlab.kernels import hyena_gate, hyena_input_gate, resolve_kernels
+from vitlab.kernels.dispatch import Backend
 from vitlab.layers.token_layout import TokenLayout
 from vitlab.mixers.implicit_filter import ImplicitFilter2D
 
@@ -124,13 +125,16 @@ class Hyena2D(nn.Module):
         bias: biases of the projections.
         long_conv: how the long convolution runs: ``"direct"`` (a ``[T, T]`` matrix per channel), ``"fft"``,
             or ``"auto"``: the cheaper for the grid and batch (:meth:`path`).
+        kernels: ``auto | triton | torch`` for its fused kernels (injected by the block; None:
+            :func:`vitlab.kernels.resolve_kernels`).
     """
 
     needs_grid = True  # sees the padded sequence as a 2D grid
+    pattern_letter = "H"  # its block letter in docs/models.md
 
     def __init__(self, dim: int, *, order: int = 2, filter_hidden: int = 64, filter_layers: int = 2,
                  filter_bands: int = 8, short_kernel: int = 3, bias: bool = True, long_conv: str = "auto",
-                 device=None, dtype=None):
+                 kernels: Backend | None = None, device=None, dtype=None):
         super().__init__()
         if long_conv not in ("auto", "direct", "fft"):
             raise ValueError(f"Hyena2D long_conv must be 'auto', 'direct' or 'fft', got {long_conv!r}")
@@ -147,7 +151,7 @@ class Hyena2D(nn.Module):
                                        num_bands=filter_bands, **dd)
         self.skip = nn.Parameter(torch.ones(order - 1, dim, **dd))
         self.out_proj = nn.Linear(dim, dim, bias=bias, **dd)
-        self.kernels = "auto"
+        self.kernels = resolve_kernels(kernels)
         self._filter_cache: dict[tuple, tuple[tuple, list, torch.Tensor]] = {}
 
     def train(self, mode: bool = True) -> Hyena2D:

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitlab.kernels import resolve_kernels
+from vitlab.kernels.dispatch import Backend
 from vitlab.layers.token_layout import TokenLayout
 from vitlab.mixers.scan_order import SCAN_DIRECTIONS, conv_patches, merge_sequences, scan_sequences
 from vitlab.mixers.selective_scan import selective_scan, selective_scan_flop_count
@@ -60,13 +62,16 @@ class Mamba2D(nn.Module):
         conv_bias: bias of the depthwise convolution.
         dt_min, dt_max: range of the initial step sizes (Mamba: 0.001 to 0.1, log-uniform).
         chunk_size: steps per chunk of the parallel scan; None: ``ceil(sqrt(T))``.
+        kernels: ``torch`` always runs the pure-PyTorch scan; ``auto`` or ``triton``: mamba_ssm's CUDA kernel where
+            it imports (injected by the block; None: :func:`vitlab.kernels.resolve_kernels`).
     """
 
     needs_grid = False  # reads the patch grid from the layout; padding tokens are not mixed
 
     def __init__(self, dim: int, *, scan: str = "bidirectional", d_state: int = 16, expand: float = 2.0,
                  dt_rank: int | None = None, conv_kernel: int = 3, bias: bool = False, conv_bias: bool = True,
-                 dt_min: float = 0.001, dt_max: float = 0.1, chunk_size: int | None = None, device=None, dtype=None):
+                 dt_min: float = 0.001, dt_max: float = 0.1, chunk_size: int | None = None,
+                 kernels: Backend | None = None, device=None, dtype=None):
         super().__init__()
         if scan not in SCAN_DIRECTIONS:
             raise ValueError(f"Mamba2D scan must be one of {tuple(SCAN_DIRECTIONS)}, got {scan!r}")
@@ -97,7 +102,7 @@ class Mamba2D(nn.Module):
         self.A_log = nn.Parameter(torch.empty(K, inner, d_state, **dd))
         self.D = nn.Parameter(torch.empty(K, inner, **dd))
         self.out_proj = nn.Linear(inner, dim, bias=bias, **dd)
-        self.kernels = "auto"  # "torch": always the pure-PyTorch scan (set by HybridViT.set_kernels)
+        self.kernels = resolve_kernels(kernels)
         self.init_weights()
 
     @torch.no_grad()
@@ -113,6 +118,11 @@ class Mamba2D(nn.Module):
         n = torch.arange(1, self.d_state + 1, device=self.A_log.device, dtype=self.A_log.dtype)
         self.A_log.copy_(n.log().expand_as(self.A_log))
         self.D.fill_(1.0)
+
+    @property
+    def pattern_letter(self) -> str:
+        """``S`` (Vim's bidirectional scan) or ``V`` (VMamba's cross scan): its block letters in docs/models.md."""
+        return "S" if self.scan == "bidirectional" else "V"
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T_in, _ = x.shape

@@ -16,7 +16,7 @@ gather the whole image and pass it back, and with a window covering the grid the
 attention. Padding tokens (a layout that pads this block, ``padding_types``) are no tokens: nothing
 attends to them, and each attends only to itself, so its row of scores is never empty.
 
-Backends: ``flex`` (``torch.nn.attention.flex_attention`` with a block mask: block-sparse, forward and
+Implementations (``attn_impl``): ``flex`` (``torch.nn.attention.flex_attention`` with a block mask: block-sparse, forward and
 backward on CUDA; torch 2.14 runs it on CPU for inference only, and eager flex_attention materialises the
 scores, so an eager caller gets it compiled), ``sdpa`` (``F.scaled_dot_product_attention`` with the dense
 boolean mask: the fallback and the parity reference), ``auto`` (flex on CUDA, SDPA on CPU).
@@ -33,19 +33,23 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable, ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import any_torch_dispatch_mode_on_stack
 
+from vitlab.compat import RenamedAttribute, renamed_kwargs
+from vitlab.config import ModuleFactory
+from vitlab.kernels import resolve_kernels
+from vitlab.kernels.dispatch import Backend
 from vitlab.layers.token_layout import TokenLayout
 from vitlab.mixers.attention import qk_parts, rotate_patches
 
 __all__ = ["NeighborhoodAttention", "axis_windows", "neighborhood_mask_fn", "window_keys"]
 
-_BACKENDS = ("auto", "flex", "sdpa")
+_ATTN_IMPLS = ("auto", "flex", "sdpa")
 
 
 def axis_windows(length: int, window: int, dilation: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +77,7 @@ def neighborhood_mask_fn(layout: TokenLayout, window: int, dilation: int,
                          device=None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``allowed(q, kv)``: whether query token ``q`` attends to key token ``kv`` (broadcasting int tensors).
 
-    One rule for both backends: SDPA's dense mask evaluates it on ``[T, 1]`` x ``[1, T]`` indices,
+    One rule for both implementations: SDPA's dense mask evaluates it on ``[T, 1]`` x ``[1, T]`` indices,
     flex's block mask calls it per index pair.
     """
     h, w, N, real = layout.grid_h, layout.grid_w, layout.num_patches, layout.num_tokens
@@ -115,14 +119,19 @@ class NeighborhoodAttention(nn.Module):
         window: side of the neighbourhood (odd, >= 1; NAT uses 7).
         dilation: step between neighbours (>= 1).
         qkv_bias, proj_bias: biases of the input and output projections.
-        qk_norm: config or factory of a norm applied per head to q and k (gets ``dim=head_dim``).
-        rope: config or factory of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``);
+        qk_norm_layer: factory (or config) of a norm applied per head to q and k (gets ``dim=head_dim``).
+        rope_layer: factory (or config) of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``);
             rotates patch tokens only, as :class:`~vitlab.mixers.Attention` does.
-        backend: ``auto | flex | sdpa`` (see the module docstring).
+        attn_impl: ``auto | flex | sdpa`` (see the module docstring).
+        kernels: ``auto | triton | torch`` for its fused kernels (injected by the block; None:
+            :func:`vitlab.kernels.resolve_kernels`).
     """
 
-    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm", "rope")
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm_layer", "rope_layer")
+    pattern_letter = "N"  # its block letter in docs/models.md
+    backend = RenamedAttribute("attn_impl")
 
+    @renamed_kwargs(qk_norm="qk_norm_layer", rope="rope_layer", backend="attn_impl")
     def __init__(
         self,
         dim: int,
@@ -132,9 +141,10 @@ class NeighborhoodAttention(nn.Module):
         dilation: int = 1,
         qkv_bias: bool = True,
         proj_bias: bool = True,
-        qk_norm: Any = None,
-        rope: Any = None,
-        backend: Literal["auto", "flex", "sdpa"] = "auto",
+        qk_norm_layer: ModuleFactory | None = None,
+        rope_layer: ModuleFactory | None = None,
+        attn_impl: Literal["auto", "flex", "sdpa"] = "auto",
+        kernels: Backend | None = None,
         device=None,
         dtype=None,
     ):
@@ -145,21 +155,22 @@ class NeighborhoodAttention(nn.Module):
             raise ValueError(f"NeighborhoodAttention window must be an odd positive integer (centred), got window={window!r}")
         if not isinstance(dilation, int) or dilation < 1:
             raise ValueError(f"NeighborhoodAttention dilation must be a positive integer, got dilation={dilation!r}")
-        if backend not in _BACKENDS:
-            raise ValueError(f"NeighborhoodAttention backend must be one of {_BACKENDS}, got backend={backend!r}")
+        if attn_impl not in _ATTN_IMPLS:
+            raise ValueError(f"NeighborhoodAttention attn_impl must be one of {_ATTN_IMPLS}, got attn_impl={attn_impl!r}")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
-        self.window, self.dilation, self.backend = window, dilation, backend
+        self.window, self.dilation, self.attn_impl = window, dilation, attn_impl
         dd = dict(device=device, dtype=dtype)
         # the names of Attention's parts, so that an Attention's weights load as they are
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
         self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
-        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm, rope, dim, num_heads, **dd)
-        self.kernels = "auto"
+        self.kernels = resolve_kernels(kernels)
+        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads,
+                                                       kernels=self.kernels, **dd)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T, D = x.shape
         q, k, v = self._qkv(x, layout)
-        if self._backend(q) == "flex":
+        if self._impl(q) == "flex":
             out = self._flex(q, k, v, layout)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask(layout, T, x.device))
@@ -190,12 +201,12 @@ class NeighborhoodAttention(nn.Module):
 
         return layout.cached(("neighborhood_block_mask", self.window, self.dilation, tokens, str(device)), compute)
 
-    def _backend(self, q: torch.Tensor) -> str:
-        backend = self.backend if self.backend != "auto" else ("flex" if q.is_cuda else "sdpa")
-        if backend == "flex" and q.device.type == "cpu" and q.requires_grad:
-            raise ValueError("NeighborhoodAttention backend='flex' cannot train on CPU: torch's flex_attention has "
-                             "no CPU backward; use backend='auto' (SDPA with a mask on CPU) or 'sdpa'")
-        return backend
+    def _impl(self, q: torch.Tensor) -> str:
+        impl = self.attn_impl if self.attn_impl != "auto" else ("flex" if q.is_cuda else "sdpa")
+        if impl == "flex" and q.device.type == "cpu" and q.requires_grad:
+            raise ValueError("NeighborhoodAttention attn_impl='flex' cannot train on CPU: torch's flex_attention has "
+                             "no CPU backward; use attn_impl='auto' (SDPA with a mask on CPU) or 'sdpa'")
+        return impl
 
     def _flex(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         from torch.nn.attention.flex_attention import flex_attention
@@ -246,5 +257,5 @@ class NeighborhoodAttention(nn.Module):
         return batch_size * (2 * proj + (5 * scores) // 2)
 
     def extra_repr(self) -> str:
-        return f"num_heads={self.num_heads}, window={self.window}, dilation={self.dilation}, backend={self.backend!r}"
+        return f"num_heads={self.num_heads}, window={self.window}, dilation={self.dilation}, attn_impl={self.attn_impl!r}"
 

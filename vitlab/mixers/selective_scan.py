@@ -7,8 +7,8 @@ scan direction, as VMamba folds its four directions into the channels). For chan
 
 (zero-order hold for A, Mamba's simplified Euler step for B). The recurrence runs by the chunked
 parallel scan of :func:`~vitlab.mixers.linear_scan.linear_scan`; the readout ``C h`` is a batched matrix
-product. On CUDA, when ``mamba_ssm`` imports (and ``backend`` is not ``"torch"``), its fused kernel runs
-instead: it computes the same function but cannot be tested on vitlab's CPU machines.
+product. On CUDA, when ``mamba_ssm`` imports (and ``backend`` is not ``"torch"``, nor a
+:func:`~vitlab.kernels.torch_references` block running), its fused kernel runs instead: it computes the same function but cannot be tested on vitlab's CPU machines.
 
 FLOPs (:func:`selective_scan_flop_count`): the recurrence's multiply-adds (one per state element and
 step) plus the readout's (the same count): ``4 L D N`` per sequence; elementwise work (discretization,
@@ -24,6 +24,7 @@ import importlib.util
 
 import torch
 
+from vitlab.kernels.dispatch import torch_references_active
 from vitlab.mixers.linear_scan import linear_scan
 
 __all__ = ["selective_scan", "selective_scan_flop_count", "mamba_ssm_available"]
@@ -58,7 +59,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     if channels % K or B.shape != (batch, K, N, L) or C.shape != B.shape or A.shape != (channels, N):
         raise ValueError(f"selective_scan needs u [B, D, L], A [D, N], B and C [B, K, N, L] with K dividing D; got "
                          f"u {tuple(u.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)}, C {tuple(C.shape)}")
-    if backend != "torch" and u.is_cuda and mamba_ssm_available():
+    if backend != "torch" and not torch_references_active() and u.is_cuda and mamba_ssm_available():
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
         return selective_scan_fn(u, delta, A, B, C, D.float(), delta_softplus=False)

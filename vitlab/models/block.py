@@ -8,12 +8,15 @@ Axis legend: B batch, T tokens, D width.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from vitlab.config import build
+from vitlab.compat import renamed_kwargs
+from vitlab.config import ModuleFactory, build
+from vitlab.kernels import resolve_kernels
+from vitlab.kernels.dispatch import Backend
 from vitlab.layers import ResidualBranch
 from vitlab.layers.token_layout import TokenLayout
 
@@ -28,26 +31,30 @@ class Block(nn.Module):
 
     Args:
         dim: width D (injected by the network).
-        mixer: config or factory of a token mixer ``mixer(dim=, device=, dtype=)`` whose forward is
-            ``(x [B, T, D], layout) -> [B, T, D]``.
-        ffn: config or factory of the feed-forward network ``ffn(dim=, ...)``.
-        norm: config or factory of the norm ``norm(dim=, ...)``.
+        mixer_layer: factory (or config) of a token mixer ``mixer_layer(dim=, kernels=, device=, dtype=)`` whose
+            forward is ``(x [B, T, D], layout) -> [B, T, D]``.
+        ffn_layer: factory (or config) of the feed-forward network ``ffn_layer(dim=, kernels=, ...)``.
+        norm_layer: factory (or config) of the two norms ``norm_layer(dim=, kernels=, ...)``.
         layer_scale_init: initial LayerScale value; None disables LayerScale.
         drop_path_rate: stochastic depth probability (injected per layer by the network).
+        kernels: ``auto | triton | torch``, the fused kernels of every part (injected by the network, and by
+            the block into its parts as ``dim`` is; None: :func:`vitlab.kernels.resolve_kernels`).
     """
 
-    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("mixer", "ffn", "norm")
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("mixer_layer", "ffn_layer", "norm_layer")
 
-    def __init__(self, dim: int, *, mixer: Any, ffn: Any, norm: Any, layer_scale_init: float | None = None,
-                 drop_path_rate: float = 0.0, device=None, dtype=None):
+    @renamed_kwargs(mixer="mixer_layer", ffn="ffn_layer", norm="norm_layer")
+    def __init__(self, dim: int, *, mixer_layer: ModuleFactory, ffn_layer: ModuleFactory, norm_layer: ModuleFactory,
+                 layer_scale_init: float | None = None, drop_path_rate: float = 0.0, kernels: Backend | None = None,
+                 device=None, dtype=None):
         super().__init__()
-        dd = dict(device=device, dtype=dtype)
-        branch = dict(layer_scale_init=layer_scale_init, drop_path_rate=drop_path_rate, **dd)
-        self.norm1 = build(norm, dim=dim, **dd)
-        self.mixer = build(mixer, dim=dim, **dd)
+        parts = dict(kernels=resolve_kernels(kernels), device=device, dtype=dtype)  # what each part gets besides dim
+        branch = dict(layer_scale_init=layer_scale_init, drop_path_rate=drop_path_rate, **parts)
+        self.norm1 = build(norm_layer, dim=dim, **parts)
+        self.mixer = build(mixer_layer, dim=dim, **parts)
         self.ls1 = ResidualBranch(dim, **branch)
-        self.norm2 = build(norm, dim=dim, **dd)
-        self.ffn = build(ffn, dim=dim, **dd)
+        self.norm2 = build(norm_layer, dim=dim, **parts)
+        self.ffn = build(ffn_layer, dim=dim, **parts)
         self.ls2 = ResidualBranch(dim, **branch)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-__all__ = ["parse_layer_pattern", "drop_path_rates", "DROP_PATH_SCHEDULES"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["parse_layer_pattern", "block_letter", "drop_path_rates", "DROP_PATH_SCHEDULES"]
 
 DROP_PATH_SCHEDULES = ("constant", "linear")
 
@@ -24,6 +27,18 @@ def parse_layer_pattern(layer_pattern: str, layer_types: Mapping[str, Any], num_
             f"(layer_types has {sorted(layer_types)})"
         )
     return list(layer_pattern)
+
+
+def block_letter(block: nn.Module) -> str:
+    """The letter of ``block`` in a pattern, for a network that names none (homogeneous mode): its mixer's
+    ``pattern_letter``, the letter docs/models.md gives that mixer (``A`` attention, ``R`` RoPE attention,
+    ``H`` Hyena 2D, ``N``, ``C``, ``S``, ``V``, ``L``), else the block's own, else ``?`` (a block type that
+    has none)."""
+    for part in (getattr(block, "mixer", None), block):
+        letter = getattr(part, "pattern_letter", None)
+        if letter:
+            return letter
+    return "?"
 
 
 def drop_path_rates(max_rate: float, num_blocks: int, schedule: str) -> list[float]:

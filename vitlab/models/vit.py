@@ -1,7 +1,7 @@
 """HybridViT: a vision transformer whose blocks are chosen per layer from a pattern string.
 
 The API follows ViT-5's classification network (nvSubquadratic): the token layout
-``[patches (h*w), CLS, registers (R), padding (P)]``, homogeneous (``block_cfg``) or hybrid
+``[patches (h*w), CLS, registers (R), padding (P)]``, homogeneous (``block_layer``) or hybrid
 (``layer_pattern`` + ``layer_types``) stacking, ``padding_types``, readouts, and drop-path schedules.
 It adds what DINOv3 (Siméoni et al. 2025) needs: an optional CLS token, no absolute position
 embedding (RoPE blocks carry position), a mask token for iBOT, an untied CLS/register norm, and
@@ -12,17 +12,20 @@ Axis legend: B batch, h x w patch grid, N = h*w patches, T tokens, D width (``di
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Sequence
+from typing import ClassVar, Literal, Sequence
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vitlab.config import build
+from vitlab.compat import keyword_only, renamed_kwargs
+from vitlab.config import ModuleFactory, build
 from vitlab.hub.pretrained import PretrainedMixin
+from vitlab.kernels import resolve_kernels
+from vitlab.kernels.dispatch import Backend
 from vitlab.layers import LearnedPosEmbed, PatchEmbed
 from vitlab.layers.token_layout import TokenLayout
-from vitlab.models.pattern import drop_path_rates, parse_layer_pattern
+from vitlab.models.pattern import block_letter, drop_path_rates, parse_layer_pattern
 from vitlab.models.readout import Readout
 from vitlab.models.timm_interface import TimmInterface, default_pretrained_cfg
 
@@ -53,14 +56,14 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         image_size: reference size (int or (H, W)): the learned position embedding's grid and the
             default for FLOP counting. Other sizes divisible by P work at run time.
         num_registers: R register tokens (Darcet et al. 2024, "Vision Transformers Need Registers").
-        norm_cfg: config or factory of the final norm (gets ``dim``).
+        norm_layer: factory (or config) of the final norm (gets ``dim``).
         readout: ``cls | gap | register_concat`` (see :mod:`vitlab.models.readout`).
-        block_cfg: one block config replicated ``num_blocks`` times (homogeneous mode).
+        block_layer: factory (or config) of one block, built ``num_blocks`` times (homogeneous mode).
         dropout_rate: dropout before the head.
         neck_compression_ratio: r of the ``register_concat`` neck ``Linear(D, D // r)``.
         reg_init: ``trunc_normal`` or ``zeros`` for the register tokens.
         layer_pattern: one character per block (hybrid mode), e.g. ``"HR" * 6``.
-        layer_types: character -> block config (hybrid mode).
+        layer_types: character -> block factory (or config) (hybrid mode).
         padding_types: characters whose blocks see the padded sequence (hybrid mode), an explicit
             override; by default (None) a block is padded when its mixer sets ``needs_grid = True``
             (Hyena 2D does), whatever its character.
@@ -70,15 +73,17 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         pos_embed: ``learned`` absolute position embedding (with a slot for the CLS token, as timm's
             ViT), or ``none`` (position from RoPE / convolutions only, as DINOv3).
         mask_token: learn a token that replaces masked patches (iBOT/DINOv3 pretraining).
-        cls_norm_cfg: a separate final norm for CLS and registers (DINOv3's untied norms).
+        cls_norm_layer: factory (or config) of a separate final norm for CLS and registers (DINOv3's untied norms).
         kernels: backend of the fused hot paths (norms, residual + LayerScale + drop path, RoPE,
-            SwiGLU, Hyena gating): ``auto`` (Triton on CUDA), ``triton`` or ``torch``; the
-            environment variable ``VITLAB_KERNELS=torch`` forces torch for debugging.
+            SwiGLU, Hyena gating): ``auto`` (Triton on CUDA), ``triton`` or ``torch``, injected into every
+            block and norm (and by them into their parts) as ``dim`` is. None: the default of
+            :func:`vitlab.kernels.resolve_kernels`, ``VITLAB_KERNELS`` or ``auto``.
         device, dtype: where and how to build the parameters (``device="meta"`` for FLOP counting).
     """
 
-    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("norm_cfg", "block_cfg", "layer_types", "cls_norm_cfg")
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("norm_layer", "block_layer", "layer_types", "cls_norm_layer")
 
+    @renamed_kwargs(norm_cfg="norm_layer", block_cfg="block_layer", cls_norm_cfg="cls_norm_layer")
     def __init__(
         self,
         *,
@@ -89,22 +94,22 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         patch_size: int = 16,
         image_size: int | Sequence[int] = 224,
         num_registers: int = 0,
-        norm_cfg: Any,
+        norm_layer: ModuleFactory,
         readout: Literal["cls", "gap", "register_concat"] = "cls",
-        block_cfg: Any = None,
+        block_layer: ModuleFactory | None = None,
         dropout_rate: float = 0.0,
         neck_compression_ratio: int | None = None,
         reg_init: Literal["trunc_normal", "zeros"] = "trunc_normal",
         layer_pattern: str | None = None,
-        layer_types: dict[str, Any] | None = None,
+        layer_types: dict[str, ModuleFactory] | None = None,
         padding_types: Sequence[str] | None = None,
         max_drop_path_rate: float = 0.0,
         drop_path_schedule: Literal["constant", "linear"] = "constant",
         class_token: bool = True,
         pos_embed: Literal["learned", "none"] = "learned",
         mask_token: bool = False,
-        cls_norm_cfg: Any = None,
-        kernels: Literal["auto", "triton", "torch"] = "auto",
+        cls_norm_layer: ModuleFactory | None = None,
+        kernels: Backend | None = None,
         device=None,
         dtype=None,
     ):
@@ -122,14 +127,16 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         self.image_size = _pair(image_size)
         if self.image_size[0] % patch_size or self.image_size[1] % patch_size:
             raise ValueError(f"image_size={image_size} is not divisible by patch_size={patch_size}")
-        if (block_cfg is None) == (layer_pattern is None):
-            raise ValueError("give exactly one of block_cfg (homogeneous) or layer_pattern + layer_types (hybrid)")
+        if (block_layer is None) == (layer_pattern is None):
+            raise ValueError("give exactly one of block_layer (homogeneous) or layer_pattern + layer_types (hybrid)")
         if layer_pattern is not None and not layer_types:
             raise ValueError(f"layer_pattern={layer_pattern!r} needs layer_types (a dict: character -> block config)")
         if layer_pattern is None and layer_types:
             raise ValueError("layer_types is only used with layer_pattern")
 
         dd = dict(device=device, dtype=dtype)
+        self.kernels = resolve_kernels(kernels)
+        parts = dict(kernels=self.kernels, **dd)  # what every block and norm gets besides dim
         D = dim
         self.dim, self.num_blocks, self.patch_size = D, num_blocks, patch_size
         self.in_channels, self.num_classes = in_channels, num_classes
@@ -146,42 +153,38 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
         rates = drop_path_rates(max_drop_path_rate, num_blocks, drop_path_schedule)
         if layer_pattern is not None:
             self.layer_pattern = "".join(parse_layer_pattern(layer_pattern, layer_types, num_blocks))
-            blocks = [build(layer_types[c], dim=D, drop_path_rate=r, **dd) for c, r in zip(self.layer_pattern, rates)]
+            blocks = [build(layer_types[c], dim=D, drop_path_rate=r, **parts) for c, r in zip(self.layer_pattern, rates)]
         else:
             if padding_types is not None:
                 raise ValueError("padding_types is only used with layer_pattern")
-            blocks = [build(block_cfg, dim=D, drop_path_rate=r, **dd) for r in rates]
+            blocks = [build(block_layer, dim=D, drop_path_rate=r, **parts) for r in rates]
         # One rule: a block sees the padded grid when its mixer says it needs the grid (Hyena 2D);
         # padding_types, the seed API's name, overrides that per character in hybrid mode.
         if padding_types is None:
             self.block_needs_padding = [bool(getattr(getattr(b, "mixer", None), "needs_grid", False)) for b in blocks]
         else:
             self.block_needs_padding = [c in set(padding_types) for c in self.layer_pattern]
-        if layer_pattern is None:
-            self.layer_pattern = "".join("H" if p else "B" for p in self.block_needs_padding)
+        if layer_pattern is None:  # homogeneous: each block by its mixer's letter, as a hybrid pattern would name it
+            self.layer_pattern = "".join(block_letter(b) for b in blocks)
         self.blocks = nn.ModuleList(blocks)
         self.drop_path_rates = rates
         self.checkpointed = [False] * num_blocks  # per block: recompute its activations in backward
 
-        self.norm = build(norm_cfg, dim=D, **dd)
-        self.cls_norm = build(cls_norm_cfg, dim=D, **dd)
+        self.norm = build(norm_layer, dim=D, **parts)
+        self.cls_norm = build(cls_norm_layer, dim=D, **parts)
         self.readout = Readout(readout, D, num_cls=self.num_cls, num_registers=num_registers,
                                neck_compression_ratio=neck_compression_ratio, **dd)
         self.head_drop = nn.Dropout(dropout_rate)
         self.head = nn.Linear(self.readout.out_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.pretrained_cfg = default_pretrained_cfg(in_channels=in_channels, image_size=self.image_size,
                                                      num_classes=num_classes)
-        self.set_kernels(kernels)
         self.init_weights()
 
     def set_kernels(self, backend: str) -> None:
-        """Route every part with a fused kernel to ``backend`` (``auto | triton | torch``)."""
-        if backend not in ("auto", "triton", "torch"):
-            raise ValueError(f"kernels must be 'auto', 'triton' or 'torch', got {backend!r}")
-        self.kernels = backend
-        for m in self.modules():
-            if hasattr(m, "kernels") and m is not self:
-                m.kernels = backend
+        """Removed: the kernels are chosen once, at construction (an error that says so, for one release)."""
+        raise AttributeError(f"HybridViT.set_kernels({backend!r}) was removed: the kernels are chosen at construction "
+                             f"and reach every part from there; build the network with kernels={backend!r} (config: "
+                             f"model.kernels={backend}), or export_program(kernels='torch') for the torch references")
 
     # ------------------------------------------------------------------ init
     def init_weights(self) -> None:
@@ -397,9 +400,13 @@ class HybridViT(TimmInterface, nn.Module, PretrainedMixin):
                      "params": sum(p.numel() for p in self.head.parameters()) + sum(p.numel() for p in self.readout.parameters())},
         }
 
-    def flop_count(self, inference: bool = True, image_size: int | Sequence[int] | None = None,
+    @keyword_only
+    def flop_count(self, *, inference: bool = True, image_size: int | Sequence[int] | None = None,
                    batch_size: int = 1) -> int:
-        """FLOPs of one image's forward (``inference=True``) or of a training step (forward + backward).
+        """FLOPs of ``batch_size`` images' forward (``inference=True``) or training step (forward + backward).
+
+        Keyword arguments only: ``flop_count(inference=False, image_size=224)`` (a bare positional boolean
+        read as one mode or the other by position; it raises a ``TypeError`` naming the keywords).
 
         Convention: 2 FLOPs per multiply-add of matrix products, convolutions and attention, plus
         5 N log2 N per real FFT of N points; elementwise work (norms, activations, softmax, gating)

@@ -16,7 +16,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from vitlab.kernels.dispatch import Backend
+from vitlab.compat import RenamedAttribute, renamed_kwargs
+from vitlab.kernels.dispatch import Backend, resolve_kernels
 from vitlab.kernels.sinkhorn import distributed_all_reduce, sinkhorn_knopp
 
 __all__ = ["SoftmaxCenter", "CenteredTeacherLoss", "Centering"]
@@ -71,13 +72,17 @@ class CenteredTeacherLoss(nn.Module):
         center_momentum: EMA momentum of the center in ``"softmax"`` centering (DINO: 0.9).
         centering: ``"sinkhorn_knopp"`` (DINOv3 default) or ``"softmax"`` (DINO's EMA center).
         sinkhorn_iterations: Sinkhorn-Knopp iterations (DINOv3: 3).
-        backend: ``"auto" | "triton" | "torch"`` for the Sinkhorn-Knopp and cross-entropy kernels
-            (:mod:`vitlab.kernels.dispatch`; ``"auto"``: Triton on CUDA, torch elsewhere).
+        kernels: ``"auto" | "triton" | "torch"`` for the Sinkhorn-Knopp and cross-entropy kernels
+            (:mod:`vitlab.kernels.dispatch`; ``"auto"``: Triton on CUDA, torch elsewhere), the backbone's
+            choice when a task builds the loss; None: :func:`vitlab.kernels.resolve_kernels`.
     """
 
+    backend = RenamedAttribute("kernels")
+
+    @renamed_kwargs(backend="kernels")
     def __init__(self, out_dim: int, *, student_temp: float = 0.1, center_momentum: float = 0.9,
                  centering: Centering = "sinkhorn_knopp", sinkhorn_iterations: int = 3,
-                 backend: Backend = "auto"):
+                 kernels: Backend | None = None):
         super().__init__()
         if centering not in ("sinkhorn_knopp", "softmax"):
             raise ValueError(f"centering must be 'sinkhorn_knopp' or 'softmax', got {centering!r}")
@@ -85,7 +90,7 @@ class CenteredTeacherLoss(nn.Module):
         self.student_temp = student_temp
         self.centering = centering
         self.sinkhorn_iterations = sinkhorn_iterations
-        self.backend = backend
+        self.kernels = resolve_kernels(kernels)
         # Only the softmax teacher has state; Sinkhorn-Knopp centres each batch on its own.
         self.center = SoftmaxCenter(out_dim, momentum=center_momentum) if centering == "softmax" else None
 
@@ -111,7 +116,7 @@ class CenteredTeacherLoss(nn.Module):
             # Balanced over the global batch, as DINOv3's sinkhorn_knopp_teacher all-reduces its sums.
             all_reduce = distributed_all_reduce if dist.is_available() and dist.is_initialized() else None
             return sinkhorn_knopp(teacher_logits, teacher_temp, self.sinkhorn_iterations, all_reduce,
-                                  backend=self.backend)
+                                  backend=self.kernels)
         probs = self.center(teacher_logits, teacher_temp)
         if update_center:
             self.center.update(teacher_logits)

@@ -75,7 +75,7 @@ class DINOLoss(CenteredTeacherLoss):
                 else:
                     targets[paired] = teacher_probs[list(paired)].sum(0)
             row_loss = softmax_cross_entropy(student_logits[s], targets[paired], self.student_temp,
-                                             backend=self.backend)  # [B]
+                                             backend=self.kernels)  # [B]
             total = total + row_loss.sum()
             if parts:
                 kind = "global" if s < n_teacher else "local"

@@ -60,5 +60,5 @@ class iBOTPatchLoss(CenteredTeacherLoss):
         if masks_weight is None:
             masks_weight = masked_patch_weights(masks)
         patch_loss = softmax_cross_entropy(student_logits, teacher_probs, self.student_temp,
-                                           backend=self.backend)  # [M]
+                                           backend=self.kernels)  # [M]
         return (patch_loss * masks_weight.to(patch_loss.device)).sum() / masks.shape[0]

@@ -91,7 +91,8 @@ class ClassificationTask(Task):
         images = batch[0]
         if not hasattr(self.model, "flop_count"):
             return None
-        return self.model.flop_count(False, tuple(images.shape[-2:]), batch_size=images.shape[0])
+        return self.model.flop_count(inference=False, image_size=tuple(images.shape[-2:]),
+                                     batch_size=images.shape[0])
 
     @torch.no_grad()
     def evaluate(self, make_loader: Callable[[str], Any], protocol: Any = None) -> dict[str, float]:

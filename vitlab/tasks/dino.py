@@ -7,8 +7,9 @@ the student's global embeddings, and Gram anchoring of the student's patch simil
 teacher (a periodically refreshed snapshot of the EMA teacher).
 
 The readout is the backbone's own (``model.readout``): ``cls``, ``gap`` (a run that never relies on
-CLS) or ``register_concat``; it is what the DINO head and KoLeo see. ``self.model`` is the EMA
-teacher backbone, the one DINO evaluates and the one checkpoints store under ``model``.
+CLS) or ``register_concat``; it is what the DINO head and KoLeo see. ``self.teacher`` is the EMA
+teacher backbone, the one DINO evaluates; it is also the task's ``model`` (the contract of
+:mod:`vitlab.tasks.task`), so checkpoints store it under ``model``.
 
 Batches come from :class:`vitlab.ssl.MultiCrop` + :func:`vitlab.ssl.collate_multicrop` with iBOT
 masks. Axis legend: B images, G=2 global crops, L local crops, K prototypes, N patches, M masked patches.
@@ -98,19 +99,20 @@ class DINOv3Task(Task):
         self.student_dino_head = build(dino_head, in_dim=embed_dim)
         self.student_ibot_head = build(ibot_head, in_dim=self.student.dim)
         # The teacher starts as an exact copy and then only follows the student's EMA.
-        self.model = copy.deepcopy(self.student).requires_grad_(False)
+        self.teacher = copy.deepcopy(self.student).requires_grad_(False)
         self.teacher_dino_head = copy.deepcopy(self.student_dino_head).requires_grad_(False)
         self.teacher_ibot_head = copy.deepcopy(self.student_ibot_head).requires_grad_(False)
-        self.teachers = (self.model, self.teacher_dino_head, self.teacher_ibot_head)
+        self.teachers = (self.teacher, self.teacher_dino_head, self.teacher_ibot_head)
         self.train()  # puts the teachers in eval mode (see train())
         k_dino = self.student_dino_head.last_layer.out_features
         k_ibot = self.student_ibot_head.last_layer.out_features
-        self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering)
-        self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering)
+        kernels = getattr(self.student, "kernels", None)  # the backbone's choice (model.kernels) reaches the losses
+        self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering, kernels=kernels)
+        self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering, kernels=kernels)
         self.gram_start, self.gram_teacher, self.gram_config = None, None, None
         if gram is not None:  # its snapshot schedule is set by setup(), when the run's length is known
             self.gram_config = gram if isinstance(gram, GramConfig) else GramConfig(**gram)
-            self.gram_teacher = GramTeacher.from_teacher(self.model)
+            self.gram_teacher = GramTeacher.from_teacher(self.teacher)
         self.specs = {"teacher_temp": teacher_temp, "momentum": momentum, "dino_weight": dino_weight,
                       "ibot_weight": ibot_weight, "koleo_weight": koleo_weight, "gram_weight": gram_weight}
         self.schedules: dict[str, Callable[[int], float]] = {}
@@ -131,13 +133,19 @@ class DINOv3Task(Task):
         self.gram_active = False
         self._warned_collapse = False
 
+    @property
+    def model(self) -> nn.Module:
+        """The task's network in the trainer's contract (:mod:`vitlab.tasks.task`): the EMA teacher, which
+        DINO evaluates and checkpoints store under ``model``, in the layout they always had."""
+        return self.teacher
+
     def load_pretrained(self, weights: PretrainedWeights) -> InitReport:
         """Continued pretraining: the backbone weights into the student, then the teacher (and the Gram
         teacher) as its exact copies; each head loads where the file has it with the same shapes (a vitlab
         DINOv3 checkpoint) and starts fresh otherwise (released weights carry no heads)."""
         report = load_matching(self.student, weights, owner="student.")
         backbone = self.student.state_dict()
-        self.model.load_state_dict(backbone)
+        self.teacher.load_state_dict(backbone)
         if self.gram_teacher is not None:
             self.gram_teacher.module.load_state_dict(backbone)
         for name in ("student_dino_head", "student_ibot_head", "teacher_dino_head", "teacher_ibot_head"):
@@ -202,7 +210,7 @@ class DINOv3Task(Task):
                               device=next(self.student.parameters()).device)  # one host-to-device copy
         self.step_values = dict(zip(self.now, values.unbind()))
         if self.gram_teacher is not None:
-            self.gram_teacher.maybe_refresh(step, self.model)
+            self.gram_teacher.maybe_refresh(step, self.teacher)
         return dict(self.now)
 
     def before_optimizer_step(self, step: int) -> None:
@@ -217,7 +225,7 @@ class DINOv3Task(Task):
     @torch.no_grad()
     def after_optimizer_step(self, step: int) -> None:
         m = self.now["momentum"]
-        ema_update(self.model, self.student, m)
+        ema_update(self.teacher, self.student, m)
         ema_update(self.teacher_dino_head, self.student_dino_head, m)
         ema_update(self.teacher_ibot_head, self.student_ibot_head, m)
 
@@ -236,8 +244,8 @@ class DINOv3Task(Task):
 
         t_patch_probs = None
         with torch.no_grad():
-            t_feats = self.model.forward_features(globals_)
-            t_logits = self.teacher_dino_head(self.model.readout(t_feats)).unflatten(0, (2, B))  # [G, B, K]
+            t_feats = self.teacher.forward_features(globals_)
+            t_logits = self.teacher_dino_head(self.teacher.readout(t_feats)).unflatten(0, (2, B))  # [G, B, K]
             t_probs = self.dino_loss.teacher_probs(t_logits, temp)
             if masked is not None:
                 t_masked = t_feats["patches"].flatten(0, 2).index_select(0, masked)  # [M, D]
@@ -269,10 +277,11 @@ class DINOv3Task(Task):
         globals_, locals_ = batch["global_crops"], batch.get("local_crops")
         size = lambda t: tuple(t.shape[-2:])  # noqa: E731
         teachers = 1 + self.gram_active
-        flops = len(globals_) * (self.student.flop_count(False, size(globals_))
-                                 + teachers * self.student.flop_count(True, size(globals_)))
+        count = self.student.flop_count
+        flops = len(globals_) * (count(inference=False, image_size=size(globals_))
+                                 + teachers * count(inference=True, image_size=size(globals_)))
         if locals_ is not None:
-            flops += len(locals_) * self.student.flop_count(False, size(locals_))
+            flops += len(locals_) * count(inference=False, image_size=size(locals_))
         return flops
 
     @torch.compiler.disable  # Python floats of this step's values: compiled, each step would recompile
@@ -312,7 +321,7 @@ class DINOv3Task(Task):
     @torch.no_grad()
     def evaluate(self, make_loader: Callable[[str], Any], protocol: Any) -> dict[str, float]:
         """The online k-NN monitor (:func:`knn_monitor`) of the teacher backbone."""
-        return knn_monitor(self.model, make_loader, protocol)
+        return knn_monitor(self.teacher, make_loader, protocol)
 
 
 def student_dino_ibot(student: nn.Module, heads: tuple[nn.Module, nn.Module], losses: tuple[DINOLoss, iBOTPatchLoss],

@@ -83,7 +83,8 @@ class DistillationTask(Task):
         if "config" not in ckpt:
             raise ValueError(f"task.teacher={str(teacher)!r} holds no config: cannot rebuild the teacher")
         cfg = typed_sections(OmegaConf.create(ckpt["config"]))
-        self.teacher = instantiate(cfg.model)
+        kernels = getattr(self.model, "kernels", None)  # the student's choice (model.kernels): teacher and losses too
+        self.teacher = instantiate(cfg.model, **({} if kernels is None else {"kernels": kernels}))
         load_model_state(self.teacher, ckpt["model"], repr(str(teacher)))
         has_heads = all(any(k.startswith(h + ".") for k in ckpt.get("task", {})) for h in HEADS)
         self.mode = ("heads" if has_heads else "features") if mode == "auto" else mode
@@ -104,8 +105,8 @@ class DistillationTask(Task):
             self.student_ibot_head = build(task_cfg.ibot_head, in_dim=self.model.dim)
             k_dino = self.teacher_dino_head.last_layer.out_features
             k_ibot = self.teacher_ibot_head.last_layer.out_features
-            self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering)
-            self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering)
+            self.dino_loss = DINOLoss(k_dino, student_temp=student_temp, centering=centering, kernels=kernels)
+            self.ibot_loss = iBOTPatchLoss(k_ibot, student_temp=student_temp, centering=centering, kernels=kernels)
             frozen = [self.teacher, self.teacher_dino_head, self.teacher_ibot_head]
         else:
             self.embed_proj = _projection(s_embed, t_embed)
@@ -133,7 +134,7 @@ class DistillationTask(Task):
     def setup(self, *, total_steps: int) -> None:
         """Says what is distilled into what, with both networks' FLOPs."""
         size = self.model.image_size
-        s, t = self.model.flop_count(True, size), self.teacher.flop_count(True, size)
+        s, t = (net.flop_count(inference=True, image_size=size) for net in (self.model, self.teacher))
         print(f"[vitlab] distillation ({self.mode}) of {self.teacher_path!r}: student {s / 1e9:.4f} GFLOPs, "
               f"teacher {t / 1e9:.4f} GFLOPs per image (forward, at the student's image size)", flush=True)
 
@@ -186,7 +187,7 @@ class DistillationTask(Task):
         key = (which, inference, size)
         if key not in self._flop_counts:
             network = self.model if which == "student" else self.teacher
-            self._flop_counts[key] = network.flop_count(inference, size)
+            self._flop_counts[key] = network.flop_count(inference=inference, image_size=size)
         return self._flop_counts[key]
 
     def train_flops(self, batch: dict[str, torch.Tensor]) -> int:

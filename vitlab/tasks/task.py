@@ -6,7 +6,9 @@ several from the same config (DINO's student and teacher). The trainer knows not
 
 - ``self.model``: the network the ``model`` config describes; checkpoints store its ``state_dict`` under
   ``model`` (what evaluation and converters read). Other submodules and buffers (EMA teacher, heads,
-  loss centers) are in ``task.state_dict()`` and stored under ``task``.
+  loss centers) are in ``task.state_dict()`` and stored under ``task``. A task whose network has a
+  better name registers it under that name and makes ``model`` a property returning it (DINOv3: its
+  EMA ``teacher``); checkpoints store it under ``model`` all the same.
 - ``training_step(batch) -> (loss, metrics)``: a scalar loss to back-propagate and a dict of scalar
   tensors to log (``train/<name>``). ``forward`` calls it, so DDP/FSDP wrap the task itself.
 - ``trainable_modules() -> {name: module}``: what the optimizer trains (parameter groups, weight-decay
