@@ -256,6 +256,23 @@ def test_collapse_watch_warns_on_a_constant_teacher():
     assert hist[-1]["collapse/collapsed"] == 1.0
 
 
+def test_collapse_watch_skips_a_frozen_dino_loss():
+    """Weight 0 (Schedule(freeze_steps=...)): the DINO loss trains nothing, so the watch neither judges
+    nor remembers those steps; it starts with the first step the loss has a weight."""
+    from vitlab.engine import Schedule
+
+    task = make_task(collapse_window=2, collapse_after=1,
+                     dino_weight=L(Schedule)(base=1.0, freeze_steps=2, kind="constant"))
+    with torch.no_grad():  # a teacher that would be called collapsed at once
+        task.teacher_dino_head.last_layer.weight.zero_()
+        task.teacher_dino_head.last_layer.weight[0] = 100.0
+    hist = run_steps(task, 2)
+    assert all("collapse/collapsed" not in h for h in hist) and len(task.recent_dino) == 0
+    with pytest.warns(RuntimeWarning, match="collapse"):
+        hist = run_steps(task, 2, first_step=2)
+    assert hist[-1]["collapse/collapsed"] == 1.0
+
+
 def test_config_errors():
     with pytest.raises(ConfigInstantiationError, match="num_classes=0"):
         instantiate(L(DINOv3Task)(), model=tiny("HR", mask_token=True))

@@ -267,7 +267,7 @@ class DINOv3Task(Task):
                 + (w["gram_weight"] * gram if self.gram_teacher is not None else 0.0))
         metrics = {"dino_loss": dino.detach(), "ibot_loss": ibot.detach(), "koleo_loss": koleo.detach(),
                    "gram_loss": gram.detach()} | dino_terms
-        metrics |= self._collapse_watch(t_logits, t_probs, temp, dino.detach())
+        metrics |= self._collapse_watch(t_logits, t_probs, temp, dino.detach(), w["dino_weight"])
         return loss, metrics
 
     def train_flops(self, batch: dict[str, torch.Tensor]) -> int:
@@ -286,12 +286,14 @@ class DINOv3Task(Task):
 
     @torch.compiler.disable  # Python floats of this step's values: compiled, each step would recompile
     def _collapse_watch(self, t_logits: torch.Tensor, t_probs: torch.Tensor, temp: torch.Tensor,
-                        dino: torch.Tensor) -> dict[str, torch.Tensor]:
+                        dino: torch.Tensor, weight: torch.Tensor | float = 1.0) -> dict[str, torch.Tensor]:
         """The collapse watch (:func:`collapse_stats`) on the target the DINO loss uses (``t_probs``: the
         Sinkhorn-Knopp or centred teacher distribution), and beside it the entropy and largest prototype
         share of the teacher's own uncentred ``softmax(t_logits / temp)``. ``dino/kl`` is the loss less
         the target's entropy: the part the student can still reduce."""
         if is_fake(dino):  # a memory plan runs the step on shapes only (vitlab.memory): no values to watch
+            return {}
+        if float(weight) == 0:  # a frozen DINO loss (weight 0, Schedule(freeze_*)) trains nothing: nothing to judge
             return {}
         self.recent_dino.append(float(dino))
         self.recent_target.append(float(teacher_entropy(t_probs)))
