@@ -155,15 +155,19 @@ def check_keys(cfg: Any, prefix: str = "") -> None:
                 hint = f"; closest existing keys: {', '.join(close)}" if close else ""
                 raise UnknownKeyError(f"config has no key '{full}' ({_target_name(cfg._target_)} takes no "
                                       f"argument '{key}'){hint}")
+    for path, node in _config_children(cfg, prefix):
+        check_keys(node, path)
+
+
+def _config_children(cfg: Any, prefix: str) -> list[tuple[str, Any]]:
+    """The dict and list nodes directly under ``cfg``, each with its dotted path."""
     if isinstance(cfg, DictConfig):
         children = [(f"{prefix}.{k}" if prefix else str(k), cfg._get_node(k)) for k in cfg.keys()]
     elif isinstance(cfg, ListConfig):
         children = [(f"{prefix}[{i}]", cfg._get_node(i)) for i in range(len(cfg))]
     else:
         children = []
-    for path, node in children:
-        if isinstance(node, (DictConfig, ListConfig)):
-            check_keys(node, path)
+    return [(path, node) for path, node in children if isinstance(node, (DictConfig, ListConfig))]
 
 
 def rename_old_keys(cfg: Any, prefix: str = "") -> Any:
@@ -184,15 +188,8 @@ def rename_old_keys(cfg: Any, prefix: str = "") -> Any:
             with open_dict(cfg):
                 cfg[new] = cfg._get_node(old)
                 del cfg[old]
-    if isinstance(cfg, DictConfig):
-        children = [(full(k), cfg._get_node(k)) for k in cfg.keys()]
-    elif isinstance(cfg, ListConfig):
-        children = [(f"{prefix}[{i}]", cfg._get_node(i)) for i in range(len(cfg))]
-    else:
-        children = []
-    for path, node in children:
-        if isinstance(node, (DictConfig, ListConfig)):
-            rename_old_keys(node, path)
+    for path, node in _config_children(cfg, prefix):
+        rename_old_keys(node, path)
     return cfg
 
 
