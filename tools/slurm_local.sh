@@ -19,6 +19,10 @@ stop() {
     pkill -x slurmd 2>/dev/null || true
     pkill -x slurmctld 2>/dev/null || true
     pkill -x munged 2>/dev/null || true
+    for _ in $(seq 1 20); do  # a dying munged removes its socket: let it go before starting a new one
+        pidof munged slurmctld slurmd >/dev/null || break
+        sleep 0.5
+    done
 }
 
 if [ "${1:-}" = "stop" ]; then
@@ -26,7 +30,10 @@ if [ "${1:-}" = "stop" ]; then
     exit 0
 fi
 
-if sinfo -h -o %T >/dev/null 2>&1 && [ -n "$(sinfo -h -o %T 2>/dev/null | grep -E 'idle|mix|alloc')" ]; then
+# running with every CPU of this machine (a node started under OMP_NUM_THREADS=1 by an older version of
+# this script had one CPU, and a 2-task job waited for ever): keep it; otherwise (re)configure
+if sinfo -h -o %T >/dev/null 2>&1 && [ -n "$(sinfo -h -o %T 2>/dev/null | grep -E 'idle|mix|alloc')" ] \
+        && [ "$(sinfo -h -o %c 2>/dev/null | head -1)" = "$(nproc --all)" ]; then
     echo "slurm_local: already running ($(sinfo -h -o '%P %D %T %C'))"
     exit 0
 fi
@@ -58,7 +65,7 @@ else
 fi
 
 HOST=$(hostname -s)
-CPUS=$(nproc)
+CPUS=$(nproc --all)  # not nproc: it honours OMP_NUM_THREADS
 MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 cat > "$CONF_DIR/slurm.conf" <<EOF
 # written by vitlab's tools/slurm_local.sh: one node on localhost
