@@ -55,6 +55,12 @@ def test_tied_keys_take_one_value():
     assert found.flops == forward_flops(tiny("RA", layer_types={c: _ratio(c, found.value) for c in "RA"}), (16, 16))
 
 
+def test_a_key_spelt_as_an_older_vitlab_did_varies_its_new_name():
+    with pytest.warns(FutureWarning, match="is now 'model.layer_types.R.ffn_layer.ratio'"):
+        found = match_flops(cfg("RA"), cfg("HRHA"), ["model.layer_types.R.ffn.ratio", "model.layer_types.A.ffn.ratio"])
+    assert found.keys == [RATIO, "model.layer_types.A.ffn_layer.ratio"] and abs(found.relative_difference) < 0.005
+
+
 def _ratio(kind, ratio):
     from tests.models.helpers import block
 

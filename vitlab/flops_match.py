@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from vitlab._moved import moved
-from vitlab.config import ConfigInstantiationError, UnknownKeyError, apply_overrides, instantiate, load_config
+from vitlab.config import (ConfigInstantiationError, UnknownKeyError, apply_overrides, instantiate, load_config,
+                           renamed_key)
 from vitlab.config.overrides import unknown_key_message
 from vitlab.flops import per_image
 
@@ -75,7 +76,7 @@ def match_flops(cfg: DictConfig | str | Path, other_cfg: DictConfig | str | Path
     """
     cfg = load_config(cfg) if isinstance(cfg, (str, Path)) else cfg
     other_cfg = load_config(other_cfg) if isinstance(other_cfg, (str, Path)) else other_cfg
-    vary = list(vary)
+    vary = [renamed_key(cfg, key) for key in vary]  # a key an older vitlab spelt (vitlab.compat)
     if not vary:
         raise ValueError("match_flops needs at least one key to vary (vary=[...], --vary KEY)")
     for name, c in (("cfg", cfg), ("other_cfg", other_cfg)):
