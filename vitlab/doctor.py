@@ -82,12 +82,8 @@ def symptom(cfg: Any, rows: list[dict[str, Any]]) -> tuple[Finding, bool]:
 
 def crops(cfg: Any, *, batches: int = 2, max_images: int = 64) -> Finding:
     """The share of flat and of near-duplicate crops in a few of the run's training batches."""
-    dc = cfg.data
-    collate = instantiate(dc.collate) if dc.collate is not None else None
-    images = min(int(dc.batch_size), max_images)
-    loader, sampler = build_loader(build_dataset(dc, "train"), batch_size=images, seed=int(cfg.train.seed),
-                                   shuffle=True, drop_last=True, collate_fn=collate)
-    sampler.set_epoch(0)
+    images = min(int(cfg.data.batch_size), max_images)
+    loader = _train_loader(cfg, images)
     shares: dict[str, list[float]] = {}
     for i, batch in enumerate(loader):
         if i == batches:
@@ -113,13 +109,18 @@ def crops(cfg: Any, *, batches: int = 2, max_images: int = 64) -> Finding:
                    "possible" if advice else "no", advice)
 
 
-def _first_batch(cfg: Any, images: int) -> dict[str, Any]:
+def _train_loader(cfg: Any, images: int) -> Any:
+    """The run's training batches of ``images`` images, epoch 0 of its seed."""
     dc = cfg.data
     collate = instantiate(dc.collate) if dc.collate is not None else None
     loader, sampler = build_loader(build_dataset(dc, "train"), batch_size=images, seed=int(cfg.train.seed),
                                    shuffle=True, drop_last=True, collate_fn=collate)
     sampler.set_epoch(0)
-    return next(iter(loader))
+    return loader
+
+
+def _first_batch(cfg: Any, images: int) -> dict[str, Any]:
+    return next(iter(_train_loader(cfg, images)))
 
 
 def _mean_cosine(x: torch.Tensor) -> float:
