@@ -79,6 +79,6 @@ if [[ $DRY == 1 ]]; then  # smoke runs of the same tools, outputs kept out of be
     --batch-size 1 --repeats 1 --out "$OUT/mixers.md"
 else
   step dino_loss_memory 30 "$PY" tools/dino_loss_memory.py --out benchmarks/gpu_dino_loss.json
-  step bench_mixers 50 "$PY" tools/bench_mixers.py --device cuda --dtype bfloat16 --out benchmarks/mixers_gpu.md
+  step bench_mixers 90 "$PY" tools/bench_mixers.py --device cuda --dtype bfloat16 --out benchmarks/mixers_gpu.md
 fi
 "$PY" tools/gpu_report.py "$OUT" --out "$REPORT" && echo "wrote $REPORT"
