@@ -1,5 +1,6 @@
 """DINOHead: shapes, L2 bottleneck, init, weight norm option, meta device."""
 
+import pytest
 import torch
 
 from vitlab.ssl import DINOHead
@@ -44,6 +45,19 @@ def test_weight_norm_gives_unit_prototypes_with_frozen_gain():
     trainable = {n for n, p in head.named_parameters() if p.requires_grad}
     assert "last_layer.parametrizations.weight.original0" not in trainable
     assert "last_layer.parametrizations.weight.original1" in trainable
+
+
+def test_train_gain_lets_the_logits_grow_past_cosines():
+    torch.manual_seed(0)
+    head = DINOHead(16, 12, hidden_features=32, bottleneck_dim=8, weight_norm=True, train_gain=True)
+    gain = head.last_layer.parametrizations.weight.original0
+    assert gain.requires_grad and torch.equal(gain, torch.ones(12, 1))
+    with torch.no_grad():
+        gain.mul_(3.0)
+    torch.testing.assert_close(head.last_layer.weight.norm(dim=1), torch.full((12,), 3.0))
+    assert head(torch.randn(4, 16)).abs().max() > 1.0
+    with pytest.raises(ValueError, match="train_gain=True needs weight_norm=True"):
+        DINOHead(16, 12, weight_norm=False, train_gain=True)
 
 
 def test_meta_device_and_dtype():

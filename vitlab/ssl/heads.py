@@ -34,14 +34,18 @@ class DINOHead(nn.Module):
         weight_norm: weight-normalise ``last_layer`` with its gain frozen at 1, so every prototype
             has unit norm and the logits are cosines (DINO v1's ``norm_last_layer=True``). DINOv3
             trains a plain linear layer (``head_norm_last_layer: false``), the default here.
+        train_gain: with ``weight_norm``, train each prototype's gain (initialised at 1) instead of freezing
+            it, so the logits can grow past cosines (DINO v1's ``norm_last_layer=False``).
     """
 
     def __init__(self, in_dim: int, out_dim: int = 65536, *, hidden_features: int = 2048,
                  bottleneck_dim: int = 256, nlayers: int = 3, mlp_bias: bool = True, weight_norm: bool = False,
-                 device=None, dtype=None):
+                 train_gain: bool = False, device=None, dtype=None):
         super().__init__()
         if nlayers < 1:
             raise ValueError(f"nlayers must be >= 1, got {nlayers}")
+        if train_gain and not weight_norm:
+            raise ValueError("train_gain=True needs weight_norm=True (the gain is weight normalisation's)")
         dd = {"device": device, "dtype": dtype}
         widths = [in_dim] + [hidden_features] * (nlayers - 1) + [bottleneck_dim]
         layers: list[nn.Module] = []
@@ -57,7 +61,7 @@ class DINOHead(nn.Module):
             gain = self.last_layer.parametrizations.weight.original0  # [K, 1]
             with torch.no_grad():
                 gain.fill_(1.0)
-            gain.requires_grad_(False)
+            gain.requires_grad_(train_gain)
 
     def reset_parameters(self) -> None:
         # DINOv3 initialises every linear layer of the head, prototypes included, this way.
