@@ -28,6 +28,7 @@ from vitlab.config import instantiate
 from vitlab.convert.dinov3_arch import DINOv3Arch, dinov3_arch, dinov3_model_config, ffn_width_fields
 from vitlab.convert.dinov3_official import rope_periods
 from vitlab.convert.state_dict import (
+    StateDict,
     StateDictMismatchError,
     as_state_dict,
     check_state_dict,
@@ -36,8 +37,6 @@ from vitlab.convert.state_dict import (
 from vitlab.weights import load_model_state
 
 __all__ = ["HF_ACTIVATIONS", "dinov3_from_hf", "hf_arch", "hf_to_vitlab", "vitlab_to_hf"]
-
-StateDict = dict[str, torch.Tensor]
 
 _SIMPLE = {  # HF -> vitlab, per block (prefix "layer.N." -> "blocks.N.")
     "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
