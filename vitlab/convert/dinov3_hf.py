@@ -28,6 +28,7 @@ from vitlab.config import instantiate
 from vitlab.convert.dinov3_arch import DINOv3Arch, dinov3_arch, dinov3_model_config, ffn_width_fields
 from vitlab.convert.dinov3_official import rope_periods
 from vitlab.convert.state_dict import (
+    StateDict,
     StateDictMismatchError,
     as_state_dict,
     check_state_dict,
@@ -36,8 +37,6 @@ from vitlab.convert.state_dict import (
 from vitlab.weights import load_model_state
 
 __all__ = ["HF_ACTIVATIONS", "dinov3_from_hf", "hf_arch", "hf_to_vitlab", "vitlab_to_hf"]
-
-StateDict = dict[str, torch.Tensor]
 
 _SIMPLE = {  # HF -> vitlab, per block (prefix "layer.N." -> "blocks.N.")
     "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
@@ -109,6 +108,26 @@ def _bias_flags(config: Any, arch: DINOv3Arch) -> tuple[bool, bool, bool]:
     return tuple(bool(_get(config, n, d)) for n, d in (("query_bias", True), ("key_bias", False), ("value_bias", True)))
 
 
+def _block_renames(arch: DINOv3Arch, i: int) -> list[tuple[str, str]]:
+    """``(HF key, vitlab key)`` of block ``i``'s tensors that only change name (norms, output projection,
+    LayerScale, the FFN's unstacked layers); the stacked SwiGLU and qkv weights are split or joined apart."""
+    src, dst = f"layer.{i}.", f"blocks.{i}."
+    pairs = [(src + hf, dst + ours) for hf, ours in _SIMPLE.items()]
+    ffn_map = _GATED if arch.ffn_layer == "swiglu" else _MLP
+    pairs += [(f"{src}{hf}.{kind}", f"{dst}{ours}.{kind}") for hf, ours in ffn_map.items() for kind in ("weight", "bias")]
+    return pairs
+
+
+def _block_stacks(arch: DINOv3Arch, i: int) -> list[tuple[str, tuple[str, ...]]]:
+    """``(vitlab key, HF keys)`` of block ``i``'s tensors that vitlab stacks along dim 0 and HF keeps apart:
+    SwiGLU's gate and up (gate first), and the qkv weight. The qkv bias, which HF may lack a part of, is
+    joined and split apart."""
+    src, dst = f"layer.{i}.", f"blocks.{i}."
+    stacks = [(f"{dst}ffn.w12.{kind}", (f"{src}mlp.gate_proj.{kind}", f"{src}mlp.up_proj.{kind}"))
+              for kind in ("weight", "bias")] if arch.ffn_layer == "swiglu" else []
+    return stacks + [(f"{dst}mixer.qkv.weight", tuple(f"{src}attention.{n}_proj.weight" for n in "qkv"))]
+
+
 def vitlab_to_hf(state_dict: Mapping[str, torch.Tensor], arch: DINOv3Arch,
                  biases: tuple[bool, bool, bool]) -> StateDict:
     """A vitlab DINOv3 state dict in HF names (``layer.N``); ``biases`` says which of q, k, v have one."""
@@ -120,23 +139,12 @@ def vitlab_to_hf(state_dict: Mapping[str, torch.Tensor], arch: DINOv3Arch,
     if "register_tokens" not in state_dict:
         out["embeddings.register_tokens"] = state_dict["cls_token"].new_zeros(1, 0, D)
     out["embeddings.mask_token"] = state_dict["mask_token"].reshape(1, 1, D)
-    ffn_map = _GATED if arch.ffn_layer == "swiglu" else _MLP
     for i in range(arch.depth):
         src, dst = f"blocks.{i}.", f"layer.{i}."
-        for hf, ours in _SIMPLE.items():
-            if src + ours in state_dict:
-                out[dst + hf] = state_dict[src + ours]
-        for hf, ours in ffn_map.items():
-            for kind in ("weight", "bias"):
-                if f"{src}{ours}.{kind}" in state_dict:
-                    out[f"{dst}{hf}.{kind}"] = state_dict[f"{src}{ours}.{kind}"]
-        if arch.ffn_layer == "swiglu":
-            for kind in ("weight", "bias"):
-                if f"{src}ffn.w12.{kind}" in state_dict:
-                    gate, up = state_dict[f"{src}ffn.w12.{kind}"].chunk(2, dim=0)
-                    out[f"{dst}mlp.gate_proj.{kind}"], out[f"{dst}mlp.up_proj.{kind}"] = gate, up
-        for name, part in zip("qkv", state_dict[f"{src}mixer.qkv.weight"].split(D, dim=0)):
-            out[f"{dst}attention.{name}_proj.weight"] = part
+        out.update((hf, state_dict[ours]) for hf, ours in _block_renames(arch, i) if ours in state_dict)
+        for ours, parts in _block_stacks(arch, i):
+            if ours in state_dict:
+                out.update(zip(parts, state_dict[ours].chunk(len(parts), dim=0)))
         if f"{src}mixer.qkv.bias" in state_dict:
             for name, part, present in zip("qkv", state_dict[f"{src}mixer.qkv.bias"].split(D), biases):
                 if present:
@@ -152,21 +160,12 @@ def hf_to_vitlab(state_dict: Mapping[str, torch.Tensor], arch: DINOv3Arch) -> St
     if arch.num_registers == 0:
         out.pop("register_tokens", None)
     out["mask_token"] = sd["embeddings.mask_token"].reshape(1, D)
-    ffn_map = _GATED if arch.ffn_layer == "swiglu" else _MLP
     for i in range(arch.depth):
         src, dst = f"layer.{i}.", f"blocks.{i}."
-        for hf, ours in _SIMPLE.items():
-            if src + hf in sd:
-                out[dst + ours] = sd[src + hf]
-        for hf, ours in ffn_map.items():
-            for kind in ("weight", "bias"):
-                if f"{src}{hf}.{kind}" in sd:
-                    out[f"{dst}{ours}.{kind}"] = sd[f"{src}{hf}.{kind}"]
-        if arch.ffn_layer == "swiglu":
-            for kind in ("weight", "bias"):
-                if f"{src}mlp.gate_proj.{kind}" in sd:
-                    out[f"{dst}ffn.w12.{kind}"] = torch.cat((sd[f"{src}mlp.gate_proj.{kind}"], sd[f"{src}mlp.up_proj.{kind}"]))
-        out[f"{dst}mixer.qkv.weight"] = torch.cat([sd[f"{src}attention.{n}_proj.weight"] for n in "qkv"])
+        out.update((ours, sd[hf]) for hf, ours in _block_renames(arch, i) if hf in sd)
+        for ours, parts in _block_stacks(arch, i):
+            if parts[0] in sd:
+                out[ours] = torch.cat([sd[p] for p in parts])
         if arch.qkv_bias:  # a projection without bias is one with a zero bias
             w = out[f"{dst}mixer.qkv.weight"]
             parts = [sd.get(f"{src}attention.{n}_proj.bias", w.new_zeros(D)) for n in "qkv"]

@@ -29,13 +29,11 @@ from vitlab.convert.dinov3_arch import (
     ffn_width_fields,
     matching_arch,
 )
-from vitlab.convert.state_dict import StateDictMismatchError, as_state_dict, check_state_dict
+from vitlab.convert.state_dict import StateDict, StateDictMismatchError, as_state_dict, check_state_dict
 from vitlab.models import HybridViT
 from vitlab.weights import load_model_state
 
 __all__ = ["dinov3_from_official", "dinov3_to_official", "official_arch", "official_to_vitlab", "vitlab_to_official"]
-
-StateDict = dict[str, torch.Tensor]
 
 # official -> vitlab renames; every other official key keeps its name in vitlab.
 _RENAMES = (

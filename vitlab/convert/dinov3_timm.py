@@ -28,12 +28,10 @@ from vitlab.convert.dinov3_arch import (
     ffn_width_fields,
     matching_arch,
 )
-from vitlab.convert.state_dict import StateDictMismatchError, as_state_dict, check_state_dict
+from vitlab.convert.state_dict import StateDict, StateDictMismatchError, as_state_dict, check_state_dict
 from vitlab.weights import load_model_state
 
 __all__ = ["dinov3_from_timm", "timm_arch", "timm_to_vitlab", "vitlab_to_timm"]
-
-StateDict = dict[str, torch.Tensor]
 
 _RENAMES = (  # vitlab -> timm; the rest keeps its name
     (r"^register_tokens$", "reg_token"),

@@ -16,9 +16,9 @@ from torch import nn
 
 from vitlab.weights import StateDictMismatchError, check_state_dict, load_state_dict_file
 
-__all__ = ["StateDictMismatchError", "as_state_dict", "check_state_dict", "load_state_dict_file"]
+__all__ = ["StateDict", "StateDictMismatchError", "as_state_dict", "check_state_dict", "load_state_dict_file"]
 
-StateDict = dict[str, torch.Tensor]
+StateDict = dict[str, torch.Tensor]  # what every converter reads and returns
 
 
 def as_state_dict(source) -> StateDict:

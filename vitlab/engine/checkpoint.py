@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 from torch.distributed.tensor import DTensor
 
 from vitlab.weights import (
@@ -60,7 +61,8 @@ from vitlab.weights import (
 __all__ = ["FORMAT_VERSION", "save_atomic", "fsync_dir", "load_checkpoint", "list_checkpoints", "latest_checkpoint",
            "is_sharded_checkpoint", "require_file", "CheckpointManager", "assert_finite", "first_non_finite",
            "StateDictMismatchError", "check_state_dict", "load_model_state", "build_model_from_checkpoint",
-           "SHARDED_METADATA", "to_saved_keys", "from_saved_keys"]
+           "SHARDED_METADATA", "to_saved_keys", "from_saved_keys", "saved_state_dicts", "single_file_checkpoint",
+           "saved_task_state"]
 
 FORMAT_VERSION = 1
 _STEP = re.compile(r"^step_(\d+)(\.pt)?$")  # step_<N>.pt (a file) or step_<N> (a sharded directory)
@@ -219,6 +221,40 @@ def to_saved_keys(state: Mapping[str, Any], task: nn.Module) -> dict[str, Any]:
 def from_saved_keys(state: Mapping[str, Any], task: nn.Module) -> dict[str, Any]:
     """The inverse of :func:`to_saved_keys`: a checkpoint's task state keyed as ``task.state_dict()``."""
     return _swap_prefix(state, "model.", _model_prefix(task))
+
+
+def saved_state_dicts(task: nn.Module, optimizer: torch.optim.Optimizer, *,
+                      full: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The live task's and optimizer's state dicts as either format saves them; collective.
+
+    Args:
+        task: the task (its network ``task.model``; the state dict comes keyed by :func:`to_saved_keys`).
+        optimizer: its optimizer (the state dict comes keyed by parameter name).
+        full: whole tensors, gathered into CPU memory (the single-file format); False: this rank's own
+            shards, no gather (the sharded format).
+    """
+    options = StateDictOptions(full_state_dict=full, cpu_offload=full)
+    task_state, optimizer_state = get_state_dict(task, optimizer, options=options)
+    return to_saved_keys(task_state, task), optimizer_state
+
+
+def single_file_checkpoint(task_state: Mapping[str, Any], optimizer_state: dict[str, Any],
+                           run_state: Mapping[str, Any]) -> dict[str, Any]:
+    """The single-file checkpoint (the format above) of a task state keyed as saved (the network under
+    ``model.``), a full optimizer state, and the rest (step, data, rng, best, scaler, config, world_size,
+    format_version: ``FORMAT_VERSION`` when missing)."""
+    return {
+        "format_version": run_state.get("format_version", FORMAT_VERSION),
+        "model": {k[len("model."):]: v for k, v in task_state.items() if k.startswith("model.")},
+        "task": {k: v for k, v in task_state.items() if not k.startswith("model.")},
+        "optimizer": optimizer_state,
+        **{k: v for k, v in run_state.items() if k != "format_version"},
+    }
+
+
+def saved_task_state(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """The task state of a single-file checkpoint, keyed as saved: the inverse of its ``model`` / ``task`` split."""
+    return {"model." + k: v for k, v in checkpoint["model"].items()} | checkpoint.get("task", {})
 
 
 def warn_skipped(path: Path, exc: BaseException) -> None:

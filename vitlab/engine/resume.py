@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
 from vitlab.engine import distributed
 from vitlab.engine.checkpoint import (
@@ -34,7 +34,9 @@ from vitlab.engine.checkpoint import (
     list_checkpoints,
     from_saved_keys,
     load_checkpoint,
-    to_saved_keys,
+    saved_state_dicts,
+    saved_task_state,
+    single_file_checkpoint,
     warn_skipped,
 )
 from vitlab.engine.distributed import DistInfo
@@ -45,7 +47,6 @@ from vitlab.engine.sharded import ShardedWriter, load_sharded, read_run_state
 
 __all__ = ["RunState", "Checkpointer", "CHECKPOINT_FORMATS", "restore", "find_resume_path"]
 
-_MODEL = "model."
 CHECKPOINT_FORMATS = ("full", "sharded")
 
 
@@ -111,22 +112,13 @@ class Checkpointer:
         }
         step = state.step
         before_commit = functools.partial(self.faults.maybe_fire_in_save, step)
+        model_sd, optim_sd = saved_state_dicts(task, optimizer, full=self.sharded is None)
         if self.sharded is not None:
-            model_sd, optim_sd = get_state_dict(task, optimizer, options=StateDictOptions(full_state_dict=False))
-            self.sharded.save({"model": to_saved_keys(model_sd, task), "optimizer": optim_sd}, run_state, step, is_best=is_best,
+            self.sharded.save({"model": model_sd, "optimizer": optim_sd}, run_state, step, is_best=is_best,
                               before_commit=before_commit)
             return
-        model_sd, optim_sd = get_state_dict(task, optimizer, options=StateDictOptions(full_state_dict=True,
-                                                                                     cpu_offload=True))
-        model_sd = to_saved_keys(model_sd, task)
         if self.info.is_main:
-            ckpt = {
-                "format_version": FORMAT_VERSION,
-                "model": {k[len(_MODEL):]: v for k, v in model_sd.items() if k.startswith(_MODEL)},
-                "task": {k: v for k, v in model_sd.items() if not k.startswith(_MODEL)},
-                "optimizer": optim_sd,
-                **{k: v for k, v in run_state.items() if k != "format_version"},
-            }
+            ckpt = single_file_checkpoint(model_sd, optim_sd, run_state)
             self.manager.save(ckpt, step, is_best=is_best, before_commit=before_commit)
         distributed.barrier()
 
@@ -173,7 +165,7 @@ def _load_full(path: Path, ckpt: dict, task: nn.Module, optimizer: torch.optim.O
     # a mismatch names every key; set_state_dict loads (a plain load_state_dict cannot copy full
     # tensors into FSDP2's sharded DTensor parameters)
     check_state_dict(ckpt["model"], task.model.state_dict(), repr(str(path)), target="the configured model")
-    full = from_saved_keys({_MODEL + k: v for k, v in ckpt["model"].items()} | ckpt.get("task", {}), task)
+    full = from_saved_keys(saved_task_state(ckpt), task)
     missing = sorted(set(task.state_dict()) - set(full))
     if missing:
         raise ValueError(f"checkpoint {str(path)!r} lacks task state: {', '.join(missing[:10])}")

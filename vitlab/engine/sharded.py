@@ -42,11 +42,10 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
 from vitlab.engine import distributed
 from vitlab.engine.checkpoint import (
-    FORMAT_VERSION,
     CheckpointManager,
     check_state_dict,
     first_non_finite,
@@ -54,14 +53,14 @@ from vitlab.engine.checkpoint import (
     fsync_dir,
     is_sharded_checkpoint,
     save_atomic,
-    to_saved_keys,
+    saved_state_dicts,
+    single_file_checkpoint,
 )
 from vitlab.engine.distributed import DistInfo
 
 __all__ = ["RUN_STATE", "ShardedWriter", "read_run_state", "load_sharded", "consolidate"]
 
 RUN_STATE = "run_state.pt"
-_SHARDED = StateDictOptions(full_state_dict=False)  # each rank keeps its own shards: no gather
 
 
 def _no_dist() -> bool:
@@ -213,8 +212,7 @@ def load_sharded(path: str | Path, task: nn.Module, optimizer: torch.optim.Optim
     """
     path = Path(path)
     run_state = read_run_state(path)
-    model_sd, optim_sd = get_state_dict(task, optimizer, options=_SHARDED)
-    model_sd = to_saved_keys(model_sd, task)  # the same tensors, keyed as the checkpoint keys them
+    model_sd, optim_sd = saved_state_dicts(task, optimizer, full=False)  # this rank's shards: dcp.load reads into them
     _check_task_state(path, model_sd)
     state = {"model": model_sd, "optimizer": optim_sd}
     with _single_process_quiet():
@@ -237,11 +235,4 @@ def consolidate(path: str | Path) -> dict[str, Any]:
     full: dict[str, Any] = {}
     _load_state_dict(full, storage_reader=dcp.FileSystemReader(str(path)), planner=_EmptyStateDictLoadPlanner(),
                      no_dist=True)
-    task_sd = full["model"]
-    return {
-        "format_version": run_state.get("format_version", FORMAT_VERSION),
-        "model": {k[len("model."):]: v for k, v in task_sd.items() if k.startswith("model.")},
-        "task": {k: v for k, v in task_sd.items() if not k.startswith("model.")},
-        "optimizer": full["optimizer"],
-        **{k: v for k, v in run_state.items() if k != "format_version"},
-    }
+    return single_file_checkpoint(full["model"], full["optimizer"], run_state)

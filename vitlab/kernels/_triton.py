@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # bound to the real module at the first launch, see LazyKerne
 
 __all__ = [
     "LazyKernel", "add_combine", "as_bchw", "as_rows", "bchw_strides", "cdiv", "interpreter_enabled", "lazy_jit", "load_triton",
-    "max_combine", "next_power_of_2", "num_warps", "program_budget", "tile_2d",
+    "max_combine", "next_power_of_2", "num_warps", "program_budget", "row_tile", "split_programs", "tile_2d",
 ]
 
 _triton = None  # the triton module once imported; False if it cannot be
@@ -132,6 +132,16 @@ add_combine = LazyKernel(_add, library_twin="_sum_combine")
 max_combine = LazyKernel(_max, library_twin="_elementwise_max")
 
 
+@lazy_jit
+def row_tile(start, n_rows, col_ok, BLOCK_M: tl.constexpr):
+    """Rows ``[start, start + BLOCK_M)`` of a ``[rows, cols]`` tile whose columns are in bounds where
+    ``col_ok``: the row indices, their bounds mask, the tile's mask, and the rows as an int64 column
+    (``r * stride`` overflows int32 on large inputs). A device function: kernels call it."""
+    rows = start + tl.arange(0, BLOCK_M)
+    row_ok = rows < n_rows
+    return rows, row_ok, row_ok[:, None] & col_ok[None, :], rows.to(tl.int64)[:, None]
+
+
 def cdiv(a: int, b: int) -> int:
     """Ceiling division, for grid sizes."""
     return -(-a // b)
@@ -180,6 +190,14 @@ def program_budget(device: torch.device) -> int:
     if device.type == "cuda":
         return 4 * torch.cuda.get_device_properties(device).multi_processor_count
     return 8
+
+
+def split_programs(n: int, block: int, programs: int) -> tuple[int, int]:
+    """Share ``n`` items (rows, or a reduced axis) among at most ``programs`` programs, each looping over
+    a whole number of ``block``-item tiles: ``(programs, items per program)``, no program left empty."""
+    progs = max(1, min(cdiv(n, block), programs))
+    per_prog = cdiv(max(1, cdiv(n, progs)), block) * block
+    return max(1, cdiv(n, per_prog)), per_prog
 
 
 def tile_2d(n_cols: int, *, max_cols: int = 1024, elements: int = 4096) -> tuple[int, int]:

@@ -35,6 +35,7 @@ from vitlab.kernels._triton import (
     next_power_of_2,
     num_warps,
     program_budget,
+    split_programs,
     tile_2d,
 )
 from vitlab.kernels.dispatch import resolve_backend
@@ -153,9 +154,7 @@ def _ce_forward(s: torch.Tensor, p: torch.Tensor, inv_temp: float) -> tuple[torc
         return loss, lse, psum
     row_blocks = cdiv(B, _BLOCK_B)
     # Split K over several programs when B alone cannot fill the GPU (B = 64, K = 65536).
-    chunks = max(1, min(cdiv(K, _BLOCK_K), cdiv(program_budget(s.device), row_blocks)))
-    cols_per_prog = cdiv(cdiv(K, chunks), _BLOCK_K) * _BLOCK_K
-    chunks = cdiv(K, cols_per_prog)
+    chunks, cols_per_prog = split_programs(K, _BLOCK_K, cdiv(program_budget(s.device), row_blocks))
     part = torch.empty((4, chunks, B), device=s.device, dtype=torch.float32)
     _ce_fwd_kernel[(row_blocks, chunks)](
         s, p, part, B, K, s.stride(0), p.stride(0), cols_per_prog, inv_temp,

@@ -25,6 +25,8 @@ from vitlab.kernels._triton import (
     next_power_of_2,
     num_warps,
     program_budget,
+    row_tile,
+    split_programs,
 )
 from vitlab.kernels.dispatch import resolve_backend
 
@@ -62,12 +64,9 @@ def _norm_fwd_kernel(
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
-    row_ok = rows < n_rows
     col_ok = cols < n_cols
-    mask = row_ok[:, None] & col_ok[None, :]
-    r = rows.to(tl.int64)[:, None]
+    rows, row_ok, mask, r = row_tile(tl.program_id(0) * BLOCK_M, n_rows, col_ok, BLOCK_M)
     c = cols[None, :]
     s = tl.load(x_ptr + r * stride_x + c, mask=mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
@@ -107,10 +106,7 @@ def _norm_bwd_kernel(
     dw_acc = tl.full([BLOCK_M, BLOCK_N], 0.0, tl.float32)
     db_acc = tl.full([BLOCK_M, BLOCK_N], 0.0, tl.float32)
     for start in range(pid * rows_per_prog, (pid + 1) * rows_per_prog, BLOCK_M):
-        rows = start + tl.arange(0, BLOCK_M)
-        row_ok = rows < n_rows
-        mask = row_ok[:, None] & col_ok[None, :]
-        r = rows.to(tl.int64)[:, None]
+        rows, row_ok, mask, r = row_tile(start, n_rows, col_ok, BLOCK_M)
         s = tl.load(s_ptr + r * stride_s + c, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(dy_ptr + r * stride_dy + c, mask=mask, other=0.0).to(tl.float32)
         rstd = tl.load(rstd_ptr + rows, mask=row_ok, other=0.0)[:, None]
@@ -182,9 +178,7 @@ def _norm_backward(dy, ds, s, weight, bias, mean, rstd, is_rms: bool, need_dw: b
     dx = torch.empty(s.shape, device=s.device, dtype=s.dtype)
     BLOCK_N = next_power_of_2(D)
     BLOCK_M = max(1, 1024 // BLOCK_N)  # two [BLOCK_M, D] accumulators stay live: fewer rows than forward
-    progs = max(1, min(cdiv(M, BLOCK_M), program_budget(s.device)))
-    rows_per_prog = cdiv(cdiv(M, progs), BLOCK_M) * BLOCK_M
-    progs = max(1, cdiv(M, rows_per_prog))
+    progs, rows_per_prog = split_programs(M, BLOCK_M, program_budget(s.device))
     dw_part = torch.empty((progs, D), device=s.device, dtype=torch.float32) if need_dw else dx
     db_part = torch.empty((progs, D), device=s.device, dtype=torch.float32) if need_db else dx
     if M:

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from vitlab.kernels._triton import add_combine, as_rows, cdiv, lazy_jit, num_warps, program_budget, tile_2d
+from vitlab.kernels._triton import (
+    add_combine, as_rows, cdiv, lazy_jit, num_warps, program_budget, row_tile, split_programs, tile_2d,
+)
 from vitlab.kernels.dispatch import resolve_backend
 
 if TYPE_CHECKING:  # bound to the real module at the first launch, see vitlab.kernels._triton
@@ -80,12 +82,9 @@ def _rsd_fwd_kernel(
     x_ptr, y_ptr, gamma_ptr, scale_ptr, out_ptr, n_rows, n_cols, rows_per_sample, stride_x, stride_y,
     HAS_GAMMA: tl.constexpr, HAS_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = rows < n_rows
     col_ok = cols < n_cols
-    mask = row_ok[:, None] & col_ok[None, :]
-    r = rows.to(tl.int64)[:, None]
+    rows, row_ok, mask, r = row_tile(tl.program_id(0) * BLOCK_M, n_rows, col_ok, BLOCK_M)
     c = cols[None, :]
     x = tl.load(x_ptr + r * stride_x + c, mask=mask, other=0.0).to(tl.float32)
     branch = tl.load(y_ptr + r * stride_y + c, mask=mask, other=0.0).to(tl.float32)
@@ -116,10 +115,7 @@ def _rsd_bwd_kernel(
     # Each program owns a chunk of rows and loops over it, so the dgamma partials are
     # [programs, D] rather than [M / BLOCK_M, D].
     for start in range(pid_m * rows_per_prog, (pid_m + 1) * rows_per_prog, BLOCK_M):
-        rows = start + tl.arange(0, BLOCK_M)
-        row_ok = rows < n_rows
-        mask = row_ok[:, None] & col_ok[None, :]
-        r = rows.to(tl.int64)[:, None]
+        rows, row_ok, mask, r = row_tile(start, n_rows, col_ok, BLOCK_M)
         g = tl.load(g_ptr + r * stride_g + c, mask=mask, other=0.0).to(tl.float32)
         if HAS_SCALE:
             g = g * tl.load(scale_ptr + rows // rows_per_sample, mask=row_ok, other=0.0)[:, None]
@@ -163,9 +159,7 @@ def _rsd_backward(grad_out, y, gamma, scale, need_dgamma: bool):
     dy = torch.empty(grad_out.shape, device=grad_out.device, dtype=grad_out.dtype)
     BLOCK_M, BLOCK_N = tile_2d(D, elements=2048)
     col_blocks = cdiv(D, BLOCK_N)
-    row_progs = max(1, min(cdiv(M, BLOCK_M), program_budget(grad_out.device) // col_blocks))
-    rows_per_prog = cdiv(cdiv(M, row_progs), BLOCK_M) * BLOCK_M
-    row_progs = max(1, cdiv(M, rows_per_prog))
+    row_progs, rows_per_prog = split_programs(M, BLOCK_M, program_budget(grad_out.device) // col_blocks)
     part = torch.empty((row_progs, D), device=grad_out.device, dtype=torch.float32) if need_dgamma else dy
     if dy.numel():
         _rsd_bwd_kernel[(row_progs, col_blocks)](

@@ -54,6 +54,28 @@ def rope_2d_reference(
 
 
 @lazy_jit
+def _rotate_heads(
+    x_ptr, out_ptr, b, h, t64, j, s_b, s_h, s_t, s_d, half, mask, keep, out_off, cos1, cos2, sin1, sin2,
+    BACKWARD: tl.constexpr,
+):
+    # one tensor's [BLOCK_T, d] tile, read in place through its strides and written contiguous
+    base = x_ptr + b * s_b + h * s_h + t64 * s_t
+    x1 = tl.load(base + j[None, :] * s_d, mask=mask, other=0.0)
+    x2 = tl.load(base + (j[None, :] + half) * s_d, mask=mask, other=0.0)
+    a1, a2 = x1.to(tl.float32), x2.to(tl.float32)
+    if BACKWARD:  # transpose of the rotation: rotate_half^T([y1, y2]) = [y2, -y1]
+        o1 = a1 * cos1 + a2 * sin2
+        o2 = a2 * cos2 - a1 * sin1
+    else:
+        o1 = a1 * cos1 - a2 * sin1
+        o2 = a2 * cos2 + a1 * sin2
+    o1 = tl.where(keep, o1.to(out_ptr.dtype.element_ty), x1)
+    o2 = tl.where(keep, o2.to(out_ptr.dtype.element_ty), x2)
+    tl.store(out_ptr + out_off, o1, mask=mask)
+    tl.store(out_ptr + out_off + half, o2, mask=mask)
+
+
+@lazy_jit
 def _rope_kernel(
     q_ptr, k_ptr, cos_ptr, sin_ptr, q_out_ptr, k_out_ptr,
     n_heads, n_tokens, n_rot, prefix, half,
@@ -69,7 +91,7 @@ def _rope_kernel(
     rotated = (t >= prefix) & (t < prefix + n_rot)
     tab_mask = mask & rotated[:, None]
     tab = (t - prefix)[:, None] * (2 * half) + j[None, :]
-    # cos = 1, sin = 0 off the rotated range; the where() below keeps those tokens bit-exact
+    # cos = 1, sin = 0 off the rotated range; the where() in _rotate_heads keeps those tokens bit-exact
     cos1 = tl.load(cos_ptr + tab, mask=tab_mask, other=1.0).to(tl.float32)
     cos2 = tl.load(cos_ptr + tab + half, mask=tab_mask, other=1.0).to(tl.float32)
     sin1 = tl.load(sin_ptr + tab, mask=tab_mask, other=0.0).to(tl.float32)
@@ -77,38 +99,11 @@ def _rope_kernel(
     keep = rotated[:, None]
     t64 = t.to(tl.int64)[:, None]
     out_off = bh.to(tl.int64) * n_tokens * (2 * half) + t64 * (2 * half) + j[None, :]
-
-    # queries
-    base = q_ptr + b * sq_b + h * sq_h + t64 * sq_t
-    x1 = tl.load(base + j[None, :] * sq_d, mask=mask, other=0.0)
-    x2 = tl.load(base + (j[None, :] + half) * sq_d, mask=mask, other=0.0)
-    a1, a2 = x1.to(tl.float32), x2.to(tl.float32)
-    if BACKWARD:  # transpose of the rotation: rotate_half^T([y1, y2]) = [y2, -y1]
-        o1 = a1 * cos1 + a2 * sin2
-        o2 = a2 * cos2 - a1 * sin1
-    else:
-        o1 = a1 * cos1 - a2 * sin1
-        o2 = a2 * cos2 + a1 * sin2
-    o1 = tl.where(keep, o1.to(q_out_ptr.dtype.element_ty), x1)
-    o2 = tl.where(keep, o2.to(q_out_ptr.dtype.element_ty), x2)
-    tl.store(q_out_ptr + out_off, o1, mask=mask)
-    tl.store(q_out_ptr + out_off + half, o2, mask=mask)
-
-    # keys: same tables, same token range
-    base = k_ptr + b * sk_b + h * sk_h + t64 * sk_t
-    x1 = tl.load(base + j[None, :] * sk_d, mask=mask, other=0.0)
-    x2 = tl.load(base + (j[None, :] + half) * sk_d, mask=mask, other=0.0)
-    a1, a2 = x1.to(tl.float32), x2.to(tl.float32)
-    if BACKWARD:
-        o1 = a1 * cos1 + a2 * sin2
-        o2 = a2 * cos2 - a1 * sin1
-    else:
-        o1 = a1 * cos1 - a2 * sin1
-        o2 = a2 * cos2 + a1 * sin2
-    o1 = tl.where(keep, o1.to(k_out_ptr.dtype.element_ty), x1)
-    o2 = tl.where(keep, o2.to(k_out_ptr.dtype.element_ty), x2)
-    tl.store(k_out_ptr + out_off, o1, mask=mask)
-    tl.store(k_out_ptr + out_off + half, o2, mask=mask)
+    # queries, then keys: same tables, same token range
+    _rotate_heads(q_ptr, q_out_ptr, b, h, t64, j, sq_b, sq_h, sq_t, sq_d, half, mask, keep, out_off,
+                  cos1, cos2, sin1, sin2, BACKWARD)
+    _rotate_heads(k_ptr, k_out_ptr, b, h, t64, j, sk_b, sk_h, sk_t, sk_d, half, mask, keep, out_off,
+                  cos1, cos2, sin1, sin2, BACKWARD)
 
 
 def _launch(q, k, cos, sin, prefix: int, backward: bool):
@@ -129,42 +124,31 @@ def _launch(q, k, cos, sin, prefix: int, backward: bool):
     return q_out, k_out
 
 
-# The Triton path as torch.library custom ops, so torch.compile sees each launch as one graph node;
-# the backward runs the same kernel with the transposed rotation. ``cos``/``sin`` get no gradient.
+# The Triton path as a torch.library custom op, so torch.compile sees each launch as one graph node;
+# the backward is the same op with the transposed rotation. ``cos``/``sin`` get no gradient.
 @torch.library.custom_op("vitlab::rope_2d", mutates_args=())
 def rope_2d_op(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-               prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return _launch(q, k, cos.contiguous(), sin.contiguous(), prefix, backward=False)
+               prefix: int, transpose: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    return _launch(q, k, cos.contiguous(), sin.contiguous(), prefix, backward=transpose)
 
 
 @rope_2d_op.register_fake
-def _(q, k, cos, sin, prefix):
+def _(q, k, cos, sin, prefix, transpose=False):
     return q.new_empty(q.shape), k.new_empty(k.shape)
 
 
-@torch.library.custom_op("vitlab::rope_2d_backward", mutates_args=())
-def _rope_2d_backward(grad_q: torch.Tensor, grad_k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                      prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return _launch(grad_q, grad_k, cos.contiguous(), sin.contiguous(), prefix, backward=True)
-
-
-@_rope_2d_backward.register_fake
-def _(grad_q, grad_k, cos, sin, prefix):
-    return grad_q.new_empty(grad_q.shape), grad_k.new_empty(grad_k.shape)
-
-
 def _rope_setup_context(ctx, inputs, output):
-    q, k, cos, sin, prefix = inputs
+    q, k, cos, sin, prefix, transpose = inputs
     ctx.save_for_backward(cos, sin)
-    ctx.prefix = prefix
+    ctx.prefix, ctx.transpose = prefix, transpose
 
 
 def _rope_autograd(ctx, grad_q, grad_k):
     cos, sin = ctx.saved_tensors
     grad_q = grad_q if grad_q is not None else torch.zeros_like(grad_k)
     grad_k = grad_k if grad_k is not None else torch.zeros_like(grad_q)
-    dq, dk = _rope_2d_backward(grad_q, grad_k, cos, sin, ctx.prefix)
-    return dq, dk, None, None, None
+    dq, dk = rope_2d_op(grad_q, grad_k, cos, sin, ctx.prefix, not ctx.transpose)
+    return dq, dk, None, None, None, None
 
 
 rope_2d_op.register_autograd(_rope_autograd, setup_context=_rope_setup_context)

@@ -46,6 +46,8 @@ from vitlab.kernels._triton import (
     max_combine,
     num_warps,
     program_budget,
+    row_tile,
+    split_programs,
     tile_2d,
 )
 from vitlab.kernels.dispatch import resolve_backend
@@ -143,12 +145,9 @@ def _sinkhorn_probs_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     inv_temp = tl.load(inv_temp_ptr)
-    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = rows < n_rows
     col_ok = cols < n_cols
-    mask = row_ok[:, None] & col_ok[None, :]
-    r = rows.to(tl.int64)[:, None]
+    rows, row_ok, mask, r = row_tile(tl.program_id(0) * BLOCK_M, n_rows, col_ok, BLOCK_M)
     x = tl.load(x_ptr + r * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
     u = tl.load(u_ptr + cols, mask=col_ok, other=0.0)[None, :]
     w = tl.load(w_ptr + rows, mask=row_ok, other=0.0)[:, None]
@@ -170,9 +169,7 @@ def sinkhorn_logsumexp(x: torch.Tensor, bias: torch.Tensor, inv_temp: torch.Tens
     else:
         n_keep, n_red, s_keep, s_red, block_keep, block_red = B, K, x.stride(0), 1, 4, 1024
     keep_blocks = cdiv(n_keep, block_keep)
-    chunks = max(1, min(cdiv(n_red, block_red), cdiv(program_budget(x.device), keep_blocks)))
-    red_per_prog = cdiv(cdiv(n_red, chunks), block_red) * block_red
-    chunks = cdiv(n_red, red_per_prog)
+    chunks, red_per_prog = split_programs(n_red, block_red, cdiv(program_budget(x.device), keep_blocks))
     part = torch.empty((chunks, n_keep), device=x.device, dtype=torch.float32)
     _lse_partial_kernel[(keep_blocks, chunks)](
         x, bias, part, n_keep, n_red, s_keep, s_red, red_per_prog, inv_temp,

@@ -24,7 +24,7 @@ from vitlab.kernels import resolve_kernels, rope_2d
 from vitlab.kernels.dispatch import Backend
 from vitlab.layers.token_layout import TokenLayout
 
-__all__ = ["Attention", "flash_attn_available", "qk_parts", "rotate_patches"]
+__all__ = ["Attention", "AttentionMixer", "flash_attn_available", "qk_parts", "rotate_patches"]
 
 _ATTN_IMPLS = ("auto", "flash", "sdpa", "math")
 
@@ -56,7 +56,61 @@ def rotate_patches(rope: nn.Module, q: torch.Tensor, k: torch.Tensor, layout: To
     return q32.to(q.dtype), k32.to(k.dtype)
 
 
-class Attention(nn.Module):
+class AttentionMixer(nn.Module):
+    """Base of the attention mixers (:class:`Attention`, :class:`~vitlab.mixers.NeighborhoodAttention`): the fused
+    ``qkv`` and the output ``proj`` projections, the per-head q/k norms and RoPE (:func:`qk_parts`), and the
+    queries, keys and values of the tokens (:meth:`_qkv`). Which keys a query attends to is the subclass's.
+
+    Args:
+        dim: model width D.
+        num_heads: H; ``dim`` must divide evenly.
+        qkv_bias, proj_bias: biases of the input and output projections.
+        mask_k_bias: keep the key part of the qkv bias at zero (DINOv3); it cannot change softmax.
+        qk_norm_layer: factory (or config) of a norm applied per head to q and k (gets ``dim=head_dim``).
+        rope_layer: factory (or config) of :class:`~vitlab.layers.RotaryEmbedding2D` (gets ``head_dim``).
+        kernels: ``auto | triton | torch`` for the fused kernels (None: :func:`vitlab.kernels.resolve_kernels`).
+    """
+
+    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm_layer", "rope_layer")
+
+    def __init__(self, dim: int, *, num_heads: int, qkv_bias: bool, proj_bias: bool, mask_k_bias: bool = False,
+                 qk_norm_layer: ModuleFactory | None, rope_layer: ModuleFactory | None, kernels: Backend | None,
+                 device=None, dtype=None):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        dd = dict(device=device, dtype=dtype)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
+        if mask_k_bias and qkv_bias:
+            mask = torch.ones(3 * dim, device=device, dtype=dtype)
+            mask[dim : 2 * dim] = 0
+            self.register_buffer("bias_mask", mask, persistent=False)
+        else:
+            self.bias_mask = None
+        self.kernels = resolve_kernels(kernels)
+        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads,
+                                                       kernels=self.kernels, **dd)
+
+    def _qkv(self, x: torch.Tensor, layout: TokenLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys, values [B, H, T, d] each; q and k normed and (patches) rotated."""
+        B, T, _ = x.shape
+        bias = self.qkv.bias if self.bias_mask is None else self.qkv.bias * self.bias_mask
+        qkv = F.linear(x, self.qkv.weight, bias).reshape(B, T, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, d]
+        q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None:
+            q, k = rotate_patches(self.rope, q, k, layout, self.kernels)
+        return q, k, v
+
+    def _projection_flops(self, tokens: int) -> int:
+        """Forward FLOPs of the qkv and output projections over ``tokens`` tokens (2 per multiply-add)."""
+        D = self.dim
+        return 2 * tokens * D * 3 * D + 2 * tokens * D * D
+
+
+class Attention(AttentionMixer):
     """Token mixer ``[B, T, D] -> [B, T, D]``.
 
     Args:
@@ -72,7 +126,6 @@ class Attention(nn.Module):
             :func:`vitlab.kernels.resolve_kernels`).
     """
 
-    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm_layer", "rope_layer")
     backend = RenamedAttribute("attn_impl")
 
     @renamed_kwargs(qk_norm="qk_norm_layer", rope="rope_layer", backend="attn_impl")
@@ -91,27 +144,13 @@ class Attention(nn.Module):
         device=None,
         dtype=None,
     ):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        super().__init__(dim, num_heads=num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, mask_k_bias=mask_k_bias,
+                         qk_norm_layer=qk_norm_layer, rope_layer=rope_layer, kernels=kernels, device=device, dtype=dtype)
         if attn_impl not in _ATTN_IMPLS:
             raise ValueError(f"Attention attn_impl must be one of {_ATTN_IMPLS}, got attn_impl={attn_impl!r}")
         if attn_impl == "flash" and not flash_attn_available():
             raise ValueError("attn_impl='flash' needs the flash-attn package (pip install 'vitlab[gpu]')")
-        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.attn_impl = attn_impl
-        dd = dict(device=device, dtype=dtype)
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
-        if mask_k_bias and qkv_bias:
-            mask = torch.ones(3 * dim, device=device, dtype=dtype)
-            mask[dim : 2 * dim] = 0
-            self.register_buffer("bias_mask", mask, persistent=False)
-        else:
-            self.bias_mask = None
-        self.kernels = resolve_kernels(kernels)
-        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads,
-                                                       kernels=self.kernels, **dd)
 
     @property
     def pattern_letter(self) -> str:
@@ -137,17 +176,6 @@ class Attention(nn.Module):
         q, k, _ = self._qkv(x, layout)
         return self._weights(q, k)
 
-    def _qkv(self, x: torch.Tensor, layout: TokenLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys, values [B, H, T, d] each; q and k normed and rotated."""
-        B, T, _ = x.shape
-        bias = self.qkv.bias if self.bias_mask is None else self.qkv.bias * self.bias_mask
-        qkv = F.linear(x, self.qkv.weight, bias).reshape(B, T, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, d]
-        q, k = self.q_norm(q), self.k_norm(k)
-        if self.rope is not None:
-            q, k = rotate_patches(self.rope, q, k, layout, self.kernels)
-        return q, k, v
-
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         impl = self.attn_impl
         if impl == "auto":
@@ -167,13 +195,11 @@ class Attention(nn.Module):
 
     def flop_count(self, tokens: int, layout: TokenLayout | None = None, batch_size: int = 1) -> int:
         """Forward FLOPs: qkv and output projections, ``q k^T`` and ``attn v`` (2 per multiply-add)."""
-        D = self.dim
-        return batch_size * (2 * tokens * D * 3 * D + 2 * 2 * tokens * tokens * D + 2 * tokens * D * D)
+        return batch_size * (self._projection_flops(tokens) + 2 * 2 * tokens * tokens * self.dim)
 
     def backward_flop_count(self, tokens: int, layout: TokenLayout | None = None, batch_size: int = 1) -> int:
         """Backward FLOPs: 2x for the projections; 2.5x for fused attention, which recomputes the scores."""
-        D = self.dim
-        proj = 2 * tokens * D * 3 * D + 2 * tokens * D * D
-        scores = 2 * 2 * tokens * tokens * D
+        proj = self._projection_flops(tokens)
+        scores = 2 * 2 * tokens * tokens * self.dim
         return batch_size * (2 * proj + (5 * scores) // 2 if self.attn_impl != "math" else 2 * proj + 2 * scores)
 

@@ -40,12 +40,12 @@ from vitlab.kernels.dispatch import Backend
 from vitlab.layers import RMSNorm
 from vitlab.layers.token_layout import TokenLayout
 from vitlab.mixers.chunk_gla import chunk_gla, chunk_gla_flop_count
-from vitlab.mixers.scan_order import conv_patches, merge_sequences, scan_sequences
+from vitlab.mixers.scan_order import ScanMixer, conv_patches, merge_sequences, scan_sequences
 
 __all__ = ["GLA2D"]
 
 
-class GLA2D(nn.Module):
+class GLA2D(ScanMixer):
     """Token mixer ``[B, T, D] -> [B, T, D]``: ViG's bidirectional gated linear attention.
 
     Args:
@@ -60,7 +60,6 @@ class GLA2D(nn.Module):
         kernels: of the two RMSNorms (injected by the block; None: :func:`vitlab.kernels.resolve_kernels`).
     """
 
-    needs_grid = False  # reads the patch grid from the layout; padding tokens are not mixed
     pattern_letter = "L"  # its block letter in docs/models.md
 
     def __init__(self, dim: int, *, num_heads: int, expand_k: float = 0.5, gate_rank: int = 16,
@@ -96,10 +95,8 @@ class GLA2D(nn.Module):
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T_in, D = x.shape
         T = layout.num_tokens
-        if T_in not in (T, layout.num_padded_tokens):
-            raise ValueError(f"GLA2D got {T_in} tokens for a layout of {T} ({layout.num_padded_tokens} padded)")
         H, dk = self.num_heads, self.key_dim
-        local = conv_patches(x[:, :T], layout, self.conv)  # [B, T, D]; padding, if any, is not mixed
+        local = conv_patches(self._real_tokens(x, layout), layout, self.conv)  # [B, T, D]
         gates = F.logsigmoid(self.gate_up(self.gate_down(local))) / self.gate_logit_normalizer  # [B, T, 2 dk]
         seqs = scan_sequences(torch.cat((self.qkv(local), gates), dim=-1), layout, "bidirectional")  # [B, 2, T, ...]
         q, k, v, g_fwd, g_bwd = seqs.split((dk, dk, D, dk, dk), dim=-1)
@@ -109,21 +106,7 @@ class GLA2D(nn.Module):
         o = merge_sequences(o.transpose(1, 2).reshape(B, 2, T, D), layout, "bidirectional")  # [B, T, D]
         s = torch.sigmoid(self.g_proj(local)).unflatten(-1, (H, -1))  # [B, T, H, D/H]
         mixed = self.g_norm(o.unflatten(-1, (H, -1))) * s + self.l_norm(local.unflatten(-1, (H, -1))) * (1 - s)
-        out = self.o_proj(mixed.flatten(2))
-        if T_in != T:
-            out = torch.cat((out, out.new_zeros(B, T_in - T, D)), dim=1)
-        return out
-
-    def flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
-        """Forward FLOPs: convolution over the patches, projections, and the chunked attention of both
-        directions over ``layout.num_tokens`` tokens (``tokens`` may include padding, which is not mixed)."""
-        matmul, attention = self._flops(layout)
-        return batch_size * (matmul + attention[0])
-
-    def backward_flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
-        """Backward FLOPs: 2x for convolution and projections; the chunked attention's own count."""
-        matmul, attention = self._flops(layout)
-        return batch_size * (2 * matmul + attention[1])
+        return self._pad_back(self.o_proj(mixed.flatten(2)), T_in)
 
     def _flops(self, layout: TokenLayout) -> tuple[int, tuple[int, int]]:
         """Per image: forward FLOPs of convolution and projections, and ``(forward, backward)`` of the attention."""

@@ -42,13 +42,13 @@ from torch import nn
 from vitlab.kernels import resolve_kernels
 from vitlab.kernels.dispatch import Backend
 from vitlab.layers.token_layout import TokenLayout
-from vitlab.mixers.scan_order import SCAN_DIRECTIONS, conv_patches, merge_sequences, scan_sequences
+from vitlab.mixers.scan_order import SCAN_DIRECTIONS, ScanMixer, conv_patches, merge_sequences, scan_sequences
 from vitlab.mixers.selective_scan import selective_scan, selective_scan_flop_count
 
 __all__ = ["Mamba2D"]
 
 
-class Mamba2D(nn.Module):
+class Mamba2D(ScanMixer):
     """Token mixer ``[B, T, D] -> [B, T, D]``: Mamba's selective scan in ``K`` directions over the patch grid.
 
     Args:
@@ -66,7 +66,6 @@ class Mamba2D(nn.Module):
             it imports (injected by the block; None: :func:`vitlab.kernels.resolve_kernels`).
     """
 
-    needs_grid = False  # reads the patch grid from the layout; padding tokens are not mixed
 
     def __init__(self, dim: int, *, scan: str = "bidirectional", d_state: int = 16, expand: float = 2.0,
                  dt_rank: int | None = None, conv_kernel: int = 3, bias: bool = False, conv_bias: bool = True,
@@ -127,9 +126,7 @@ class Mamba2D(nn.Module):
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T_in, _ = x.shape
         T = layout.num_tokens
-        if T_in not in (T, layout.num_padded_tokens):
-            raise ValueError(f"Mamba2D got {T_in} tokens for a layout of {T} ({layout.num_padded_tokens} padded)")
-        xz = self.in_proj(x[:, :T])  # padding, if any, is not mixed
+        xz = self.in_proj(self._real_tokens(x, layout))
         u, z = xz.chunk(2, dim=-1)  # [B, T, E] each
         u = F.silu(conv_patches(u, layout, self.conv))
         K, E, N, R = self.directions, self.inner, self.d_state, self.dt_rank
@@ -143,24 +140,11 @@ class Mamba2D(nn.Module):
         y = selective_scan(u.flatten(1, 2), delta.flatten(1, 2), A.flatten(0, 1), Bs, Cs, self.D.flatten(),
                            chunk_size=self.chunk_size, backend=backend)  # [B, K*E, T]
         y = merge_sequences(y.view(B, K, E, T).transpose(2, 3), layout, self.scan)  # [B, T, E]
-        out = self.out_proj(y * F.silu(z))
-        if T_in != T:
-            out = torch.cat((out, out.new_zeros(B, T_in - T, out.shape[-1])), dim=1)
-        return out
-
-    def flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
-        """Forward FLOPs: projections, the depthwise convolution over the patches, and the scans of
-        ``layout.num_tokens`` tokens (``tokens`` may include padding, which is not mixed)."""
-        matmul, scan = self._flops(layout)
-        return batch_size * (matmul + scan[0])
-
-    def backward_flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
-        """Backward FLOPs: 2x for projections and convolution; the scan's own count (2x readout, 1x recurrence)."""
-        matmul, scan = self._flops(layout)
-        return batch_size * (2 * matmul + scan[1])
+        return self._pad_back(self.out_proj(y * F.silu(z)), T_in)
 
     def _flops(self, layout: TokenLayout) -> tuple[int, tuple[int, int]]:
-        """Per image: forward FLOPs of projections and convolution, and ``(forward, backward)`` of the scans."""
+        """Per image: forward FLOPs of projections and convolution, and ``(forward, backward)`` of the scans
+        (backward: 2x the readout, 1x the recurrence)."""
         D, E, K, N, R, T = self.dim, self.inner, self.directions, self.d_state, self.dt_rank, layout.num_tokens
         k = self.conv.kernel_size[0]
         matmul = 2 * T * D * 2 * E + 2 * layout.num_patches * E * k * k + 2 * T * E * D  # in, conv, out

@@ -33,19 +33,17 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable, ClassVar, Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils._python_dispatch import any_torch_dispatch_mode_on_stack
 
 from vitlab.compat import RenamedAttribute, renamed_kwargs
 from vitlab.config import ModuleFactory
-from vitlab.kernels import resolve_kernels
 from vitlab.kernels.dispatch import Backend
 from vitlab.layers.token_layout import TokenLayout
-from vitlab.mixers.attention import qk_parts, rotate_patches
+from vitlab.mixers.attention import AttentionMixer
 
 __all__ = ["NeighborhoodAttention", "axis_windows", "neighborhood_mask_fn", "window_keys"]
 
@@ -109,7 +107,7 @@ def _compiled_flex_attention():
     return torch.compile(flex_attention, dynamic=False)
 
 
-class NeighborhoodAttention(nn.Module):
+class NeighborhoodAttention(AttentionMixer):
     """Token mixer ``[B, T, D] -> [B, T, D]``: patches attend to a clamped ``window x window`` neighbourhood
     (and the global tokens), global tokens attend to all.
 
@@ -127,7 +125,6 @@ class NeighborhoodAttention(nn.Module):
             :func:`vitlab.kernels.resolve_kernels`).
     """
 
-    CONFIG_ARGS: ClassVar[tuple[str, ...]] = ("qk_norm_layer", "rope_layer")
     pattern_letter = "N"  # its block letter in docs/models.md
     backend = RenamedAttribute("attn_impl")
 
@@ -148,24 +145,16 @@ class NeighborhoodAttention(nn.Module):
         device=None,
         dtype=None,
     ):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        # the names of Attention's parts, so that an Attention's weights load as they are
+        super().__init__(dim, num_heads=num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, qk_norm_layer=qk_norm_layer,
+                         rope_layer=rope_layer, kernels=kernels, device=device, dtype=dtype)
         if not isinstance(window, int) or window < 1 or window % 2 == 0:
             raise ValueError(f"NeighborhoodAttention window must be an odd positive integer (centred), got window={window!r}")
         if not isinstance(dilation, int) or dilation < 1:
             raise ValueError(f"NeighborhoodAttention dilation must be a positive integer, got dilation={dilation!r}")
         if attn_impl not in _ATTN_IMPLS:
             raise ValueError(f"NeighborhoodAttention attn_impl must be one of {_ATTN_IMPLS}, got attn_impl={attn_impl!r}")
-        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.window, self.dilation, self.attn_impl = window, dilation, attn_impl
-        dd = dict(device=device, dtype=dtype)
-        # the names of Attention's parts, so that an Attention's weights load as they are
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
-        self.kernels = resolve_kernels(kernels)
-        self.q_norm, self.k_norm, self.rope = qk_parts(qk_norm_layer, rope_layer, dim, num_heads,
-                                                       kernels=self.kernels, **dd)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         B, T, D = x.shape
@@ -226,16 +215,6 @@ class NeighborhoodAttention(nn.Module):
         # eager callers get the compiled kernel (eager flex_attention materialises the [T, T] scores)
         return _compiled_flex_attention()(q, k, v, block_mask=block_mask)
 
-    def _qkv(self, x: torch.Tensor, layout: TokenLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys, values [B, H, T, d] each; q and k normed and (patches) rotated."""
-        B, T, _ = x.shape
-        qkv = self.qkv(x).reshape(B, T, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
-        if self.rope is not None:
-            q, k = rotate_patches(self.rope, q, k, layout, self.kernels)
-        return q, k, v
-
     def attended_pairs(self, tokens: int, layout: TokenLayout) -> int:
         """(query, key) pairs one head of one image attends to: the mask's True entries."""
         N, real = layout.num_patches, layout.num_tokens
@@ -246,14 +225,12 @@ class NeighborhoodAttention(nn.Module):
 
     def flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
         """Forward FLOPs: qkv and output projections, ``q k^T`` and ``attn v`` over the attended pairs."""
-        D = self.dim
-        return batch_size * (2 * tokens * D * 3 * D + 2 * tokens * D * D + 2 * 2 * self.attended_pairs(tokens, layout) * D)
+        return batch_size * (self._projection_flops(tokens) + 2 * 2 * self.attended_pairs(tokens, layout) * self.dim)
 
     def backward_flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
         """Backward FLOPs: 2x for the projections, 2.5x for the (fused, score-recomputing) attention."""
-        D = self.dim
-        proj = 2 * tokens * D * 3 * D + 2 * tokens * D * D
-        scores = 2 * 2 * self.attended_pairs(tokens, layout) * D
+        proj = self._projection_flops(tokens)
+        scores = 2 * 2 * self.attended_pairs(tokens, layout) * self.dim
         return batch_size * (2 * proj + (5 * scores) // 2)
 
     def extra_repr(self) -> str:

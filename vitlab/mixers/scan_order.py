@@ -23,10 +23,11 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch import nn
 
 from vitlab.layers.token_layout import TokenLayout
 
-__all__ = ["SCAN_DIRECTIONS", "scan_sequences", "merge_sequences", "conv_patches"]
+__all__ = ["SCAN_DIRECTIONS", "ScanMixer", "scan_sequences", "merge_sequences", "conv_patches"]
 
 SCAN_DIRECTIONS = {"bidirectional": 2, "cross": 4}
 
@@ -67,3 +68,44 @@ def conv_patches(x: torch.Tensor, layout: TokenLayout, conv: Callable[[torch.Ten
     h, w = layout.grid_h, layout.grid_w
     grid = x[:, : h * w].transpose(1, 2).reshape(B, C, h, w)
     return torch.cat((conv(grid).flatten(2).transpose(1, 2), x[:, h * w :]), dim=1)
+
+
+class ScanMixer(nn.Module):
+    """Base of the mixers that scan the tokens as sequences (:class:`~vitlab.mixers.GLA2D`,
+    :class:`~vitlab.mixers.Mamba2D`).
+
+    They mix the real tokens only: padding (a block padded by ``padding_types``) is neither scanned nor
+    written, its output is zero (:meth:`_real_tokens`, :meth:`_pad_back`). Their FLOPs are a dense part
+    (convolution and projections, 2x in the backward) and the scans' own forward and backward counts, per
+    image from the subclass's ``_flops(layout) -> (dense, (scan forward, scan backward))``.
+    """
+
+    needs_grid = False  # reads the patch grid from the layout; padding tokens are not mixed
+
+    def _real_tokens(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        """The tokens to mix, [B, T, D] of ``x`` [B, T_in, D] (T_in: the layout's tokens, or with its padding)."""
+        T_in, T = x.shape[1], layout.num_tokens
+        if T_in not in (T, layout.num_padded_tokens):
+            raise ValueError(f"{type(self).__name__} got {T_in} tokens for a layout of {T} "
+                             f"({layout.num_padded_tokens} padded)")
+        return x[:, :T]
+
+    @staticmethod
+    def _pad_back(out: torch.Tensor, tokens: int) -> torch.Tensor:
+        """The mixed tokens ``out`` [B, T, D] followed by zeros for the padding: [B, tokens, D]."""
+        B, T, D = out.shape
+        return out if tokens == T else torch.cat((out, out.new_zeros(B, tokens - T, D)), dim=1)
+
+    def flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
+        """Forward FLOPs: the dense part and the scans of ``layout.num_tokens`` tokens (``tokens`` may include
+        padding, which is not mixed)."""
+        dense, scan = self._flops(layout)
+        return batch_size * (dense + scan[0])
+
+    def backward_flop_count(self, tokens: int, layout: TokenLayout, batch_size: int = 1) -> int:
+        """Backward FLOPs: 2x for the dense part (input and weight gradients); the scans' own count."""
+        dense, scan = self._flops(layout)
+        return batch_size * (2 * dense + scan[1])
+
+    def _flops(self, layout: TokenLayout) -> tuple[int, tuple[int, int]]:
+        raise NotImplementedError
