@@ -81,6 +81,29 @@ def test_a_head_that_outputs_one_distribution_is_named(tmp_path):
     assert "bottleneck cosine between images 1.000" in head.measured
 
 
+def test_prototypes_turned_away_from_the_bottleneck_show_as_no_logit_spread(tmp_path):
+    """A teacher head whose prototypes are all orthogonal to its (one) bottleneck direction gives the same
+    logit for every prototype: spread 0 where a fresh head's is not."""
+    run = make_run(tmp_path)
+    cfg = load_config(run / "config.yaml")
+    task = instantiate(cfg.task, model=cfg.model)
+    head = task.teacher_dino_head
+    last = head.last_layer
+    directions = last.parametrizations.weight.original1 if hasattr(last, "parametrizations") else last.weight
+    with torch.no_grad():
+        head.mlp[-1].weight.zero_()
+        head.mlp[-1].bias.zero_()
+        head.mlp[-1].bias[0] = 1.0  # every bottleneck is e_0
+        directions[:, 0] = 0.0  # every prototype is orthogonal to e_0
+    (run / "checkpoints").mkdir()
+    torch.save({"task": task.state_dict(), "model": task.model.state_dict(), "step": 19},
+               run / "checkpoints" / "step_00000019.pt")
+    measured = by_name(diagnose(run, batches=1)[1])["DINO head"].measured
+    assert "logit spread over the prototypes (std) 0.0000 trained" in measured, measured
+    fresh = float(measured.split(" trained, ")[1].split(" fresh")[0])
+    assert fresh > 0.01, measured
+
+
 def test_the_teacher_temperature_of_the_control_is_named(tmp_path):
     found, checks = diagnose(make_run(tmp_path, ["task.teacher_temp.base=0.07"]), batches=1)
     temp = by_name(checks)["teacher temperature"]

@@ -180,8 +180,10 @@ def head(cfg: Any, run_dir: Path) -> Finding:
         trained = _target_entropy(task, task.teacher_dino_head, readout, temp)
         new = _target_entropy(task, fresh, readout, temp)
         bottleneck = task.teacher_dino_head.mlp(readout)
+        spread = [float(h(readout).std(dim=-1).mean()) for h in (task.teacher_dino_head, fresh)]
     text = (f"{checkpoints[-1].name}: target entropy {trained:.3f} ln K from the trained teacher head, "
-            f"{new:.3f} from a fresh head on the same backbone; bottleneck cosine between images "
+            f"{new:.3f} from a fresh head on the same backbone; logit spread over the prototypes (std) "
+            f"{spread[0]:.4f} trained, {spread[1]:.4f} fresh; bottleneck cosine between images "
             f"{_mean_cosine(bottleneck):.3f}, readout cosine {_mean_cosine(readout):.3f}")
     stuck = trained >= AT_LN_K and new <= FLAT_START
     return Finding("DINO head", text, "possible" if stuck else "no", FREEZE_ADVICE if stuck else "")
