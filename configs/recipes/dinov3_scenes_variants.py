@@ -6,6 +6,8 @@ steps of 32 images), each a candidate cause of its DINO loss sitting at ln K (``
 from omegaconf import OmegaConf
 
 CROPS = "data.train_transform.{}_crops_scale"
+NEAR = [CROPS.format("global") + "=[0.9,1.0]", CROPS.format("local") + "=[0.4,0.8]"]  # near-identical views
+NO_LOCAL, NO_MASK = "data.train_transform.local_crops_number=0", "data.collate.masker.mask_probability=0.0"
 FREEZE = "{_target_:vitlab.engine.Schedule,base:1.0,freeze_fraction:0.3,kind:constant}"  # weight 0, then 1
 WARMUP = "{_target_:vitlab.engine.Schedule,base:1.0,warmup_fraction:0.5,kind:constant}"  # 0 -> 1 linearly
 
@@ -22,6 +24,17 @@ sweep = OmegaConf.create(dict(variants={
     "mom992": ["task.ema_time_fraction=null"],  # DINOv3's 0.992 -> 1 EMA, not 0.96 -> 1 (a slower teacher)
     "wn_off": ["task.dino_head.weight_norm=false"],  # DINOv3's plain prototype layer
     # two changes: the two that sharpened the target most, together
-    "crops09_tt002": [CROPS.format("global") + "=[0.9,1.0]", CROPS.format("local") + "=[0.4,0.8]",
-                      "task.teacher_temp.base=0.02"],
+    "crops09_tt002": [*NEAR, "task.teacher_temp.base=0.02"],
+    # the prototypes: frozen for the whole run, or their weight-norm gain trained (DINO v1's norm_last_layer=False)
+    "pfreeze": ["task.freeze_last_layer_fraction=1.0"],
+    "gain": ["task.dino_head.train_gain=true"],
+    # no local crops (only the two global-global DINO pairs), then with the other changes
+    "c09tt002_local0": [*NEAR, "task.teacher_temp.base=0.02", NO_LOCAL],
+    "L0_pfreeze": [*NEAR, NO_LOCAL, "task.freeze_last_layer_fraction=1.0"],
+    "L0_nomask": [*NEAR, NO_LOCAL, NO_MASK],  # no iBOT masks: the student's global crops unmasked, iBOT off
+    "L0_cent": [*NEAR, NO_LOCAL, "task.teacher_temp.base=0.02", "task.centering=softmax"],  # DINO's EMA centre
+    "sink": [*NEAR, NO_LOCAL, "task.teacher_temp.base=0.02", "task.freeze_last_layer_fraction=1.0", NO_MASK],
+    "sink_nocrop": [NO_LOCAL, "task.teacher_temp.base=0.02", "task.freeze_last_layer_fraction=1.0", NO_MASK],
+    "L0_gain": [*NEAR, NO_LOCAL, "task.teacher_temp.base=0.02", NO_MASK, "task.dino_head.train_gain=true"],
+    "L0_gain_ibot": [*NEAR, NO_LOCAL, "task.teacher_temp.base=0.02", "task.dino_head.train_gain=true"],
 }))
