@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
@@ -67,3 +69,11 @@ def test_probe_reads_the_label_from_label_features_not_from_random_ones():
     # 24 steps on 36 scenes, labels from a 14x14 grid upsampled to 56x56: 54.6 mIoU / 88.4% when written
     assert good["seg_miou"] > 45 and good["seg_pixel_acc"] > 85, good
     assert bad["seg_miou"] < 25 and good["seg_miou"] > bad["seg_miou"] + 25, bad
+
+
+def test_an_image_readout_is_refused_before_any_data_is_built():
+    """A run whose eval.readout was set for its k-NN (gap) cannot be read by the patch probe: the error names the
+    field and the fix, and comes before the data (a data config that cannot build shows it comes first)."""
+    protocol = OmegaConf.structured(EvalConfig(readout="gap"))
+    with pytest.raises(ValueError, match=r"eval.readout='gap'.*eval.readout=null"):
+        seg_probe(nn.Identity(), OmegaConf.create({"train": None, "val": None}), protocol)

@@ -66,13 +66,18 @@ def patch_feature_maps(model: nn.Module, images: torch.Tensor, *, layers: int = 
             concatenated along D (DINOv3's four-layer variant uses 4).
         readout: None (the model's tokens) or ``pixels``: each patch's raw pixels [B, C * P * P, h, w].
     """
+    _check_readout(readout)
     if readout == "pixels":
         return F.pixel_unshuffle(images, model.patch_size)
-    if readout is not None:
-        raise ValueError(f"eval.readout={readout!r} has no meaning for the segmentation probe (use none or pixels)")
     if layers == 1:
         return model.forward_features(images)["patches"].permute(0, 3, 1, 2)
     return torch.cat(model.get_intermediate_layers(images, n=layers, reshape=True, norm=True), dim=1)
+
+
+def _check_readout(readout: str | None) -> None:
+    if readout not in (None, "pixels"):
+        raise ValueError(f"eval.readout={readout!r} has no meaning for the segmentation probe (use none or pixels; "
+                         "a run that set it for its k-NN: add eval.readout=null)")
 
 
 @torch.no_grad()
@@ -169,6 +174,7 @@ def seg_probe(model: nn.Module, data_cfg: Any, protocol: Any, *, device: torch.d
     """
     device = torch.device(device)
     readout, layers = protocol.readout, int(protocol.seg_layers)
+    _check_readout(readout)  # before any data is built
     batch_size = batch_size or data_cfg.eval_batch_size or data_cfg.batch_size
     with eval_mode(model):
         kwargs = dict(layers=layers, readout=readout, batch_size=batch_size, device=device, num_workers=num_workers)
