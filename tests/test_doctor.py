@@ -11,14 +11,14 @@ from PIL import Image
 
 from tests.e2e.conftest import check, vitlab
 from vitlab.config import apply_overrides, instantiate, load_config, save_config
-from vitlab.doctor import diagnose
+from vitlab.doctor import diagnose, views_and_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny_dino.py"
 
 
-def make_run(tmp_path, overrides=(), *, dino_over_ln_k=1.0, blank_images=False, steps=20):
-    cfg = apply_overrides(load_config(TINY), list(overrides))
+def make_run(tmp_path, overrides=(), *, dino_over_ln_k=1.0, blank_images=False, steps=20, config=TINY):
+    cfg = apply_overrides(load_config(config), list(overrides))
     if blank_images:  # every image one gray: every crop identical
         folder = tmp_path / "images" / "blank"
         folder.mkdir(parents=True)
@@ -48,7 +48,9 @@ def test_identical_crops_are_named(tmp_path):
     crops = by_name(checks)["crops flat or alike across images"]
     assert crops.verdict == "possible" and "local flat 100%" in crops.measured and "check the data" in crops.advice
     assert by_name(checks)["DINO head"].measured == "no checkpoint in the run directory"
-    assert all(c.verdict in ("no", "-") for c in checks if c is not crops and c.check != "first targets")
+    # the tiny run's views are DINOv3's defaults, which the scenes' controls name (test_the_old_scenes_recipe_is_named)
+    assert all(c.verdict in ("no", "-") for c in checks
+               if c is not crops and c.check not in ("first targets", "views and targets"))
 
 
 def test_flat_first_targets_are_named(tmp_path):
@@ -108,6 +110,28 @@ def test_the_teacher_temperature_of_the_control_is_named(tmp_path):
     found, checks = diagnose(make_run(tmp_path, ["task.teacher_temp.base=0.07"]), batches=1)
     temp = by_name(checks)["teacher temperature"]
     assert temp.verdict == "likely" and "0.070" in temp.measured and "task.teacher_temp=0.04" in temp.advice
+
+
+SCENES_FIX = ["data.train_transform.global_crops_scale=[0.9,1.0]", "task.teacher_temp.base=0.02",
+              "data.collate.masker.mask_probability=0.0"]
+
+
+def test_the_old_scenes_recipe_is_named(tmp_path):
+    """The scenes recipe at ln K: its views and targets are the cause the controls of benchmarks/ssl_scenes.md found
+    (the three changes together take the loss off ln K); with the three applied the check has nothing to name."""
+    found, checks = diagnose(make_run(tmp_path, config=ROOT / "experiments" / "dinov3_scenes.py"), batches=1)
+    views = by_name(checks)["views and targets"]
+    assert found.verdict == "yes" and views.verdict == "likely", views
+    assert all(o in views.advice for o in SCENES_FIX), views.advice
+    assert "global crops [0.32, 1.0], teacher temperature up to 0.040" in views.measured and "iBOT masks on" in views.measured
+    assert "no iBOT masks (iBOT then trains nothing) (the scenes without it: 0.925-0.937 ln K)" in views.measured
+    (tmp_path / "fixed").mkdir()
+    _, fixed = diagnose(make_run(tmp_path / "fixed", SCENES_FIX, config=ROOT / "experiments" / "dinov3_scenes.py"),
+                        batches=1)
+    assert by_name(fixed)["views and targets"].verdict == "no"
+    (tmp_path / "partly").mkdir()
+    partly = views_and_targets(load_config(make_run(tmp_path / "partly", SCENES_FIX[:2]) / "config.yaml"))
+    assert partly.verdict == "likely" and partly.advice.startswith("data.collate.masker.mask_probability=0.0 ")
 
 
 def test_a_run_that_left_ln_k_gets_no_verdict(tmp_path):

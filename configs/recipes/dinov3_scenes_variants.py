@@ -37,4 +37,10 @@ sweep = OmegaConf.create(dict(variants={
     "sink_nocrop": [NO_LOCAL, "task.teacher_temp.base=0.02", "task.freeze_last_layer_fraction=1.0", NO_MASK],
     "L0_gain": [*NEAR, NO_LOCAL, "task.teacher_temp.base=0.02", NO_MASK, "task.dino_head.train_gain=true"],
     "L0_gain_ibot": [*NEAR, NO_LOCAL, "task.teacher_temp.base=0.02", "task.dino_head.train_gain=true"],
+    # L0_gain with one change put back: the gain frozen again, the recipe's teacher temperature, its global crops, its
+    # six local crops (the iBOT masks back on is L0_gain_ibot)
+    "rv_gain": [*NEAR, NO_LOCAL, "task.teacher_temp.base=0.02", NO_MASK],
+    "rv_tt": [*NEAR, NO_LOCAL, NO_MASK, "task.dino_head.train_gain=true"],
+    "rv_crops": [NO_LOCAL, "task.teacher_temp.base=0.02", NO_MASK, "task.dino_head.train_gain=true"],
+    "rv_local": [*NEAR, "task.teacher_temp.base=0.02", NO_MASK, "task.dino_head.train_gain=true"],
 }))
