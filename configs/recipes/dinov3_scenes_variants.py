@@ -43,4 +43,7 @@ sweep = OmegaConf.create(dict(variants={
     "rv_tt": [*NEAR, NO_LOCAL, NO_MASK, "task.dino_head.train_gain=true"],
     "rv_crops": [NO_LOCAL, "task.teacher_temp.base=0.02", NO_MASK, "task.dino_head.train_gain=true"],
     "rv_local": [*NEAR, "task.teacher_temp.base=0.02", NO_MASK, "task.dino_head.train_gain=true"],
+    # the three changes with half of DINOv3's iBOT mask probability (a quarter of the global crops masked), 400 steps
+    "L0_tt002_m025_400": [*NEAR, NO_LOCAL, "task.teacher_temp.base=0.02", "data.collate.masker.mask_probability=0.25",
+                          "train.max_steps=400", "train.checkpoint_every=200", "train.eval_every=200"],
 }))
