@@ -113,18 +113,19 @@ def test_the_teacher_temperature_of_the_control_is_named(tmp_path):
 
 
 SCENES_FIX = ["data.train_transform.global_crops_scale=[0.9,1.0]", "task.teacher_temp.base=0.02",
-              "data.collate.masker.mask_probability=0.0"]
+              "data.collate.masker.mask_probability=0.0", "data.train_transform.local_crops_scale=[0.4,0.8]"]
 
 
 def test_the_old_scenes_recipe_is_named(tmp_path):
     """The scenes recipe at ln K: its views and targets are the cause the controls of benchmarks/ssl_scenes.md found
-    (the three changes together take the loss off ln K); with the three applied the check has nothing to name."""
+    (the changes together take the loss off ln K); with them applied the check has nothing to name."""
     found, checks = diagnose(make_run(tmp_path, config=ROOT / "experiments" / "dinov3_scenes.py"), batches=1)
     views = by_name(checks)["views and targets"]
     assert found.verdict == "yes" and views.verdict == "likely", views
     assert all(o in views.advice for o in SCENES_FIX), views.advice
     assert "global crops [0.32, 1.0], teacher temperature up to 0.040" in views.measured and "iBOT masks on" in views.measured
     assert "no iBOT masks (iBOT then trains nothing) (the scenes without it: 0.925-0.937 ln K)" in views.measured
+    assert "6 local crops at [0.05, 0.32]" in views.measured and "large ones (scale >= 0.4)" in views.measured
     (tmp_path / "fixed").mkdir()
     _, fixed = diagnose(make_run(tmp_path / "fixed", SCENES_FIX, config=ROOT / "experiments" / "dinov3_scenes.py"),
                         batches=1)
