@@ -46,6 +46,7 @@ sweep = OmegaConf.create(dict(variants={
     # the three changes with half of DINOv3's iBOT mask probability (a quarter of the global crops masked), 400 steps
     "L0_tt002_m025_400": [*NEAR, NO_LOCAL, "task.teacher_temp.base=0.02", "data.collate.masker.mask_probability=0.25",
                           "train.max_steps=400", "train.checkpoint_every=200", "train.eval_every=200"],
+    "base_400": ["train.max_steps=400", "train.checkpoint_every=200", "train.eval_every=200"],  # the recipe, 400 steps
     "c09_tt002_m025_400": [CROPS.format("global") + "=[0.9,1.0]", "task.teacher_temp.base=0.02",
                            "data.collate.masker.mask_probability=0.25", "train.max_steps=400", "train.checkpoint_every=200",
                            "train.eval_every=200"],  # the same with the recipe's six local crops
