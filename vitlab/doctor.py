@@ -31,6 +31,7 @@ from vitlab.engine.logging import read_metrics, tenth_mean
 from vitlab.engine.schedules import as_schedule
 from vitlab.ssl.crop_stats import crop_stats
 from vitlab.ssl.multicrop import MultiCrop
+from vitlab.tasks import DINOv3Task
 
 __all__ = ["Finding", "diagnose", "report"]
 
@@ -200,16 +201,26 @@ def head(cfg: Any, run_dir: Path) -> Finding:
     return Finding("DINO head", text, "possible" if stuck else "no", HEAD_ADVICE if stuck else "")
 
 
+def _teacher_temps(cfg: Any) -> list[float]:
+    """The run's teacher temperature at its first, middle and last step ([] when the config leaves it unset)."""
+    spec, steps = cfg.task.get("teacher_temp"), int(cfg.train.max_steps or 1)
+    if spec is None:
+        return []
+    schedule = as_schedule(spec, steps)
+    return [float(schedule(s)) for s in sorted({0, steps // 2, steps - 1})]
+
+
 def views_and_targets(cfg: Any) -> Finding:
     """The DINO pairs' views and targets against the changes that, together, took the scenes' loss off ln K
     (:data:`VIEWS_FIX`): each one the run lacks is listed, with the loss the scenes reached without it."""
-    tf, steps = cfg.data.get("train_transform") or {}, int(cfg.train.max_steps or 1)
-    scale = tf.get("global_crops_scale") or inspect.signature(MultiCrop).parameters["global_crops_scale"].default
-    temp = cfg.task.get("teacher_temp")
-    temp = max(float(as_schedule(temp, steps)(s)) for s in sorted({0, steps // 2, steps - 1})) if temp is not None else 0.07
+    tf = cfg.data.get("train_transform") or {}
+    default = {k: p.default for k, p in inspect.signature(MultiCrop).parameters.items()}  # MultiCrop's own defaults
+    scale = tf.get("global_crops_scale") or default["global_crops_scale"]
+    temps = _teacher_temps(cfg)
+    temp = max(temps) if temps else inspect.signature(DINOv3Task).parameters["teacher_temp"].default
     masker = (cfg.data.get("collate") or {}).get("masker")
-    local = tf.get("local_crops_scale") or inspect.signature(MultiCrop).parameters["local_crops_scale"].default
-    n_local = int(tf.get("local_crops_number", inspect.signature(MultiCrop).parameters["local_crops_number"].default) or 0)
+    local = tf.get("local_crops_scale") or default["local_crops_scale"]
+    n_local = int(tf.get("local_crops_number", default["local_crops_number"]) or 0)
     has = (float(scale[0]) >= 0.9, temp <= 0.02, masker is None or float(masker.get("mask_probability", 0.5)) == 0,
            n_local == 0 or float(local[0]) >= 0.4)
     missing = [(what, override, back) for (what, override, back), ok in zip(VIEWS_FIX, has) if not ok]
@@ -236,11 +247,9 @@ def prototypes(cfg: Any) -> Finding:
 def teacher_temperature(cfg: Any) -> Finding:
     """The teacher temperature (and its schedule); in benchmarks/ssl_recipe.md 0.07 in place of 0.04 put
     the quickstart's DINO loss at ln K and the collapse watch fired."""
-    spec, steps = cfg.task.get("teacher_temp"), int(cfg.train.max_steps or 1)
-    if spec is None:
+    values, steps = _teacher_temps(cfg), int(cfg.train.max_steps or 1)
+    if not values:
         return Finding("teacher temperature", "not set (the task's default)")
-    schedule = as_schedule(spec, steps)
-    values = [float(schedule(s)) for s in sorted({0, steps // 2, steps - 1})]
     text = " -> ".join(f"{v:.3f}" for v in values) + f" over {steps} steps"
     high = max(values) >= 0.07
     return Finding("teacher temperature", text, "likely" if high else "no",
