@@ -30,17 +30,17 @@ from vitlab.timing import time_call
 
 
 def random_batch(cfg, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Global crops [2B, 3, G, G], local crops [L*B, 3, l, l] and iBOT masks [2B, N] (with their flat
+    """Global crops [2B, C, G, G], local crops [L*B, C, l, l] (C: ``model.in_channels``) and iBOT masks [2B, N] (with their flat
     indices [M]) at the recipe's sizes."""
     crops = cfg.data.train_transform
     g, lsize, n_local = crops.global_crops_size, crops.local_crops_size, crops.local_crops_number
-    patch = cfg.model.patch_size
+    patch, channels = cfg.model.patch_size, cfg.model.get("in_channels", 3)
     n = (g // patch) ** 2
     masks = torch.zeros(2 * batch_size, n, dtype=torch.bool, device=device)
     masks[::2, : n // 2] = True  # half the images, half their patches
-    batch = {"global_crops": torch.randn(2 * batch_size, 3, g, g, device=device)} | mask_batch_entries(masks)
+    batch = {"global_crops": torch.randn(2 * batch_size, channels, g, g, device=device)} | mask_batch_entries(masks)
     if n_local:
-        batch["local_crops"] = torch.randn(n_local * batch_size, 3, lsize, lsize, device=device)
+        batch["local_crops"] = torch.randn(n_local * batch_size, channels, lsize, lsize, device=device)
     return batch
 
 

@@ -50,4 +50,7 @@ sweep = OmegaConf.create(dict(variants={
     "c09_tt002_m025_400": [CROPS.format("global") + "=[0.9,1.0]", "task.teacher_temp.base=0.02",
                            "data.collate.masker.mask_probability=0.25", "train.max_steps=400", "train.checkpoint_every=200",
                            "train.eval_every=200"],  # the same with the recipe's six local crops
+    "c09l_tt002_m025_400": [*NEAR, "task.teacher_temp.base=0.02", "data.collate.masker.mask_probability=0.25",
+                            "train.max_steps=400", "train.checkpoint_every=200",
+                            "train.eval_every=200"],  # the same with six local crops at 0.4-0.8
 }))
