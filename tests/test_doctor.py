@@ -112,27 +112,32 @@ def test_the_teacher_temperature_of_the_control_is_named(tmp_path):
     assert temp.verdict == "likely" and "0.070" in temp.measured and "task.teacher_temp=0.04" in temp.advice
 
 
+SCENES = ROOT / "experiments" / "dinov3_scenes.py"
+# the scenes preset before its fix: the small-budget recipe's views and targets (DINOv3's crops, masks and temperature)
+OLD_SCENES = ["data.train_transform.global_crops_scale=[0.32,1.0]", "data.train_transform.local_crops_scale=[0.05,0.32]",
+              "data.collate.masker.mask_probability=0.5", "task.teacher_temp.base=0.04"]
 SCENES_FIX = ["data.train_transform.global_crops_scale=[0.9,1.0]", "task.teacher_temp.base=0.02",
-              "data.collate.masker.mask_probability=0.0", "data.train_transform.local_crops_scale=[0.4,0.8]"]
+              "data.collate.masker.mask_probability=0.25", "data.train_transform.local_crops_scale=[0.4,0.8]"]
 
 
 def test_the_old_scenes_recipe_is_named(tmp_path):
     """The scenes recipe at ln K: its views and targets are the cause the controls of benchmarks/ssl_scenes.md found
-    (the changes together take the loss off ln K); with them applied the check has nothing to name."""
-    found, checks = diagnose(make_run(tmp_path, config=ROOT / "experiments" / "dinov3_scenes.py"), batches=1)
+    (the changes together take the loss off ln K); the preset, which has them, gives the check nothing to name."""
+    found, checks = diagnose(make_run(tmp_path, OLD_SCENES, config=SCENES), batches=1)
     views = by_name(checks)["views and targets"]
     assert found.verdict == "yes" and views.verdict == "likely", views
     assert all(o in views.advice for o in SCENES_FIX), views.advice
-    assert "global crops [0.32, 1.0], teacher temperature up to 0.040" in views.measured and "iBOT masks on" in views.measured
-    assert "no iBOT masks (iBOT then trains nothing) (the scenes without it: 0.925-0.937 ln K)" in views.measured
+    assert "global crops [0.32, 1.0], teacher temperature up to 0.040" in views.measured
+    assert "iBOT masks on 50% of the global crops" in views.measured
+    assert "iBOT masks on at most a quarter of the global crops (the scenes without it: 0.925-0.937 ln K)" in views.measured
     assert "6 local crops at [0.05, 0.32]" in views.measured and "large ones (scale >= 0.4)" in views.measured
     (tmp_path / "fixed").mkdir()
-    _, fixed = diagnose(make_run(tmp_path / "fixed", SCENES_FIX, config=ROOT / "experiments" / "dinov3_scenes.py"),
-                        batches=1)
+    _, fixed = diagnose(make_run(tmp_path / "fixed", config=SCENES), batches=1)
     assert by_name(fixed)["views and targets"].verdict == "no"
+    assert load_config(SCENES).data.collate.masker.mask_probability == 0.25  # the preset is the fix, not a copy of it
     (tmp_path / "partly").mkdir()
     partly = views_and_targets(load_config(make_run(tmp_path / "partly", SCENES_FIX[:2]) / "config.yaml"))
-    assert partly.verdict == "likely" and partly.advice.startswith("data.collate.masker.mask_probability=0.0 ")
+    assert partly.verdict == "likely" and partly.advice.startswith("data.collate.masker.mask_probability=0.25 ")
 
 
 def test_a_run_that_left_ln_k_gets_no_verdict(tmp_path):
