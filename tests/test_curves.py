@@ -29,3 +29,13 @@ def test_curve_errors_name_the_file_and_metric(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="is not a curve CSV"):
         read_csv_curve(tmp_path / "bad.csv")
+
+
+def test_the_y_axis_fits_the_values_scale():
+    """A loss ratio between 0.88 and 1.01 is drawn on its own range, not on a k-NN's +-1 (which flattened it)."""
+    from vitlab.curves import y_range
+
+    lo, hi = y_range([1.01, 0.95, 0.88])
+    assert 0.87 < lo < 0.88 and 1.01 < hi < 1.02
+    lo, hi = y_range([60.0, 60.0])  # flat: 2% of its size
+    assert hi - lo == pytest.approx(1.32) and lo < 60 < hi

@@ -13,6 +13,7 @@ prints, for every step the run and a reference share, the run's value next to th
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from vitlab._moved import moved
@@ -58,14 +59,22 @@ def read_csv_curve(path: str | Path) -> tuple[str, Curve]:
     return rows[0][1], [(int(r[0]), float(r[1]), float(r[2]) if len(r) > 2 and r[2] else None) for r in rows[1:]]
 
 
+def y_range(values: list[float]) -> tuple[float, float]:
+    """The plot's y axis: the values' range padded by 5%, at least 2% of their magnitude wide (a flat curve
+    of a loss ratio near 1 or of a k-NN near 60 still gets a scale of its own size)."""
+    lo, hi = min(values), max(values)
+    mid, span = (lo + hi) / 2, max(hi - lo, 0.02 * max(abs(lo), abs(hi)), 1e-6)
+    return mid - 0.55 * span, mid + 0.55 * span
+
+
 def plot_curves(curves: dict[str, Curve], path: str | Path, metric: str = "val/knn_top1") -> None:
     """Line plot of ``label -> curve`` (x: step, y: metric) as a PNG."""
     from PIL import Image, ImageDraw
 
     points = [p for c in curves.values() for p in c]
     max_step = max(p[0] for p in points) or 1
-    lo, hi = min(p[1] for p in points), max(p[1] for p in points)
-    lo, hi = (lo - 1, hi + 1) if hi - lo < 2 else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    lo, hi = y_range([p[1] for p in points])
+    digits = max(1, 2 - math.floor(math.log10(hi - lo)))  # three significant figures of the axis' span
     W, H, left, top, bottom = 640, 400, 60, 30, 340
     right = W - 20
     img = Image.new("RGB", (W, H + 18 * len(curves)), "white")
@@ -80,7 +89,7 @@ def plot_curves(curves: dict[str, Curve], path: str | Path, metric: str = "val/k
         value = lo + (hi - lo) * i / 5
         _, y = xy(0, value)
         draw.line([(left - 4, y), (left, y)], fill="black")
-        draw.text((4, y - 6), f"{value:.1f}", fill="black")
+        draw.text((4, y - 6), f"{value:.{digits}f}", fill="black")
         x, _ = xy(max_step * i / 5, lo)
         draw.line([(x, bottom), (x, bottom + 4)], fill="black")
         draw.text((x - 10, bottom + 8), str(round(max_step * i / 5)), fill="black")
