@@ -1,5 +1,5 @@
 """Which mixer pairs best with attention: ``"XR" * 2`` on the scenes (``experiments/dinov3_scenes.py``), X each of
-Hyena 2D and the four new mixers (``configs/models/mixer_blocks.py``), and the all-attention control, every one at
+Hyena 2D and the four new mixers (``configs/blocks/mixer_blocks.py``), and the all-attention control, every one at
 the hybrid's forward FLOPs at 112 px (X's FFN ratio, or R's for the control, found on a 0.1 grid by
 ``vitlab flops ... --match experiments/dinov3_scenes.py --vary model.layer_types.X.ffn_layer.ratio``:
 0.4218-0.4234 against 0.4229 GFLOPs, within 0.3%; ``tests/test_ablate_mixers.py`` checks). DINOv3-pretrained, scored
@@ -10,7 +10,7 @@ by k-NN, linear and seg probes against each run's random init and raw pixels; 3 
 
 from omegaconf import OmegaConf
 
-from configs.models.mixer_blocks import MIXER_BLOCKS
+from configs.blocks.mixer_blocks import MIXER_BLOCKS
 from experiments.dinov3_scenes import data, eval, model, optim, task, train  # noqa: F401, A004
 
 model.layer_types.update(MIXER_BLOCKS)

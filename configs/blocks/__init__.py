@@ -1,0 +1,1 @@
+"""Block configs (``L(Block)(...)``) that a model config puts into its ``layer_types``."""
