@@ -2,7 +2,7 @@
 Hyena 2D and the four new mixers (``configs/blocks/mixer_blocks.py``), and the all-attention control, every one at
 the hybrid's forward FLOPs at 112 px (X's FFN ratio, or R's for the control, found on a 0.1 grid by
 ``vitlab flops ... --match experiments/dinov3_scenes.py --vary model.layer_types.X.ffn_layer.ratio``:
-0.4218-0.4234 against 0.4229 GFLOPs, within 0.3%; ``tests/test_ablate_mixers.py`` checks). DINOv3-pretrained, scored
+0.4218-0.4234 against 0.4229 GFLOPs, within 0.3%; ``tests/test_equal_flops_controls.py`` checks). DINOv3-pretrained, scored
 by k-NN, linear and seg probes against each run's random init and raw pixels; 3 seeds.
 
     vitlab sweep experiments/ablate_mixers.py

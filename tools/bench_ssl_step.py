@@ -30,8 +30,8 @@ from vitlab.timing import time_call
 
 
 def random_batch(cfg, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Global crops [2B, C, G, G], local crops [L*B, C, l, l] (C: ``model.in_channels``) and iBOT masks [2B, N] (with their flat
-    indices [M]) at the recipe's sizes."""
+    """Global crops [2B, C, G, G], local crops [L*B, C, l, l] (C: ``model.in_channels``) and iBOT masks [2B, N]
+    (with their flat indices [M]) at the recipe's sizes."""
     crops = cfg.data.train_transform
     g, lsize, n_local = crops.global_crops_size, crops.local_crops_size, crops.local_crops_number
     patch, channels = cfg.model.patch_size, cfg.model.get("in_channels", 3)

@@ -213,19 +213,22 @@ def _teacher_temps(cfg: Any) -> list[float]:
     return [float(schedule(s)) for s in sorted({0, steps // 2, steps - 1})]
 
 
+def _default(fn: Any, name: str) -> Any:
+    """The default of ``fn``'s argument ``name``: what a setting the config leaves out is."""
+    return inspect.signature(fn).parameters[name].default
+
+
 def views_and_targets(cfg: Any) -> Finding:
     """The DINO pairs' views and targets against the changes that, together, took the scenes' loss off ln K
     (:data:`VIEWS_FIX`): each one the run lacks is listed, with the loss the scenes reached without it."""
     tf = cfg.data.get("train_transform") or {}
-    default = {k: p.default for k, p in inspect.signature(MultiCrop).parameters.items()}  # MultiCrop's own defaults
-    scale = tf.get("global_crops_scale") or default["global_crops_scale"]
+    scale = tf.get("global_crops_scale") or _default(MultiCrop, "global_crops_scale")
     temps = _teacher_temps(cfg)
-    temp = max(temps) if temps else inspect.signature(DINOv3Task).parameters["teacher_temp"].default
+    temp = max(temps) if temps else _default(DINOv3Task, "teacher_temp")
     masker = (cfg.data.get("collate") or {}).get("masker")
-    local = tf.get("local_crops_scale") or default["local_crops_scale"]
-    n_local = int(tf.get("local_crops_number", default["local_crops_number"]) or 0)
-    masked = 0.0 if masker is None else float(masker.get("mask_probability",
-                                                         inspect.signature(sample_ibot_masks).parameters["mask_probability"].default))
+    local = tf.get("local_crops_scale") or _default(MultiCrop, "local_crops_scale")
+    n_local = int(tf.get("local_crops_number", _default(MultiCrop, "local_crops_number")) or 0)
+    masked = 0.0 if masker is None else float(masker.get("mask_probability", _default(sample_ibot_masks, "mask_probability")))
     has = (float(scale[0]) >= 0.9, temp <= 0.02, masked <= 0.25, n_local == 0 or float(local[0]) >= 0.4)
     missing = [(what, override, back) for (what, override, back), ok in zip(VIEWS_FIX, has) if not ok]
     text = (f"global crops {list(scale)}, teacher temperature up to {temp:.3f}, iBOT masks on {masked:.0%} of the global "
