@@ -160,6 +160,20 @@ def test_compiled_flex_block_matches_sdpa_on_cpu():
         torch.testing.assert_close(out, ref(x, layout), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("grid", [(2, 4), (6, 4), (5, 8)])
+def test_flex_on_cpu_is_right_at_token_counts_its_kernel_gets_wrong(grid):
+    """Inductor's CPU flex kernel (torch 2.14, AVX2) is wrong at 8, 24, 40 tokens with head_dim 8; the mixer
+    pads its operands to a multiple of 16 tokens, so the output matches SDPA's."""
+    torch.manual_seed(0)
+    attn = NeighborhoodAttention(16, num_heads=2, window=3, attn_impl="flex").eval()
+    ref = copy.deepcopy(attn)
+    ref.attn_impl = "sdpa"
+    layout = TokenLayout(*grid, 0, 0)
+    x = torch.randn(2, layout.num_tokens, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, layout), ref(x, layout), atol=1e-5, rtol=1e-5)
+
+
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="window=4"):
         NeighborhoodAttention(16, num_heads=2, window=4)

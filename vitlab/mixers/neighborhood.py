@@ -200,20 +200,28 @@ class NeighborhoodAttention(AttentionMixer):
     def _flex(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         from torch.nn.attention.flex_attention import flex_attention
 
-        block_mask = self.block_mask(layout, q.shape[2], q.device)
-        # Contiguous operands: inductor's CPU flex kernel (torch 2.14) read the rotated q and k of a compiled
-        # block wrongly (max error 0.7) when handed them strided, as flex kernels have before (pytorch#146377).
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        if torch.compiler.is_compiling():  # a compiled block: dynamo compiles flex_attention with it
-            return flex_attention(q, k, v, block_mask=block_mask)
-        if any_torch_dispatch_mode_on_stack():
+        tokens = q.shape[2]
+        if not torch.compiler.is_compiling() and any_torch_dispatch_mode_on_stack():
             # FlopCounterMode, FakeTensorMode: dynamo compiles nothing under a dispatch mode, and eager
             # flex_attention asks for a fullgraph compile of its op; run that op eagerly instead.
+            block_mask = self.block_mask(layout, tokens, q.device)
             with torch.compiler.set_stance("force_eager"), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "flex_attention called without torch.compile")  # on purpose here
                 return flex_attention(q, k, v, block_mask=block_mask)
-        # eager callers get the compiled kernel (eager flex_attention materialises the [T, T] scores)
-        return _compiled_flex_attention()(q, k, v, block_mask=block_mask)
+        # Inductor's CPU flex kernel (torch 2.14, AVX2) returns wrong rows or NaN for fewer than 128 tokens
+        # that are 8 past a multiple of 16 (8, 24, ..., 120) at head_dim 8 or 16; every multiple of 16 is
+        # right. So on CPU the compiled kernel sees the tokens padded to a multiple of 16: the mask rule
+        # makes the extra tokens padding (each attends only to itself, none attends to them).
+        padded = -(-tokens // 16) * 16 if q.device.type == "cpu" else tokens
+        block_mask = self.block_mask(layout, padded, q.device)
+        # Contiguous operands: inductor's CPU flex kernel (torch 2.14) read the rotated q and k of a compiled
+        # block wrongly (max error 0.7) when handed them strided, as flex kernels have before (pytorch#146377).
+        q, k, v = (F.pad(t, (0, 0, 0, padded - tokens)).contiguous() for t in (q, k, v))
+        if torch.compiler.is_compiling():  # a compiled block: dynamo compiles flex_attention with it
+            out = flex_attention(q, k, v, block_mask=block_mask)
+        else:  # eager callers get the compiled kernel (eager flex_attention materialises the [T, T] scores)
+            out = _compiled_flex_attention()(q, k, v, block_mask=block_mask)
+        return out[:, :, :tokens]
 
     def attended_pairs(self, tokens: int, layout: TokenLayout) -> int:
         """(query, key) pairs one head of one image attends to: the mask's True entries."""
