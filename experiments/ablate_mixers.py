@@ -10,17 +10,18 @@ by k-NN, linear and seg probes against each run's random init and raw pixels; 3 
 
 from omegaconf import OmegaConf
 
-from configs.blocks.mixer_blocks import MIXER_BLOCKS
+from configs.blocks.mixer_blocks import MIXER_BLOCKS as _MIXER_BLOCKS  # _: a constant, not a config key
 from experiments.dinov3_scenes import data, eval, model, optim, task, train  # noqa: F401, A004
 
-model.layer_types.update(MIXER_BLOCKS)
+model.layer_types.update(_MIXER_BLOCKS)
 model.layer_types.L.mixer_layer.num_heads = model.layer_types.N.mixer_layer.num_heads = 4  # head dim 32, as R's
-RATIO = "model.layer_types.{}.ffn_layer.ratio={}"
-MATCHED = {"S": 4.0, "V": 2.8, "L": 5.5, "N": 5.9, "C": 4.2}  # X's FFN ratio at equal forward FLOPs
+_RATIO = "model.layer_types.{}.ffn_layer.ratio={}"
+# X's FFN ratio at equal forward FLOPs; the sweep runs in this order: Mamba 2D's pure-PyTorch scans (S, V) last
+_MATCHED = {"C": 4.2, "N": 5.9, "L": 5.5, "S": 4.0, "V": 2.8}
 
 sweep = OmegaConf.create(dict(
-    variants={"H": []} | {x: [f"model.layer_pattern={x}R{x}R", RATIO.format(x, r)] for x, r in MATCHED.items()}
-    | {"A": ["model.layer_pattern=RRRR", RATIO.format("R", 4.4)]},  # experiments/dinov3_scenes_attn.py
+    variants={"H": [], "A": ["model.layer_pattern=RRRR", _RATIO.format("R", 4.4)]}  # A: dinov3_scenes_attn.py
+    | {x: [f"model.layer_pattern={x}R{x}R", _RATIO.format(x, r)] for x, r in _MATCHED.items()},
     out="runs/sweeps/ablate_mixers",
     seeds=3,
 ))

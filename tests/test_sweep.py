@@ -197,6 +197,20 @@ def test_sweep_scores_the_segmentation_probe_and_fills_in_what_a_finished_run_la
     assert json.loads((out / "pixels.json").read_text())["knn_top1"] >= 0
 
 
+def test_an_evaluation_scored_before_is_kept(tmp_path, capsys):
+    """A sweep stopped while scoring a run does not evaluate again what it already wrote; an output of another
+    checkpoint (or of the trained weights where the random init is asked for) is evaluated."""
+    from vitlab.sweep import _vitlab_eval
+
+    ckpt, out = tmp_path / "run" / "checkpoints" / "step_00000005.pt", tmp_path / "run" / "eval_seg_init.json"
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps({"checkpoint": str(ckpt), "init": True, "seg_miou": 12.5}))
+    assert _vitlab_eval(ckpt, [], out, "--init", protocol="seg")["seg_miou"] == 12.5
+    assert "eval_seg_init.json scored before, kept" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="vitlab eval exited"):  # no such checkpoint: it ran
+        _vitlab_eval(ckpt, [], out, protocol="seg")
+
+
 def test_an_unknown_protocol_is_named():
     import pytest
 

@@ -13,7 +13,8 @@ protocol of :mod:`vitlab.eval.protocol`: k and the probe's lr / weight decay cho
 split of the training set, the test set scored once) scores its final checkpoint and, as the
 baseline, its own random initialisation (``--init``); raw pixels are scored once per sweep, under the
 same protocol. A run with a ``result.json`` is skipped, an interrupted one resumes from its last
-checkpoint, and a failed one is reported in the table without stopping the others.
+checkpoint (and its scoring keeps the evaluations it had written), and a failed one is reported in the table
+without stopping the others.
 
 Output in the sweep folder: ``runs.csv`` (one row per training run and evaluation setting),
 ``results.csv`` / ``results.md`` (one row per configuration: mean +- std over seeds of the pretrained
@@ -142,7 +143,14 @@ def _eval_overrides(setting: dict[str, str]) -> list[str]:
 
 
 def _vitlab_eval(ckpt: Path, overrides: list[str], out: Path, *extra: str, protocol: str = "all") -> dict[str, Any]:
-    """``vitlab eval all`` (or ``seg``) in a subprocess; its ``--output`` JSON."""
+    """``vitlab eval all`` (or ``seg``) in a subprocess; its ``--output`` JSON. An output left by an earlier
+    call for the same checkpoint (a sweep stopped while scoring) is kept, not evaluated again: delete the
+    run's ``eval_*.json`` to score it afresh."""
+    if out.exists():
+        earlier = json.loads(out.read_text())
+        if earlier.get("checkpoint") == str(ckpt) and earlier.get("init") == ("--init" in extra):
+            print(f"[sweep] {out.parent.name}: {out.name} scored before, kept", flush=True)
+            return earlier
     cmd = [sys.executable, "-m", "vitlab", "eval", protocol, "--checkpoint", str(ckpt), *extra, *overrides,
            "--output", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -7,8 +7,8 @@
 - ``N``: 2D neighborhood attention, a 7x7 window as NAT (Hassani et al. 2023), 2D RoPE;
 - ``C``: MambaOut's gated depthwise convolution, kernel 7 (Yu and Wang 2024).
 
-    from configs.blocks.mixer_blocks import MIXER_BLOCKS
-    model.layer_types.update(MIXER_BLOCKS); model.layer_pattern = "SR" * 6
+    from configs.blocks.mixer_blocks import MIXER_BLOCKS as _MIXER_BLOCKS  # a leading _: not a config key
+    model.layer_types.update(_MIXER_BLOCKS); model.layer_pattern = "SR" * 6
 """
 
 from vitlab.config import L
