@@ -183,6 +183,7 @@ def test_sweep_scores_the_segmentation_probe_and_fills_in_what_a_finished_run_la
     assert 0 <= miou <= 100 and 0 <= init <= 100
     assert abs(float(rows[0]["seg_miou_gain"]) - (miou - init)) < 0.02
     assert "seg mIoU" in (out / "results.md").read_text() and "k-NN" not in (out / "results.md").read_text()
+    assert float(rows[0]["minutes_mean"]) > 0 and "`minutes`: the run's training wall time" in (out / "results.md").read_text()
     assert 0 <= json.loads((out / "pixels.json").read_text())["seg_miou"] <= 100
     # the finished run is not retrained: only the protocols its result lacks are scored
     second = subprocess.run(base + ["eval.protocols=[knn,linear,seg]"], cwd=ROOT, capture_output=True, text=True,

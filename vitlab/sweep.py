@@ -217,8 +217,13 @@ def read_monitor(run_dir: str | Path, metrics: list[str]) -> dict[str, float]:
                 out[f"init_{metric}"] = start[0][metric]
         else:
             out[metric] = tenth_mean(logged, metric)
-    out["minutes"] = max((r["wall_s"] for r in records if "wall_s" in r), default=0.0) / 60
+    out["minutes"] = _minutes(records)
     return out
+
+
+def _minutes(records: list[dict[str, Any]]) -> float:
+    """A run's wall time in minutes: its last ``wall_s`` (evaluations included)."""
+    return max((r["wall_s"] for r in records if "wall_s" in r), default=0.0) / 60
 
 
 def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]], rows: list[dict[str, Any]] | None = None
@@ -262,6 +267,8 @@ def evaluate_run(run_dir: str | Path, evals: list[dict[str, str]], rows: list[di
             row |= seg
         if "seg_feature_dim" in row:
             row.setdefault("feature_dim", row["seg_feature_dim"])
+        if (run_dir / "metrics.jsonl").is_file():  # what the run cost, beside what it scored
+            row.setdefault("minutes", _minutes(read_metrics(run_dir / "metrics.jsonl")))
         out.append(row)
     return out
 
@@ -550,11 +557,13 @@ def write_results(results: list[dict[str, Any]], out: Path, pixels: dict[str, An
                          "top-1 (%) on the test set.",
              "seg_miou": "`seg mIoU`: the linear segmentation probe's mIoU (%) on the test split of `eval.seg_data`, "
                          "its lr chosen on a validation split of its training scenes."}
-    if any(m.startswith("val/") for m in metrics) or levels:
+    if any(m.startswith("val/") for m in metrics) or set(levels) - {"minutes"}:
         notes["monitor"] = ("`val/*`: the run's own online monitor (its metrics.jsonl), its last evaluation; `init` "
                             "there is its step-0 evaluation (`train.eval_at_start`). Other metrics: mean over the "
-                            "last tenth of their logged steps; `minutes`: the run's wall time, evaluations included.")
-    lines += ["", " ".join(notes[m] for m in [*metrics, "monitor"] if m in notes) + " Mean ± std over seeds; `init`: "
+                            "last tenth of their logged steps.")
+    if "minutes" in levels:
+        notes["minutes"] = "`minutes`: the run's training wall time (its online evaluations included, the probes not)."
+    lines += ["", " ".join(notes[m] for m in [*metrics, "monitor", "minutes"] if m in notes) + " Mean ± std over seeds; `init`: "
               "the same configuration's random initialisation under the same protocol; `vs best`: `n.s.` where the "
               "gap to the column's best is within the sum of their standard deviations."]
     if tok:
