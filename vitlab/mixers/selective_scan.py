@@ -47,7 +47,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         A: state matrix diagonals [D, N], negative.
         B, C: input and output projections [B, K, N, L]; channel d reads group ``d // (D / K)``.
         D: skip [D].
-        chunk_size: steps per chunk of the parallel scan (None: ``ceil(sqrt(L))``).
+        chunk_size: steps per chunk of the parallel scan (None: :func:`~vitlab.mixers.linear_scan.linear_scan`'s default).
         backend: ``"auto"`` (mamba_ssm's kernel on CUDA when it imports) or ``"torch"``; vitlab's
             ``kernels`` setting (``"triton"`` counts as ``"auto"``).
 
