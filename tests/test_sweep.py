@@ -84,8 +84,10 @@ def test_sweep_2x2_writes_table_and_plot_and_skips_finished(local_sweep):
 
 
 def _numbers(path):
-    """results.csv without its free-text error column (a local run's log tail, a Slurm job's traceback)."""
-    return [{k: v for k, v in row.items() if k != "error"} for row in csv.DictReader(open(path))]
+    """results.csv without its free-text error column (a local run's log tail, a Slurm job's traceback) and
+    the wall times (``minutes_*``: what the run cost on that runner, not what it scored)."""
+    return [{k: v for k, v in row.items() if k != "error" and not k.startswith("minutes")}
+            for row in csv.DictReader(open(path))]
 
 
 def test_sweep_on_slurm_gives_the_local_runners_table(slurm, local_sweep):
