@@ -53,8 +53,6 @@ def _scan(log_a: torch.Tensor, b: torch.Tensor, chunk_size: int) -> torch.Tensor
     B, L = b.shape[:2]
     rest = b.shape[2:]
     c = max(1, min(chunk_size, L))
-    if c == L:  # one chunk: the plain recurrence
-        return _sequential(log_a, b, reverse=False)
     n = -(-L // c)
     pad = n * c - L
     if pad:  # appended steps (no decay, no input) come after every real one: they change none of them
@@ -90,7 +88,7 @@ def linear_scan_reference(log_a: torch.Tensor, b: torch.Tensor, chunk_size: int,
     """:func:`linear_scan`'s computation in plain torch ops (autograd records it); ``reverse`` scans from the end."""
     dtype = _compute_dtype(log_a, b)
     log_a, b = torch.broadcast_tensors(log_a.to(dtype), b.to(dtype))
-    if chunk_size >= b.shape[1]:
+    if chunk_size >= b.shape[1]:  # one chunk: the plain recurrence
         return _sequential(log_a.contiguous(), b.contiguous(), reverse)
     if reverse:
         return _scan(log_a.flip(1), b.flip(1), chunk_size).flip(1)
