@@ -114,6 +114,45 @@ def test_selective_scan_groups_are_independent_scans():
         selective_scan(u[:, :-1], delta[:, :-1], A[:-1], B, C, D[:-1])
 
 
+@pytest.mark.parametrize("tile_elements", [1, 180, 1 << 20])  # a step per tile, 3 steps, the whole sequence
+def test_streamed_scan_matches_the_chunked_scan_across_tiles(monkeypatch, tile_elements):
+    """The streamed scan (the CPU default) carries the state forward, and the adjoint back, across tile edges."""
+    import vitlab.mixers.streamed_scan as streamed
+
+    monkeypatch.setattr(streamed, "_TILE_ELEMENTS", tile_elements)
+    torch.manual_seed(tile_elements)
+    batch, K, Dk, N, L = 2, 2, 3, 5, 13  # one step: 2 x 2 x 3 x 5 = 60 elements
+    inputs = [torch.randn(batch, K * Dk, L, dtype=torch.float64), F.softplus(torch.randn(batch, K * Dk, L, dtype=torch.float64)),
+              -torch.rand(K * Dk, N, dtype=torch.float64) * 3, torch.randn(batch, K, N, L, dtype=torch.float64),
+              torch.randn(batch, K, N, L, dtype=torch.float64), torch.randn(K * Dk, dtype=torch.float64)]
+    inputs = [t.requires_grad_() for t in inputs]
+    weight = torch.randn(batch, K * Dk, L, dtype=torch.float64)
+    torch.testing.assert_close(forward_and_grads(lambda *x: selective_scan(*x, chunk_size=L), inputs, weight),
+                               forward_and_grads(lambda *x: selective_scan(*x, chunk_size=4), inputs, weight))
+
+
+def test_streamed_scan_ops_gradcheck_opcheck_and_flops():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    L, batch, K, Dk, N = 7, 2, 2, 3, 4
+    u, dt = torch.randn(L, batch, K, Dk, dtype=torch.float64), F.softplus(torch.randn(L, batch, K, Dk, dtype=torch.float64))
+    A, Bm, Cm = -torch.rand(K, Dk, N, dtype=torch.float64), *torch.randn(2, L, batch, K, N, dtype=torch.float64)
+    inputs = [t.requires_grad_() for t in (u, dt, A, Bm, Cm)]
+    op = torch.ops.vitlab.selective_scan_streamed
+    assert torch.autograd.gradcheck(lambda *x: op(*x, 3)[0], inputs)
+    torch.library.opcheck(op, (*[t.float() for t in inputs], 3))
+    y, entering = op(*inputs, 3)
+    assert entering.shape == (3, batch, K, Dk, N)  # the state entering each of the 3 tiles
+    torch.library.opcheck(torch.ops.vitlab.selective_scan_streamed_backward,
+                          (torch.randn_like(y).float(), *[t.detach().float() for t in inputs], entering.detach().float(), 3))
+    with FlopCounterMode(display=False) as counter:
+        y, _ = op(*inputs, 3)
+        y.sum().backward()
+    elements = L * batch * K * Dk * N
+    assert counter.get_total_flops() == 4 * elements + 6 * elements  # as selective_scan_flop_count says
+
+
 def fla_naive_gla(q, k, v, g):
     """flash-linear-attention's step-by-step reference, [B, T, H, d] inputs (the module imports on CPU)."""
     with warnings.catch_warnings():

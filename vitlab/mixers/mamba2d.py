@@ -61,8 +61,8 @@ class Mamba2D(ScanMixer):
         bias: biases of the input and output projections (Mamba: none).
         conv_bias: bias of the depthwise convolution.
         dt_min, dt_max: range of the initial step sizes (Mamba: 0.001 to 0.1, log-uniform).
-        chunk_size: steps per chunk of the parallel scan; None: :func:`~vitlab.mixers.linear_scan.linear_scan`'s
-            default (CPU: one chunk, the plain recurrence; GPU: ``ceil(sqrt(T))``).
+        chunk_size: steps per chunk of the parallel scan; None: :func:`~vitlab.mixers.selective_scan.selective_scan`'s
+            default (CPU: one chunk, streamed step by step; GPU: ``ceil(sqrt(T))``).
         kernels: ``torch`` always runs the pure-PyTorch scan; ``auto`` or ``triton``: mamba_ssm's CUDA kernel where
             it imports (injected by the block; None: :func:`vitlab.kernels.resolve_kernels`).
     """

@@ -5,9 +5,11 @@ scan direction, as VMamba folds its four directions into the channels). For chan
     h[t, d, n] = exp(delta[t, d] * A[d, n]) * h[t-1, d, n] + delta[t, d] * B[t, n] * u[t, d]
     y[t, d]    = sum_n C[t, n] * h[t, d, n] + D[d] * u[t, d]
 
-(zero-order hold for A, Mamba's simplified Euler step for B). The recurrence runs by the chunked
-parallel scan of :func:`~vitlab.mixers.linear_scan.linear_scan`; the readout ``C h`` is a batched matrix
-product. On CUDA, when ``mamba_ssm`` imports (and ``backend`` is not ``"torch"``, nor a
+(zero-order hold for A, Mamba's simplified Euler step for B). Two algorithms compute it: with one chunk
+(``chunk_size >= L``, the CPU default) the scan streams (:mod:`vitlab.mixers.streamed_scan`: discretized a
+tile of steps at a time, never ``[B, L, K, Dk, N]`` at once); with several, the discretized tensors are
+formed whole and the recurrence runs by the chunked parallel scan of
+:func:`~vitlab.mixers.linear_scan.linear_scan`, the readout ``C h`` a batched matrix product. On CUDA, when ``mamba_ssm`` imports (and ``backend`` is not ``"torch"``, nor a
 :func:`~vitlab.kernels.torch_references` block running), its fused kernel runs instead: it computes the same function but cannot be tested on vitlab's CPU machines.
 
 FLOPs (:func:`selective_scan_flop_count`): the recurrence's multiply-adds (one per state element and
@@ -26,6 +28,7 @@ import torch
 
 from vitlab.kernels.dispatch import torch_references_active
 from vitlab.mixers.linear_scan import linear_scan
+from vitlab.mixers.streamed_scan import streamed_selective_scan
 
 __all__ = ["selective_scan", "selective_scan_flop_count", "mamba_ssm_available"]
 
@@ -47,7 +50,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         A: state matrix diagonals [D, N], negative.
         B, C: input and output projections [B, K, N, L]; channel d reads group ``d // (D / K)``.
         D: skip [D].
-        chunk_size: steps per chunk of the parallel scan (None: :func:`~vitlab.mixers.linear_scan.linear_scan`'s default).
+        chunk_size: steps per chunk of the parallel scan; ``>= L``: one chunk, streamed; None: one chunk on
+            CPU, ``ceil(sqrt(L))`` elsewhere.
         backend: ``"auto"`` (mamba_ssm's kernel on CUDA when it imports) or ``"torch"``; vitlab's
             ``kernels`` setting (``"triton"`` counts as ``"auto"``).
 
@@ -64,6 +68,10 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
 
         return selective_scan_fn(u, delta, A, B, C, D.float(), delta_softplus=False)
     Dk = channels // K
+    if chunk_size is None and u.device.type == "cpu" or chunk_size is not None and chunk_size >= L:  # one chunk
+        y = streamed_selective_scan(u.unflatten(1, (K, Dk)).permute(3, 0, 1, 2), delta.unflatten(1, (K, Dk)).permute(
+            3, 0, 1, 2), A.view(K, Dk, N), B.permute(3, 0, 1, 2), C.permute(3, 0, 1, 2))  # [L, B, K, Dk]
+        return (y.permute(1, 2, 3, 0).reshape(batch, channels, L) + u * D.unsqueeze(-1)).to(u.dtype)
     uu = u.unflatten(1, (K, Dk)).permute(0, 3, 1, 2)  # [B, L, K, Dk]
     dt = delta.unflatten(1, (K, Dk)).permute(0, 3, 1, 2)  # [B, L, K, Dk]
     log_a = dt.unsqueeze(-1) * A.view(K, Dk, N)  # [B, L, K, Dk, N]: exp(delta A), kept as a log

@@ -1,0 +1,142 @@
+"""Mamba's selective scan (Gu & Dao 2023, "Mamba: Linear-Time Sequence Modeling with Selective State
+Spaces"), streamed over time: the discretised decays and inputs ``exp(delta A)`` and ``delta B u``
+([L, B, K, Dk, N], ``N`` times the size of the input) are formed a tile of steps at a time and dropped
+after it, never for the whole sequence, as mamba_ssm's CUDA kernel forms them in on-chip memory. Per tile:
+
+    a, b = exp(delta A), delta u B          # [c, B, K, Dk, N]
+    h[t] = a[t] h[t-1] + b[t]              # step by step, from the state entering the tile
+    y[t] = C[t] . h[t]                     # batched matrix product
+
+The forward keeps only the state entering each tile; the backward walks the tiles from the last,
+recomputes each one's states from its entering state, runs the adjoint recurrence
+``g[t] = dh[t] + a[t+1] g[t+1]`` back through it, and reduces every gradient to its input's shape
+before the next. The tile length keeps a tile tensor near ``_TILE_ELEMENTS`` (16 MiB in fp32: larger tiles, fewer
+Python-level operations; 4x larger and 4x smaller both ran slower forward and backward on 2 CPU cores).
+
+This is :func:`~vitlab.mixers.selective_scan.selective_scan`'s one-chunk path (the CPU default), the same
+function as its chunked parallel scan (tested against mambapy's). Both are ``torch.library`` custom ops,
+so ``torch.compile`` sees two graph nodes and ``FlopCounterMode`` counts them by the formulas registered
+here: forward ``4 L D N`` (the recurrence's and the readout's multiply-adds), backward ``6 L D N`` (the
+adjoint recurrence 1x, the readout's two products 2x), as
+:func:`~vitlab.mixers.selective_scan.selective_scan_flop_count` says.
+
+Axis legend: L steps, B batch, K groups (scan directions), Dk channels per group, N state size,
+c steps per tile.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.flop_counter import register_flop_formula
+
+__all__ = ["streamed_selective_scan"]
+
+_TILE_ELEMENTS = 1 << 22  # elements of one [c, B, K, Dk, N] tile tensor (16 MiB in fp32)
+
+
+def _discretise(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, Bm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``exp(dt A)`` and ``dt u B`` [c, B, K, Dk, N] of a tile: u, dt [c, B, K, Dk], A [K, Dk, N], Bm [c, B, K, N]."""
+    return (dt.unsqueeze(-1) * A).exp_(), (dt * u).unsqueeze(-1) * Bm.unsqueeze(-2)
+
+
+def _states(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """A tile's states ``h[t] = a[t] h[t-1] + b[t]`` from the entering state ``h``, written over ``b``."""
+    for t in range(b.shape[0]):
+        h = b[t].addcmul_(a[t], h)
+    return b
+
+
+@torch.library.custom_op("vitlab::selective_scan_streamed", mutates_args=())
+def _forward(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, Bm: torch.Tensor, Cm: torch.Tensor,
+             tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+    L, N = u.shape[0], A.shape[-1]
+    y, h = torch.empty_like(u), u.new_zeros(*u.shape[1:], N)
+    entering = []
+    for s in range(0, L, tile):
+        entering.append(h)
+        hs = _states(*_discretise(u[s:s + tile], dt[s:s + tile], A, Bm[s:s + tile]), h)
+        y[s:s + tile] = (hs @ Cm[s:s + tile].unsqueeze(-1)).squeeze(-1)
+        h = hs[-1].clone()  # a copy: a view would keep the whole tile alive
+    return y, torch.stack(entering)
+
+
+@_forward.register_fake
+def _(u, dt, A, Bm, Cm, tile):
+    return torch.empty_like(u), u.new_empty(-(-u.shape[0] // tile), *u.shape[1:], A.shape[-1])
+
+
+@torch.library.custom_op("vitlab::selective_scan_streamed_backward", mutates_args=())
+def _backward_op(dy: torch.Tensor, u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, Bm: torch.Tensor,
+                 Cm: torch.Tensor, entering: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                          torch.Tensor, torch.Tensor]:
+    du, ddt, dBm, dCm, dA = (torch.empty_like(x) for x in (u, dt, Bm, Cm, A))
+    dA.zero_()
+    carry = torch.zeros_like(entering[0])  # a[t+1] g[t+1]: what the next step's state sends back to h[t]
+    for i in reversed(range(entering.shape[0])):
+        tiled = slice(i * tile, (i + 1) * tile)
+        u_, dt_, Bm_, Cm_ = u[tiled], dt[tiled], Bm[tiled], Cm[tiled]
+        a, b = _discretise(u_, dt_, A, Bm_)
+        hs = _states(a, b, entering[i])  # [c, B, K, Dk, N]
+        dy_ = dy[tiled].unsqueeze(-1)  # [c, B, K, Dk, 1]
+        dCm[tiled] = (hs.mT @ dy_).squeeze(-1)
+        g = dy_ * Cm_.unsqueeze(-2)  # dL/dh[t] through the readout; the adjoint adds the future's share
+        for t in reversed(range(g.shape[0])):
+            g[t].add_(carry)
+            torch.mul(a[t], g[t], out=carry)
+        # the log decay dt A: its gradient g[t] a[t] h[t-1]
+        dla = g * a
+        dla[0].mul_(entering[i])
+        dla[1:].mul_(hs[:-1])
+        dA += (dla * dt_.unsqueeze(-1)).sum((0, 1))
+        d_dtu = (g @ Bm_.unsqueeze(-1)).squeeze(-1)  # [c, B, K, Dk]: the gradient of dt u
+        dBm[tiled] = (g.mT @ (dt_ * u_).unsqueeze(-1)).squeeze(-1)
+        du[tiled] = d_dtu * dt_
+        ddt[tiled] = dla.mul_(A).sum(-1) + d_dtu * u_
+    return du, ddt, dA, dBm, dCm
+
+
+@_backward_op.register_fake
+def _(dy, u, dt, A, Bm, Cm, entering, tile):
+    return tuple(torch.empty_like(x) for x in (u, dt, A, Bm, Cm))
+
+
+def _setup_context(ctx, inputs, output):
+    *tensors, ctx.tile = inputs
+    ctx.save_for_backward(*tensors, output[1])
+
+
+def _backward(ctx, dy, _):
+    return *_backward_op(dy.contiguous(), *ctx.saved_tensors, ctx.tile), None
+
+
+_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+@register_flop_formula(torch.ops.vitlab.selective_scan_streamed)
+def _forward_flops(u_shape, dt_shape, A_shape, *args, out_shape=None, **kwargs) -> int:
+    return 4 * math.prod(u_shape) * A_shape[-1]
+
+
+@register_flop_formula(torch.ops.vitlab.selective_scan_streamed_backward)
+def _backward_flops(dy_shape, u_shape, dt_shape, A_shape, *args, out_shape=None, **kwargs) -> int:
+    return 6 * math.prod(u_shape) * A_shape[-1]
+
+
+def streamed_selective_scan(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, Bm: torch.Tensor,
+                            Cm: torch.Tensor) -> torch.Tensor:
+    """``y[t] = C[t] . h[t]``, ``h[t] = exp(dt[t] A) h[t-1] + dt[t] u[t] B[t]`` (no ``D u`` skip), streamed.
+
+    Args:
+        u, dt: inputs and step sizes [L, B, K, Dk].
+        A: state matrix diagonals [K, Dk, N].
+        Bm, Cm: input and output projections [L, B, K, N].
+
+    Returns:
+        y [L, B, K, Dk] in float32 (float64 for float64 inputs).
+    """
+    dtype = torch.promote_types(u.dtype, torch.float32)
+    u, dt, A, Bm, Cm = (x.to(dtype).contiguous() for x in (u, dt, A, Bm, Cm))
+    tile = max(1, min(u.shape[0], _TILE_ELEMENTS // max(1, u[0].numel() * A.shape[-1])))
+    return _forward(u, dt, A, Bm, Cm, tile)[0]
