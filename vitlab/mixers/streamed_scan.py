@@ -48,6 +48,12 @@ def _states(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return b
 
 
+def _contract(v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``v [..., I] @ m [..., I, J] -> [..., J]``, as a row vector times a matrix: on CPU several times faster
+    than the matrix-vector product ``m.mT @ v`` it equals (a batch of [1, 256] @ [256, 16] against its transpose)."""
+    return (v.unsqueeze(-2) @ m).squeeze(-2)
+
+
 @torch.library.custom_op("vitlab::selective_scan_streamed", mutates_args=())
 def _forward(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, Bm: torch.Tensor, Cm: torch.Tensor,
              tile: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +63,7 @@ def _forward(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, Bm: torch.Tenso
     for s in range(0, L, tile):
         entering.append(h)
         hs = _states(*_discretise(u[s:s + tile], dt[s:s + tile], A, Bm[s:s + tile]), h)
-        y[s:s + tile] = (hs @ Cm[s:s + tile].unsqueeze(-1)).squeeze(-1)
+        y[s:s + tile] = _contract(Cm[s:s + tile], hs.mT)
         h = hs[-1].clone()  # a copy: a view would keep the whole tile alive
     return y, torch.stack(entering)
 
@@ -73,25 +79,25 @@ def _backward_op(dy: torch.Tensor, u: torch.Tensor, dt: torch.Tensor, A: torch.T
                                                                           torch.Tensor, torch.Tensor]:
     du, ddt, dBm, dCm, dA = (torch.empty_like(x) for x in (u, dt, Bm, Cm, A))
     dA.zero_()
-    carry = torch.zeros_like(entering[0])  # a[t+1] g[t+1]: what the next step's state sends back to h[t]
+    carry = torch.zeros_like(entering[0])  # a[t+1] g[t+1] across a tile's end: what the next tile sends back
     for i in reversed(range(entering.shape[0])):
         tiled = slice(i * tile, (i + 1) * tile)
         u_, dt_, Bm_, Cm_ = u[tiled], dt[tiled], Bm[tiled], Cm[tiled]
         a, b = _discretise(u_, dt_, A, Bm_)
         hs = _states(a, b, entering[i])  # [c, B, K, Dk, N]
-        dy_ = dy[tiled].unsqueeze(-1)  # [c, B, K, Dk, 1]
-        dCm[tiled] = (hs.mT @ dy_).squeeze(-1)
-        g = dy_ * Cm_.unsqueeze(-2)  # dL/dh[t] through the readout; the adjoint adds the future's share
-        for t in reversed(range(g.shape[0])):
-            g[t].add_(carry)
-            torch.mul(a[t], g[t], out=carry)
+        dCm[tiled] = _contract(dy[tiled], hs)
+        g = dy[tiled].unsqueeze(-1) * Cm_.unsqueeze(-2)  # dL/dh[t] through the readout; the adjoint adds the future's share
+        g[-1].add_(carry)
+        for t in range(g.shape[0] - 2, -1, -1):
+            g[t].addcmul_(a[t + 1], g[t + 1])
+        carry = a[0] * g[0]
         # the log decay dt A: its gradient g[t] a[t] h[t-1]
         dla = g * a
         dla[0].mul_(entering[i])
         dla[1:].mul_(hs[:-1])
         dA += (dla * dt_.unsqueeze(-1)).sum((0, 1))
-        d_dtu = (g @ Bm_.unsqueeze(-1)).squeeze(-1)  # [c, B, K, Dk]: the gradient of dt u
-        dBm[tiled] = (g.mT @ (dt_ * u_).unsqueeze(-1)).squeeze(-1)
+        d_dtu = _contract(Bm_, g.mT)  # [c, B, K, Dk]: the gradient of dt u
+        dBm[tiled] = _contract(dt_ * u_, g)
         du[tiled] = d_dtu * dt_
         ddt[tiled] = dla.mul_(A).sum(-1) + d_dtu * u_
     return du, ddt, dA, dBm, dCm
