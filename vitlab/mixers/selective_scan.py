@@ -9,8 +9,10 @@ scan direction, as VMamba folds its four directions into the channels). For chan
 (``chunk_size >= L``, the CPU default) the scan streams (:mod:`vitlab.mixers.streamed_scan`: discretized a
 tile of steps at a time, never ``[B, L, K, Dk, N]`` at once); with several, the discretized tensors are
 formed whole and the recurrence runs by the chunked parallel scan of
-:func:`~vitlab.mixers.linear_scan.linear_scan`, the readout ``C h`` a batched matrix product. On CUDA, when ``mamba_ssm`` imports (and ``backend`` is not ``"torch"``, nor a
-:func:`~vitlab.kernels.torch_references` block running), its fused kernel runs instead: it computes the same function but cannot be tested on vitlab's CPU machines.
+:func:`~vitlab.mixers.linear_scan.linear_scan`, the readout ``C h`` a batched matrix product. On CUDA,
+when ``mamba_ssm`` imports (and ``backend`` is not ``"torch"``, nor a :func:`~vitlab.kernels.torch_references`
+block running), its fused kernel runs instead: it computes the same function but cannot be tested on
+vitlab's CPU machines.
 
 FLOPs (:func:`selective_scan_flop_count`): the recurrence's multiply-adds (one per state element and
 step) plus the readout's (the same count): ``4 L D N`` per sequence; elementwise work (discretization,
@@ -68,9 +70,10 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
 
         return selective_scan_fn(u, delta, A, B, C, D.float(), delta_softplus=False)
     Dk = channels // K
-    if chunk_size is None and u.device.type == "cpu" or chunk_size is not None and chunk_size >= L:  # one chunk
-        y = streamed_selective_scan(u.unflatten(1, (K, Dk)).permute(3, 0, 1, 2), delta.unflatten(1, (K, Dk)).permute(
-            3, 0, 1, 2), A.view(K, Dk, N), B.permute(3, 0, 1, 2), C.permute(3, 0, 1, 2))  # [L, B, K, Dk]
+    one_chunk = u.device.type == "cpu" if chunk_size is None else chunk_size >= L
+    if one_chunk:  # streamed, time-major: [L, B, K, Dk] and [L, B, K, N]
+        steps = [x.unflatten(1, (K, Dk)).permute(3, 0, 1, 2) for x in (u, delta)]
+        y = streamed_selective_scan(*steps, A.view(K, Dk, N), B.permute(3, 0, 1, 2), C.permute(3, 0, 1, 2))
         return (y.permute(1, 2, 3, 0).reshape(batch, channels, L) + u * D.unsqueeze(-1)).to(u.dtype)
     uu = u.unflatten(1, (K, Dk)).permute(0, 3, 1, 2)  # [B, L, K, Dk]
     dt = delta.unflatten(1, (K, Dk)).permute(0, 3, 1, 2)  # [B, L, K, Dk]

@@ -14,8 +14,8 @@ before the next. The tile length keeps a tile tensor near ``_TILE_ELEMENTS`` (16
 Python-level operations; 4x larger and 4x smaller both ran slower forward and backward on 2 CPU cores).
 
 This is :func:`~vitlab.mixers.selective_scan.selective_scan`'s one-chunk path (the CPU default), the same
-function as its chunked parallel scan (tested against mambapy's). Both are ``torch.library`` custom ops,
-so ``torch.compile`` sees two graph nodes and ``FlopCounterMode`` counts them by the formulas registered
+function as its chunked parallel scan (tested against mambapy's). Its forward and its backward are
+``torch.library`` custom ops, so ``torch.compile`` sees one graph node each and ``FlopCounterMode`` counts them by the formulas registered
 here: forward ``4 L D N`` (the recurrence's and the readout's multiply-adds), backward ``6 L D N`` (the
 adjoint recurrence 1x, the readout's two products 2x), as
 :func:`~vitlab.mixers.selective_scan.selective_scan_flop_count` says.
