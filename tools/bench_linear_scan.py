@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
+from functools import partial
 
 import torch
 
 from vitlab.engine.mfu import matmul_gflops
 from vitlab.mixers import linear_scan
+from vitlab.timing import interleaved_medians
 
 
 def main() -> None:
@@ -33,22 +33,20 @@ def main() -> None:
     b = torch.randn(*args.shape).requires_grad_()
     weight = torch.randn(*args.shape)
     algorithms = {"chunked (sqrt L)": math.isqrt(L - 1) + 1, "one chunk": L}
-    times: dict[str, list[float]] = {name: [] for name in algorithms}
-    results = {}
-    for _ in range(args.repeats):
-        for name, chunk in algorithms.items():
-            start = time.perf_counter()
-            h = linear_scan(log_a, b, chunk_size=chunk)
-            (h * weight).sum().backward()
-            times[name].append(time.perf_counter() - start)
-            results[name] = (h.detach(), log_a.grad, b.grad)
-            log_a.grad = b.grad = None
+
+    def run(chunk: int) -> tuple[torch.Tensor, ...]:
+        h = linear_scan(log_a, b, chunk_size=chunk)
+        return (h.detach(), *torch.autograd.grad((h * weight).sum(), (log_a, b)))
+
+    cpu = torch.device("cpu")
+    times, results = interleaved_medians({name: partial(run, chunk) for name, chunk in algorithms.items()},
+                                         args.repeats, cpu)
     diff = max((x - y).abs().max().item() for x, y in zip(*results.values()))
     print(f"linear_scan forward + backward on {args.shape}, fp32, {torch.get_num_threads()} threads, "
-          f"fp32 matmul {matmul_gflops(torch.device('cpu')):.0f} GFLOP/s; median of {args.repeats} interleaved repeats")
-    for name, ts in times.items():
-        print(f"  {name}: {statistics.median(ts):.3f} s")
-    chunked, plain = (statistics.median(ts) for ts in times.values())
+          f"fp32 matmul {matmul_gflops(cpu):.0f} GFLOP/s; median of {args.repeats} interleaved repeats")
+    for name, seconds in times.items():
+        print(f"  {name}: {seconds:.3f} s")
+    chunked, plain = times.values()
     print(f"  one chunk is {chunked / plain:.2f}x faster; largest difference {diff:.1e}")
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from vitlab.engine.mfu import matmul_gflops
 from vitlab.mixers import selective_scan
+from vitlab.timing import interleaved_medians
 
 
 def main() -> None:
@@ -41,22 +41,21 @@ def main() -> None:
     inputs = [x.requires_grad_() for x in inputs]
     weight = torch.randn(B, D, L)
     algorithms = {"chunked parallel scan (sqrt L)": math.isqrt(L - 1) + 1, "streamed (one chunk)": L}
-    times: dict[str, list[float]] = {name: [] for name in algorithms}
-    results = {}
-    for _ in range(args.repeats):
-        for name, chunk in algorithms.items():
-            start = time.perf_counter()
-            y = selective_scan(*inputs, chunk_size=chunk, backend="torch")
-            grads = torch.autograd.grad((y * weight).sum(), inputs)
-            times[name].append(time.perf_counter() - start)
-            results[name] = (y.detach(), *grads)
+
+    def run(chunk: int) -> tuple[torch.Tensor, ...]:
+        y = selective_scan(*inputs, chunk_size=chunk, backend="torch")
+        return (y.detach(), *torch.autograd.grad((y * weight).sum(), inputs))
+
+    cpu = torch.device("cpu")
+    times, results = interleaved_medians({name: partial(run, chunk) for name, chunk in algorithms.items()},
+                                         args.repeats, cpu)
     diff = max(((x - y).abs().max() / y.abs().max().clamp(min=1)).item() for x, y in zip(*results.values()))
     print(f"selective_scan forward + backward, u [{B}, {D}, {L}], K={K}, N={N}, fp32, {torch.get_num_threads()} "
-          f"threads, fp32 matmul {matmul_gflops(torch.device('cpu')):.0f} GFLOP/s; median of {args.repeats} "
+          f"threads, fp32 matmul {matmul_gflops(cpu):.0f} GFLOP/s; median of {args.repeats} "
           "interleaved repeats")
-    for name, ts in times.items():
-        print(f"  {name}: {statistics.median(ts):.3f} s")
-    chunked, streamed = (statistics.median(ts) for ts in times.values())
+    for name, seconds in times.items():
+        print(f"  {name}: {seconds:.3f} s")
+    chunked, streamed = times.values()
     print(f"  streamed is {chunked / streamed:.2f}x faster; largest difference {diff:.1e} (relative to max(1, max|ref|))")
 
 

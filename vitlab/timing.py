@@ -8,12 +8,15 @@ device is synchronised before the clock starts (nothing queued earlier is counte
 
 from __future__ import annotations
 
+import statistics
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
-__all__ = ["synchronize", "time_call"]
+__all__ = ["interleaved_medians", "synchronize", "time_call"]
+
+T = TypeVar("T")
 
 
 def synchronize(device: torch.device) -> None:
@@ -29,3 +32,19 @@ def time_call(fn: Callable[[], object], device: torch.device) -> float:
     fn()
     synchronize(device)
     return time.perf_counter() - start
+
+
+def interleaved_medians(calls: dict[str, Callable[[], T]], repeats: int,
+                        device: torch.device) -> tuple[dict[str, float], dict[str, T]]:
+    """Median seconds of each call over ``repeats`` rounds run interleaved (a, b, a, b, ...), so that a change
+    in the machine's speed during the run falls on every call alike; and each call's last result."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    results: dict[str, T] = {}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            synchronize(device)
+            start = time.perf_counter()
+            results[name] = fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}, results
