@@ -16,8 +16,8 @@ from experiments.dinov3_scenes import data, eval, model, optim, task, train  # n
 model.layer_types.update(_MIXER_BLOCKS)
 model.layer_types.L.mixer_layer.num_heads = model.layer_types.N.mixer_layer.num_heads = 4  # head dim 32, as R's
 _RATIO = "model.layer_types.{}.ffn_layer.ratio={}"
-# X's FFN ratio at equal forward FLOPs; the sweep runs in this order: Mamba 2D's pure-PyTorch scans (S, V) last
-_MATCHED = {"C": 4.2, "N": 5.9, "L": 5.5, "S": 4.0, "V": 2.8}
+# X's FFN ratio at equal forward FLOPs; the sweep runs in this order (the slowest on CPU, V, last)
+_MATCHED = {"C": 4.2, "N": 5.9, "S": 4.0, "L": 5.5, "V": 2.8}
 
 sweep = OmegaConf.create(dict(
     variants={"H": [], "A": ["model.layer_pattern=RRRR", _RATIO.format("R", 4.4)]}  # A: dinov3_scenes_attn.py

@@ -59,14 +59,14 @@ def _contract(v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 def _forward(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, Bm: torch.Tensor, Cm: torch.Tensor,
              tile: int) -> tuple[torch.Tensor, torch.Tensor]:
     L, N = u.shape[0], A.shape[-1]
-    y, h = torch.empty_like(u), u.new_zeros(*u.shape[1:], N)
-    entering = []
-    for s in range(0, L, tile):
-        entering.append(h)
-        hs = _states(*_discretise(u[s:s + tile], dt[s:s + tile], A, Bm[s:s + tile]), h)
+    y, entering = torch.empty_like(u), u.new_empty(-(-L // tile), *u.shape[1:], N)
+    entering[0].zero_()
+    for i, s in enumerate(range(0, L, tile)):
+        hs = _states(*_discretise(u[s:s + tile], dt[s:s + tile], A, Bm[s:s + tile]), entering[i])
         y[s:s + tile] = _contract(Cm[s:s + tile], hs.mT)
-        h = hs[-1].clone()  # a copy: a view would keep the whole tile alive
-    return y, torch.stack(entering)
+        if i + 1 < entering.shape[0]:
+            entering[i + 1] = hs[-1]
+    return y, entering
 
 
 @_forward.register_fake
@@ -112,9 +112,14 @@ def _(dy, u, dt, A, Bm, Cm, entering, tile):
 def _setup_context(ctx, inputs, output):
     *tensors, ctx.tile = inputs
     ctx.save_for_backward(*tensors, output[1])
+    # the entering states are never differentiated: without this, autograd hands the backward a zero gradient of
+    # their full size (one [B, K, Dk, N] state per tile), filled every step
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, dy, _):
+    if dy is None:
+        return (None,) * 6
     return *_backward_op(dy.contiguous(), *ctx.saved_tensors, ctx.tile), None
 
 
