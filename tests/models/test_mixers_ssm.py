@@ -175,9 +175,30 @@ def test_chunk_gla_matches_fla_naive_recurrent_gla(L, chunk_size):
     assert_parity(forward_and_grads(ours, inputs, weight), forward_and_grads(fla_naive_gla, inputs, weight))
 
 
+@pytest.mark.parametrize("c", [3, 8, 12, 21, 32])
+def test_gla_scores_by_sub_chunks_match_the_pairwise_form(c):
+    """The scores op works in sub-chunks of 8 steps (padded where c is not a multiple); the plain pairwise
+    ``sum_i q[t, i] k[s, i] exp(G[t, i] - G[s, i])`` over the whole chunk is the reference, forward and gradients."""
+    torch.manual_seed(c)
+    q, k = torch.randn(2, 3, c, 5, dtype=torch.float64), torch.randn(2, 3, c, 5, dtype=torch.float64)
+    G = F.logsigmoid(2 * torch.randn(2, 3, c, 5, dtype=torch.float64)).cumsum(-2)
+    inputs = [t.requires_grad_() for t in (q, k, G)]
+    weight = torch.randn(2, 3, c, c, dtype=torch.float64)
+    causal = torch.ones(c, c, dtype=torch.bool).tril()
+
+    def pairwise(q, k, G):
+        diff = (G.unsqueeze(-2) - G.unsqueeze(-3)).masked_fill(~causal.unsqueeze(-1), float("-inf"))
+        return (q.unsqueeze(-2) * k.unsqueeze(-3) * diff.exp()).sum(-1)
+
+    ours, ref = gla_scores(*inputs), pairwise(*inputs)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad((ours * weight).sum(), inputs),
+                               torch.autograd.grad((ref * weight).sum(), inputs))
+
+
 def test_gla_scores_custom_op_and_strong_gates():
-    q, k = torch.randn(2, 3, 5, 4, requires_grad=True), torch.randn(2, 3, 5, 4, requires_grad=True)
-    G = (-torch.rand(2, 3, 5, 4)).cumsum(-2).requires_grad_()
+    q, k = torch.randn(2, 3, 12, 4, requires_grad=True), torch.randn(2, 3, 12, 4, requires_grad=True)  # 2 sub-chunks
+    G = (-torch.rand(2, 3, 12, 4)).cumsum(-2).requires_grad_()
     torch.library.opcheck(torch.ops.vitlab.gla_scores, (q, k, G))
     assert torch.autograd.gradcheck(gla_scores, [t.detach()[:1, :1].double().requires_grad_() for t in (q, k, G)])
     # gates near zero forget everything within a chunk: exponents far below -88, nothing overflows

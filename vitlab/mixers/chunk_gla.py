@@ -38,6 +38,9 @@ from vitlab.mixers.linear_scan import linear_scan
 __all__ = ["chunk_gla", "chunk_gla_flop_count", "gla_scores"]
 
 
+_SUB = 8  # sub-chunk length of the scores (the GLA paper's secondary chunking; fla's chunk_gla: 16 in 64)
+
+
 def _decay(G: torch.Tensor) -> torch.Tensor:
     """``exp(G[t] - G[s])`` for ``s <= t``, else 0: [..., c(t), c(s), dk] from cumulative gates ``G`` [..., c, dk]."""
     c = G.shape[-2]
@@ -51,10 +54,52 @@ def _float(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.to(dtype) for t in tensors]
 
 
+class _SubChunks:
+    """A chunk's ``q``, ``k``, ``G`` [..., c, dk] cut into ``m`` sub-chunks of ``sub`` steps (padded at the end: zero
+    ``q`` and ``k``, ``G`` held at its last value, so padded scores are 0), and the two factors of the scores
+    between sub-chunks. For ``s`` in sub-chunk ``j`` and ``t`` after it, with ``e_j`` the cumulative gate at ``j``'s
+    last step, ``exp(G[t] - G[s]) = exp(G[t] - e_j) exp(e_j - G[s])``, both exponents ``<= 0``:
+
+        F [..., m(j), c(t), dk] = exp(G[t] - e_j) where t is after sub-chunk j, else 0
+        E [..., m(j), sub(s), dk] = exp(e_j - G[s]) for s in sub-chunk j
+
+    so those scores are one matrix product per sub-chunk, ``(q F) (k E)^T``; the diagonal blocks (``s`` and ``t`` in
+    one sub-chunk) are formed pairwise, ``[sub, sub, dk]`` per sub-chunk, as the whole chunk was before."""
+
+    def __init__(self, q: torch.Tensor, k: torch.Tensor, G: torch.Tensor):
+        self.c = c = q.shape[-2]
+        self.sub = sub = min(_SUB, c)
+        self.m = m = -(-c // sub)
+        pad = m * sub - c
+        if pad:
+            q, k = F.pad(q, (0, 0, 0, pad)), F.pad(k, (0, 0, 0, pad))
+            G = torch.cat((G, G[..., -1:, :].expand(*G.shape[:-2], pad, G.shape[-1])), dim=-2)
+        self.q, self.k, self.G = q, k, G
+        self.qs, self.ks, self.Gs = (x.unflatten(-2, (m, sub)) for x in (q, k, G))  # [..., m, sub, dk]
+        e = self.Gs[..., -1, :]  # [..., m, dk]
+        self.E = (e.unsqueeze(-2) - self.Gs).exp()
+        after = torch.arange(m * sub, device=q.device) // sub > torch.arange(m, device=q.device).unsqueeze(-1)
+        diff = G.unsqueeze(-3) - e.unsqueeze(-2)  # [..., m, c, dk]
+        self.F = diff.masked_fill(~after.unsqueeze(-1), float("-inf")).exp()
+        self.decay = _decay(self.Gs)  # [..., m, sub, sub, dk]
+
+    def blocks(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``scores`` [..., m * sub, m * sub] as its columns of each sub-chunk [..., m(j), c(t), sub(s)] and a view of
+        its diagonal blocks [..., sub(t), sub(s), m]."""
+        m, sub = self.m, self.sub
+        columns = scores.unflatten(-1, (m, sub)).movedim(-2, -3)
+        diagonal = scores.unflatten(-1, (m, sub)).unflatten(-3, (m, sub)).diagonal(dim1=-4, dim2=-2)
+        return columns, diagonal
+
+
 @torch.library.custom_op("vitlab::gla_scores", mutates_args=())
 def _gla_scores_op(q: torch.Tensor, k: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    q, k, G = _float(q, k, G)
-    return (q.unsqueeze(-2) * k.unsqueeze(-3) * _decay(G)).sum(-1).contiguous()
+    x = _SubChunks(*_float(q, k, G))
+    between = (x.q.unsqueeze(-3) * x.F) @ (x.ks * x.E).mT  # [..., m(j), c(t), sub(s)]
+    scores = between.movedim(-3, -2).flatten(-2)  # [..., c(t), c(s)], zero on and above the diagonal blocks
+    within = (x.qs.unsqueeze(-2) * x.ks.unsqueeze(-3) * x.decay).sum(-1)  # [..., m, sub(t), sub(s)]
+    x.blocks(scores)[1].copy_(within.movedim(-3, -1))
+    return scores[..., :x.c, :x.c].contiguous()
 
 
 @_gla_scores_op.register_fake
@@ -67,9 +112,17 @@ def _gla_scores_backward_op(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor
                             G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     dtypes = (q.dtype, k.dtype, G.dtype)
     grad, q, k, G = _float(grad, q, k, G)
-    weighted = grad.unsqueeze(-1) * _decay(G)  # [..., t, s, dk]
-    dq = (weighted * k.unsqueeze(-3)).sum(-2)
-    dk = (weighted * q.unsqueeze(-2)).sum(-3)
+    x = _SubChunks(q, k, G)
+    pad = x.m * x.sub - x.c
+    columns, diagonal = x.blocks(F.pad(grad, (0, pad, 0, pad)))
+    # between sub-chunks: the two factors' matrix products, transposed
+    dq = (x.F * (columns @ (x.ks * x.E))).sum(-3)  # [..., c, dk]
+    dk = x.E * (columns.mT @ (x.q.unsqueeze(-3) * x.F))  # [..., m, sub, dk]
+    # within: as the whole chunk's pairwise form
+    weighted = diagonal.movedim(-1, -3).unsqueeze(-1) * x.decay  # [..., m, t, s, dk]
+    dq = dq + (weighted * x.ks.unsqueeze(-3)).sum(-2).flatten(-3, -2)
+    dk = (dk + (weighted * x.qs.unsqueeze(-2)).sum(-3)).flatten(-3, -2)
+    dq, dk = dq[..., :x.c, :], dk[..., :x.c, :]
     # G[t] enters every score of row t with + and of column t with -: q*dq and k*dk sum exactly those
     dG = q * dq - k * dk
     return tuple(t.to(dtype).contiguous() for t, dtype in zip((dq, dk, dG), dtypes))  # as the fake promises
