@@ -12,13 +12,17 @@ is evaluated a chunk of ``c`` tokens at a time: with ``G`` the cumulative log ga
   follows ``S_j = exp(G_last) S_{j-1} + (k * exp(G_last - G))^T v`` over the chunks
   (:func:`~vitlab.mixers.linear_scan.linear_scan`).
 
-Every exponent is a difference ``G[t] - G[s]`` with ``s <= t``, so ``<= 0``: no overflow whatever the gates
-(the paper's secondary chunking avoids the same overflow in half precision; here the scores are formed in
-float32 as a ``[c, c, dk]`` product). It equals ``fla.ops.gla.naive_recurrent_gla`` (tested to 1e-5 in fp32).
+Every exponent is a difference ``G[t] - G[s]`` with ``s <= t``, so ``<= 0``: no overflow whatever the gates.
+The scores are formed in float32 by the paper's secondary chunking (:class:`_SubChunks`): between sub-chunks of
+``_SUB`` steps, a matrix product of ``q`` and ``k`` each decayed to the earlier sub-chunk's last step (both
+exponents ``<= 0``); within a sub-chunk, pairwise (a ``[sub, sub, dk]`` product), where forming the whole chunk
+pairwise (``[c, c, dk]``) took most of the L hybrid's CPU step. It equals ``fla.ops.gla.naive_recurrent_gla``
+(tested to 1e-5 in fp32) and the pairwise form.
 
 FLOPs (:func:`chunk_gla_flop_count`), two per multiply-add of the chunked algorithm as it runs on ``L``
-padded to whole chunks: the scores (``c^2 dk`` per chunk; a custom op with a registered formula, since
-``FlopCounterMode`` sees no matrix product in it), ``scores @ v`` (``c^2 dv``), the chunk states (``c dk dv``
+padded to whole chunks: the scores (``c^2 dk`` per chunk, the chunk's ``q k^T`` as one product, the paper's count;
+the sub-chunked form runs ``c^2 dk`` between sub-chunks, zeros above the diagonal included, and ``c sub dk``
+within; a custom op with a registered formula, since ``FlopCounterMode`` sees no matrix product in it), ``scores @ v`` (``c^2 dv``), the chunk states (``c dk dv``
 per chunk but the last), their recurrence (``dk dv`` per chunk but the last) and the inter-chunk readout
 (``c dk dv`` per chunk but the first). Backward: 2x, but 1x for the recurrence.
 
