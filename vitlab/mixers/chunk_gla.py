@@ -20,11 +20,12 @@ pairwise (``[c, c, dk]``) took most of the L hybrid's CPU step. It equals ``fla.
 (tested to 1e-5 in fp32) and the pairwise form.
 
 FLOPs (:func:`chunk_gla_flop_count`), two per multiply-add of the chunked algorithm as it runs on ``L``
-padded to whole chunks: the scores (``c^2 dk`` per chunk, the chunk's ``q k^T`` as one product, the paper's count;
-the sub-chunked form runs ``c^2 dk`` between sub-chunks, zeros above the diagonal included, and ``c sub dk``
-within; a custom op with a registered formula, since ``FlopCounterMode`` sees no matrix product in it), ``scores @ v`` (``c^2 dv``), the chunk states (``c dk dv``
-per chunk but the last), their recurrence (``dk dv`` per chunk but the last) and the inter-chunk readout
-(``c dk dv`` per chunk but the first). Backward: 2x, but 1x for the recurrence.
+padded to whole chunks: the scores (``c^2 dk`` per chunk, the chunk's ``q k^T`` as one product, the paper's
+count; the sub-chunked form runs ``c^2 dk`` between sub-chunks, zeros above the diagonal included, and
+``c sub dk`` within; a custom op with a registered formula, since ``FlopCounterMode`` sees no matrix product
+in it), ``scores @ v`` (``c^2 dv``), the chunk states (``c dk dv`` per chunk but the last), their recurrence
+(``dk dv`` per chunk but the last) and the inter-chunk readout (``c dk dv`` per chunk but the first). Backward:
+2x, but 1x for the recurrence.
 
 Axis legend: B batch, H heads, L tokens, n chunks, c chunk length, dk key/query head dim, dv value head dim.
 """
@@ -64,11 +65,12 @@ class _SubChunks:
     between sub-chunks. For ``s`` in sub-chunk ``j`` and ``t`` after it, with ``e_j`` the cumulative gate at ``j``'s
     last step, ``exp(G[t] - G[s]) = exp(G[t] - e_j) exp(e_j - G[s])``, both exponents ``<= 0``:
 
-        F [..., m(j), c(t), dk] = exp(G[t] - e_j) where t is after sub-chunk j, else 0
-        E [..., m(j), sub(s), dk] = exp(e_j - G[s]) for s in sub-chunk j
+        to_row [..., m(j), c(t), dk] = exp(G[t] - e_j) where t is after sub-chunk j, else 0
+        from_col [..., m(j), sub(s), dk] = exp(e_j - G[s]) for s in sub-chunk j
 
-    so those scores are one matrix product per sub-chunk, ``(q F) (k E)^T``; the diagonal blocks (``s`` and ``t`` in
-    one sub-chunk) are formed pairwise, ``[sub, sub, dk]`` per sub-chunk, as the whole chunk was before."""
+    so those scores are one matrix product per sub-chunk, ``(q to_row) (k from_col)^T``; the diagonal blocks (``s``
+    and ``t`` in one sub-chunk) are formed pairwise, ``[sub, sub, dk]`` per sub-chunk, as the whole chunk was
+    before."""
 
     def __init__(self, q: torch.Tensor, k: torch.Tensor, G: torch.Tensor):
         self.c = c = q.shape[-2]
@@ -81,10 +83,10 @@ class _SubChunks:
         self.q, self.k, self.G = q, k, G
         self.qs, self.ks, self.Gs = (x.unflatten(-2, (m, sub)) for x in (q, k, G))  # [..., m, sub, dk]
         e = self.Gs[..., -1, :]  # [..., m, dk]
-        self.E = (e.unsqueeze(-2) - self.Gs).exp()
+        self.from_col = (e.unsqueeze(-2) - self.Gs).exp()
         after = torch.arange(m * sub, device=q.device) // sub > torch.arange(m, device=q.device).unsqueeze(-1)
         diff = G.unsqueeze(-3) - e.unsqueeze(-2)  # [..., m, c, dk]
-        self.F = diff.masked_fill(~after.unsqueeze(-1), float("-inf")).exp()
+        self.to_row = diff.masked_fill(~after.unsqueeze(-1), float("-inf")).exp()
         self.decay = _decay(self.Gs)  # [..., m, sub, sub, dk]
 
     def blocks(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +101,7 @@ class _SubChunks:
 @torch.library.custom_op("vitlab::gla_scores", mutates_args=())
 def _gla_scores_op(q: torch.Tensor, k: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     x = _SubChunks(*_float(q, k, G))
-    between = (x.q.unsqueeze(-3) * x.F) @ (x.ks * x.E).mT  # [..., m(j), c(t), sub(s)]
+    between = (x.q.unsqueeze(-3) * x.to_row) @ (x.ks * x.from_col).mT  # [..., m(j), c(t), sub(s)]
     scores = between.movedim(-3, -2).flatten(-2)  # [..., c(t), c(s)], zero on and above the diagonal blocks
     within = (x.qs.unsqueeze(-2) * x.ks.unsqueeze(-3) * x.decay).sum(-1)  # [..., m, sub(t), sub(s)]
     x.blocks(scores)[1].copy_(within.movedim(-3, -1))
@@ -120,8 +122,8 @@ def _gla_scores_backward_op(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor
     pad = x.m * x.sub - x.c
     columns, diagonal = x.blocks(F.pad(grad, (0, pad, 0, pad)))
     # between sub-chunks: the two factors' matrix products, transposed
-    dq = (x.F * (columns @ (x.ks * x.E))).sum(-3)  # [..., c, dk]
-    dk = x.E * (columns.mT @ (x.q.unsqueeze(-3) * x.F))  # [..., m, sub, dk]
+    dq = (x.to_row * (columns @ (x.ks * x.from_col))).sum(-3)  # [..., c, dk]
+    dk = x.from_col * (columns.mT @ (x.q.unsqueeze(-3) * x.to_row))  # [..., m, sub, dk]
     # within: as the whole chunk's pairwise form
     weighted = diagonal.movedim(-1, -3).unsqueeze(-1) * x.decay  # [..., m, t, s, dk]
     dq = dq + (weighted * x.ks.unsqueeze(-3)).sum(-2).flatten(-3, -2)
