@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.rounds} rounds, alternating fresh processes (baseline first); each times {args.steps} steps after "
              f"{args.warmup} warm-up steps and reports the median. The machine's fp32 matmul read "
              f"{min(gfl):.0f}-{max(gfl):.0f} GFLOP/s (1024-square, before each run), {os.cpu_count()} CPUs.", "",
-             f"| round | {commit} (s/step) | {head} (s/step) | speed-up |", "|---|---|---|---|"]
+             f"| round | {commit} (s/step) | {this_name} (s/step) | speed-up |", "|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
         b, t = r["baseline"]["step_s"], r["this"]["step_s"]
         lines.append(f"| {i} | {b:.3f} | {t:.3f} | {b / t:.2f}x |")
