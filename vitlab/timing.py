@@ -42,9 +42,5 @@ def interleaved_medians(calls: dict[str, Callable[[], T]], repeats: int,
     results: dict[str, T] = {}
     for _ in range(repeats):
         for name, fn in calls.items():
-            synchronize(device)
-            start = time.perf_counter()
-            results[name] = fn()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(time_call(lambda: results.__setitem__(name, fn()), device))  # noqa: B023 (called at once)
     return {name: statistics.median(ts) for name, ts in times.items()}, results

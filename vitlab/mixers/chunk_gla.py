@@ -80,7 +80,7 @@ class _SubChunks:
         if pad:
             q, k = F.pad(q, (0, 0, 0, pad)), F.pad(k, (0, 0, 0, pad))
             G = torch.cat((G, G[..., -1:, :].expand(*G.shape[:-2], pad, G.shape[-1])), dim=-2)
-        self.q, self.k, self.G = q, k, G
+        self.q = q
         self.qs, self.ks, self.Gs = (x.unflatten(-2, (m, sub)) for x in (q, k, G))  # [..., m, sub, dk]
         e = self.Gs[..., -1, :]  # [..., m, dk]
         self.from_col = (e.unsqueeze(-2) - self.Gs).exp()
