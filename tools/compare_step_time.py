@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--out", default=None, help="write the Markdown report here")
     args = parser.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.strip()
+    found = subprocess.run(["git", "rev-parse", "--short", "--verify", "--quiet", f"{args.baseline}^{{commit}}"],
+                           cwd=ROOT, capture_output=True, text=True)
+    if found.returncode:
+        parser.error(f"--baseline {args.baseline!r}: not a commit of this repository")
+    commit = found.stdout.strip()
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
