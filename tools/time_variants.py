@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from vitlab.config import load_config
+from vitlab.config import apply_overrides, load_config
 from vitlab.report import emit_report
 from vitlab.sweep import check_sweep, check_variants
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default=None, help="write the Markdown report here")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = apply_overrides(load_config(args.config), args.overrides)  # train.max_steps as the runs will read it
     spec = check_sweep(cfg)
     if "variants" not in spec:
         parser.error(f"{args.config}: has no sweep.variants to time")
